@@ -1,0 +1,319 @@
+// Command smelt builds a Cargo project as a graph of cached steps.
+// It is a thin layer over smelt's packages: flags in, a report out.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"smelt/internal/config"
+	"smelt/internal/run"
+	"smelt/internal/store"
+	"smelt/internal/ui"
+)
+
+const usage = `smelt builds a Cargo project as a graph of cached steps.
+
+Usage:
+  smelt check [STEP...]      run every check of smelt.toml (or the named steps)
+  smelt build [NAME]         build the default output, a step, or a workspace member's
+                             binaries, and link ./result to it (result/bin/NAME runs)
+  smelt fetch                fetch and verify the dependency sources (Cargo.lock)
+  smelt why [STEP...]        say, without running anything, which steps would run and why
+  smelt log STEP             print the log of a step's last run
+  smelt init [--sequential]  write a commented smelt.toml (default pipeline, or the seed's chain)
+
+Flags (before or after the command):
+  -C DIR        the project (default: the current directory)
+  -j N          steps run at once (default: number of CPUs)
+  --fail-fast   stop at the first failure
+  --store DIR   the store (default: $SMELT_STORE, else $XDG_CACHE_HOME/smelt)
+  --json        print JSON events instead of text
+  -o PATH       where smelt build links the result (default: ./result in the project)
+`
+
+type options struct {
+	dir, store, out  string
+	jobs             int
+	failFast, asJSON bool
+	sequential       bool
+	force            bool
+}
+
+func main() {
+	os.Exit(mainErr(os.Args[1:]))
+}
+
+func mainErr(args []string) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Print(usage)
+		return 0
+	}
+	cmd := args[0]
+	fl := flag.NewFlagSet("smelt "+cmd, flag.ContinueOnError)
+	var o options
+	fl.StringVar(&o.dir, "C", ".", "project directory")
+	fl.StringVar(&o.store, "store", "", "store directory")
+	fl.StringVar(&o.out, "o", "", "result link")
+	fl.IntVar(&o.jobs, "j", runtime.NumCPU(), "parallel steps")
+	fl.BoolVar(&o.failFast, "fail-fast", false, "stop at the first failure")
+	fl.BoolVar(&o.asJSON, "json", false, "JSON output")
+	fl.BoolVar(&o.sequential, "sequential", false, "init: the seed's sequential chain")
+	fl.BoolVar(&o.force, "force", false, "init: overwrite smelt.toml")
+	fl.Usage = func() { fmt.Fprint(os.Stderr, usage) }
+	// Accept flags after positional arguments too: `smelt build app -j 1`.
+	var pos []string
+	rest := args[1:]
+	for {
+		if err := fl.Parse(rest); err != nil {
+			return 2
+		}
+		if fl.NArg() == 0 {
+			break
+		}
+		pos = append(pos, fl.Arg(0))
+		rest = fl.Args()[1:]
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var err error
+	code := 0
+	switch cmd {
+	case "check":
+		code, err = check(ctx, o, pos)
+	case "build":
+		code, err = build(ctx, o, pos)
+	case "fetch":
+		err = fetch(ctx, o)
+	case "why":
+		err = why(ctx, o, pos)
+	case "log":
+		err = showLog(o, pos)
+	case "init":
+		err = initConfig(o)
+	default:
+		fmt.Fprintf(os.Stderr, "smelt: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			fmt.Fprintln(os.Stderr, "smelt: interrupted; the store is consistent, nothing half-written was kept")
+			return 130
+		}
+		fmt.Fprintf(os.Stderr, "smelt: %v\n", err)
+		return 1
+	}
+	return code
+}
+
+// setup finds the project, reads its configuration and opens the store.
+func setup(o options) (string, *config.Config, *store.Store, error) {
+	root, err := run.FindRoot(o.dir)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	cfg, err := config.Load(filepath.Join(root, "smelt.toml"))
+	if errors.Is(err, fs.ErrNotExist) {
+		cfg, err = config.Default(), nil
+	}
+	if err != nil {
+		return "", nil, nil, err
+	}
+	dir := o.store
+	if dir == "" {
+		if dir, err = store.DefaultDir(); err != nil {
+			return "", nil, nil, err
+		}
+	}
+	st, err := store.Open(dir)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	return root, cfg, st, nil
+}
+
+func runSteps(ctx context.Context, o options, verb string, names []string) (*run.Report, *config.Config, *store.Store, string, error) {
+	root, cfg, st, err := setup(o)
+	if err != nil {
+		return nil, nil, nil, "", err
+	}
+	if len(names) == 0 {
+		names = cfg.Checks
+	}
+	p := ui.New(os.Stderr, o.asJSON)
+	defer p.Close()
+	where := "built-in default pipeline"
+	if cfg.File != "" {
+		where = filepath.Base(cfg.File)
+	}
+	p.Info("smelt %s %s (%s)", verb, root, where)
+	start := time.Now()
+	rep, err := run.Run(ctx, root, cfg, names, run.Options{Store: st, Jobs: o.jobs, FailFast: o.failFast, Observer: p})
+	if err != nil {
+		return nil, nil, nil, "", err
+	}
+	p.Summary(verb, rep, time.Since(start))
+	if ctx.Err() != nil {
+		return rep, cfg, st, root, ctx.Err()
+	}
+	return rep, cfg, st, root, nil
+}
+
+func check(ctx context.Context, o options, names []string) (int, error) {
+	rep, _, _, _, err := runSteps(ctx, o, "check", names)
+	if err != nil {
+		return 1, err
+	}
+	if rep.Failed() {
+		return 1, nil
+	}
+	return 0, nil
+}
+
+// build builds NAME — a step, or a workspace member whose binaries come from
+// the default output — and links the result.
+func build(ctx context.Context, o options, pos []string) (int, error) {
+	if len(pos) > 1 {
+		return 2, fmt.Errorf("build takes at most one name, got %s", strings.Join(pos, " "))
+	}
+	_, cfg, _, err := setup(o)
+	if err != nil {
+		return 1, err
+	}
+	stepName, member := cfg.Default, ""
+	if len(pos) == 1 {
+		if _, ok := cfg.Steps[pos[0]]; ok {
+			stepName = pos[0]
+		} else {
+			member = pos[0]
+		}
+	}
+	if stepName == "" {
+		return 1, fmt.Errorf("smelt.toml has no [outputs] default and no step of kind package: name the step to build")
+	}
+	rep, _, st, root, err := runSteps(ctx, o, "build", []string{stepName})
+	if err != nil {
+		return 1, err
+	}
+	r := rep.Step(stepName)
+	if rep.Failed() || r == nil || r.Result == nil {
+		return 1, nil
+	}
+	res := r.Result
+	if res.Output == "" {
+		return 1, fmt.Errorf("step %s (kind %s) has no output to link", stepName, res.Kind)
+	}
+	var keep func(store.Entry) bool
+	if member != "" {
+		bins := run.BinsOf(res, member)
+		if len(bins) == 0 {
+			return 1, fmt.Errorf("%s is neither a step (%s) nor a workspace member with binaries (%s)",
+				member, strings.Join(sortedKeys(cfg.Steps), ", "), strings.Join(run.Packages(res), ", "))
+		}
+		keep = run.BinFilter(bins)
+	}
+	dir, err := run.Materialize(st, res.Output, keep)
+	if err != nil {
+		return 1, err
+	}
+	link := o.out
+	if link == "" {
+		link = filepath.Join(root, "result")
+	}
+	if err := run.Link(dir, link); err != nil {
+		return 1, err
+	}
+	fmt.Fprintf(os.Stderr, "result: %s -> %s\n", link, dir)
+	return 0, nil
+}
+
+func fetch(ctx context.Context, o options) error {
+	root, _, st, err := setup(o)
+	if err != nil {
+		return err
+	}
+	s, err := run.Fetch(ctx, st, root)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "dependency sources: %s\n", s.Dir)
+	return nil
+}
+
+func why(ctx context.Context, o options, names []string) error {
+	root, cfg, st, err := setup(o)
+	if err != nil {
+		return err
+	}
+	if len(names) == 0 {
+		names = cfg.Checks
+	}
+	lines, err := run.Why(ctx, root, cfg, names, st)
+	if err != nil {
+		return err
+	}
+	for _, l := range lines {
+		fmt.Println(l)
+	}
+	return nil
+}
+
+func showLog(o options, pos []string) error {
+	if len(pos) != 1 {
+		return fmt.Errorf("log takes one step name")
+	}
+	root, cfg, st, err := setup(o)
+	if err != nil {
+		return err
+	}
+	if _, ok := cfg.Steps[pos[0]]; !ok {
+		return fmt.Errorf("no step named %s (steps: %s)", pos[0], strings.Join(cfg.Order, ", "))
+	}
+	path := run.LogPath(st, root, pos[0])
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("step %s has no log yet (it has not run here): %w", pos[0], err)
+	}
+	os.Stdout.Write(data)
+	return nil
+}
+
+func initConfig(o options) error {
+	root, err := run.FindRoot(o.dir)
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(root, "smelt.toml")
+	if _, err := os.Stat(path); err == nil && !o.force {
+		return fmt.Errorf("%s already exists: pass --force to overwrite it", path)
+	}
+	text := config.DefaultTOML()
+	if o.sequential {
+		text = config.SequentialTOML()
+	}
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "wrote %s\n", path)
+	return nil
+}
+
+func sortedKeys(m map[string]*config.Step) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,73 @@
+// Package cargo holds what smelt knows about cargo's behaviour: how to read
+// its failures, and how to build its command lines.
+package cargo
+
+import (
+	"regexp"
+	"strings"
+)
+
+var (
+	reChecksum  = regexp.MustCompile("checksum for `([^`]+)` changed between lock files")
+	reVerify    = regexp.MustCompile("failed to verify the checksum of `([^`]+)`")
+	reNeedsLock = regexp.MustCompile(`lock file .* needs to be updated but --locked was passed|cannot update the lock file .* because --locked was passed`)
+	reParseLock = regexp.MustCompile(`failed to parse lock file at: (\S+)`)
+	reNoMatch   = regexp.MustCompile("no matching package named `([^`]+)` found")
+)
+
+// Explain turns cargo's stderr into one sentence naming the file or crate at
+// fault and what to do. It returns "" when it has nothing better than cargo's
+// own words.
+func Explain(stderr string) string {
+	if m := reChecksum.FindStringSubmatch(stderr); m != nil {
+		return "Cargo.lock: the checksum of crate " + m[1] + " does not match the registry's; restore Cargo.lock (e.g. `git checkout Cargo.lock`) or run `cargo update -p " + crateName(m[1]) + "`"
+	}
+	if m := reVerify.FindStringSubmatch(stderr); m != nil {
+		return "Cargo.lock: the downloaded crate " + m[1] + " does not match the checksum in Cargo.lock; restore Cargo.lock or run `cargo update -p " + crateName(m[1]) + "`"
+	}
+	if reNeedsLock.MatchString(stderr) {
+		return "Cargo.lock is out of date with Cargo.toml; run `cargo update --workspace` (or `cargo generate-lockfile`) and commit Cargo.lock"
+	}
+	if m := reParseLock.FindStringSubmatch(stderr); m != nil {
+		detail := FirstError(stderr[strings.Index(stderr, m[0])+len(m[0]):])
+		return m[1] + " cannot be parsed (" + detail + "); fix it or regenerate it with `cargo generate-lockfile`"
+	}
+	if m := reNoMatch.FindStringSubmatch(stderr); m != nil {
+		return "no crate named " + m[1] + " is in the vendored sources; run `cargo update --workspace` so that Cargo.lock lists it"
+	}
+	return ""
+}
+
+// FirstError returns cargo's first error with its causes, on one line.
+func FirstError(stderr string) string {
+	var parts []string
+	lines := strings.Split(stderr, "\n")
+	for i := 0; i < len(lines); i++ {
+		l := strings.TrimSpace(lines[i])
+		if strings.HasPrefix(l, "error") && len(parts) == 0 {
+			parts = append(parts, strings.TrimSpace(strings.TrimPrefix(strings.TrimPrefix(l, "error:"), "error")))
+			continue
+		}
+		if len(parts) > 0 && l == "Caused by:" && i+1 < len(lines) {
+			parts = append(parts, strings.TrimSpace(lines[i+1]))
+			i++
+		}
+	}
+	if len(parts) == 0 {
+		for i := len(lines) - 1; i >= 0; i-- {
+			if l := strings.TrimSpace(lines[i]); l != "" {
+				return l
+			}
+		}
+		return ""
+	}
+	return strings.Join(parts, ": ")
+}
+
+// crateName takes "itoa v1.0.19" to "itoa".
+func crateName(s string) string {
+	if i := strings.IndexByte(s, ' '); i > 0 {
+		return s[:i]
+	}
+	return s
+}

@@ -1,0 +1,233 @@
+// Package plan turns a configuration into a graph of steps, computes each
+// step's key from its inputs, and explains why a key changed.
+package plan
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+
+	"smelt/internal/cargo"
+	"smelt/internal/config"
+	"smelt/internal/store"
+)
+
+// Node is one step of the graph.
+type Node struct {
+	Step     *config.Step
+	Parent   *Node           // the step whose artifacts it inherits
+	Children []*Node         // steps that inherit from it
+	Commands []cargo.Command // what it runs
+}
+
+// Name is the step's name.
+func (n *Node) Name() string { return n.Step.Name }
+
+// Graph holds every step of a configuration.
+type Graph struct {
+	Nodes map[string]*Node
+	Order []string // topological: a step comes after the step it inherits from
+}
+
+// New builds the graph of every step in cfg. Commands are worked out over the
+// whole configuration, never a selection of it, so the deps step's key is the
+// same whichever output is asked for.
+func New(cfg *config.Config) (*Graph, error) {
+	g := &Graph{Nodes: map[string]*Node{}}
+	for _, name := range cfg.Order {
+		g.Nodes[name] = &Node{Step: cfg.Steps[name]}
+	}
+	for _, name := range cfg.Order {
+		n := g.Nodes[name]
+		if a := n.Step.Artifacts; a != "" {
+			p, ok := g.Nodes[a]
+			if !ok {
+				return nil, fmt.Errorf("step %s inherits from unknown step %s", name, a)
+			}
+			n.Parent = p
+			p.Children = append(p.Children, n)
+		}
+	}
+	seen := map[string]bool{}
+	var visit func(n *Node)
+	visit = func(n *Node) {
+		if seen[n.Name()] {
+			return
+		}
+		seen[n.Name()] = true
+		g.Order = append(g.Order, n.Name())
+		for _, c := range n.Children {
+			visit(c)
+		}
+	}
+	for _, name := range cfg.Order {
+		if g.Nodes[name].Parent == nil {
+			visit(g.Nodes[name])
+		}
+	}
+	if len(g.Order) != len(cfg.Order) {
+		return nil, fmt.Errorf("the steps' artifacts form a cycle")
+	}
+	for _, n := range g.Nodes {
+		var heirs []*config.Step
+		for _, h := range n.Descendants() {
+			heirs = append(heirs, h.Step)
+		}
+		n.Commands = cargo.Commands(n.Step, heirs)
+	}
+	return g, nil
+}
+
+// Descendants lists the steps that inherit from n, directly or not, in a
+// stable order.
+func (n *Node) Descendants() []*Node {
+	var out []*Node
+	var walk func(*Node)
+	walk = func(m *Node) {
+		for _, c := range m.Children {
+			out = append(out, c)
+			walk(c)
+		}
+	}
+	walk(n)
+	return out
+}
+
+// Select returns the named steps and every step they inherit from, in
+// graph order.
+func (g *Graph) Select(names []string) ([]*Node, error) {
+	want := map[string]bool{}
+	for _, name := range names {
+		n, ok := g.Nodes[name]
+		if !ok {
+			return nil, fmt.Errorf("no step named %s (steps: %s)", name, strings.Join(g.Order, ", "))
+		}
+		for ; n != nil; n = n.Parent {
+			want[n.Name()] = true
+		}
+	}
+	var out []*Node
+	for _, name := range g.Order {
+		if want[name] {
+			out = append(out, g.Nodes[name])
+		}
+	}
+	return out, nil
+}
+
+// KeepsArtifacts reports whether a kind's target/ is stored for heirs.
+func KeepsArtifacts(kind string) bool { return kind != "fmt" }
+
+// UsesDependencies reports whether a kind needs the vendored sources.
+func UsesDependencies(kind string) bool { return kind != "fmt" }
+
+// Inputs are the named parts of a step's key. Everything that can change a
+// step's result is here, and nothing else: no absolute paths, no times.
+type Inputs map[string]string
+
+// StepInputs returns the inputs that come from the step's own definition.
+func StepInputs(n *Node) Inputs {
+	s := n.Step
+	def, _ := json.Marshal(struct {
+		Kind              string
+		Args              []string
+		Profile           string
+		Features          []string
+		AllFeatures       bool
+		NoDefaultFeatures bool
+		Target            string
+		CargoArgs         []string
+		Env               map[string]string
+		Include, Exclude  []string
+	}{s.Kind, s.Args, s.Profile, s.Features, s.AllFeatures, s.NoDefaultFeatures, s.Target, s.CargoArgs, s.Env, s.Include, s.Exclude})
+	cmds, _ := json.Marshal(n.Commands)
+	return Inputs{
+		"smelt":    store.FormatVersion,
+		"step":     store.HashBytes(def),
+		"commands": store.HashBytes(cmds),
+	}
+}
+
+// Key hashes the inputs.
+func (in Inputs) Key() string {
+	names := make([]string, 0, len(in))
+	for k := range in {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	for _, k := range names {
+		fmt.Fprintf(&b, "%s=%s\n", k, in[k])
+	}
+	return store.HashBytes([]byte(b.String()))
+}
+
+// inputWords says in words what each input is.
+var inputWords = map[string]string{
+	"smelt":        "smelt's store format changed",
+	"step":         "the step's settings in smelt.toml changed",
+	"commands":     "the cargo commands changed (settings of a step that inherits from it)",
+	"source":       "source changed",
+	"vendor":       "Cargo.lock changed (dependency sources)",
+	"toolchain":    "the Rust toolchain changed",
+	"cargo-config": "cargo's user configuration changed",
+	"artifacts":    "the artifacts it inherits changed",
+}
+
+// Explain says why inputs now differ from old (the last successful run's),
+// naming changed source files when both file lists are given.
+func Explain(old, now Inputs, oldFiles, nowFiles map[string]string) string {
+	if old == nil {
+		return "first run"
+	}
+	var reasons []string
+	names := make([]string, 0, len(now))
+	for k := range now {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		if old[k] == now[k] {
+			continue
+		}
+		r := inputWords[k]
+		if r == "" {
+			r = k + " changed"
+		}
+		if k == "source" && oldFiles != nil && nowFiles != nil {
+			if d := DiffFiles(oldFiles, nowFiles); d != "" {
+				r += ": " + d
+			}
+		}
+		reasons = append(reasons, r)
+	}
+	if len(reasons) == 0 {
+		return "its earlier result is not in the store"
+	}
+	return strings.Join(reasons, "; ")
+}
+
+// DiffFiles names the files that differ, at most three of them.
+func DiffFiles(old, now map[string]string) string {
+	var changed []string
+	for p, h := range now {
+		if o, ok := old[p]; !ok {
+			changed = append(changed, "+"+p)
+		} else if o != h {
+			changed = append(changed, p)
+		}
+	}
+	for p := range old {
+		if _, ok := now[p]; !ok {
+			changed = append(changed, "-"+p)
+		}
+	}
+	sort.Slice(changed, func(i, j int) bool {
+		return strings.TrimLeft(changed[i], "+-") < strings.TrimLeft(changed[j], "+-")
+	})
+	if len(changed) > 3 {
+		return fmt.Sprintf("%s and %d more", strings.Join(changed[:3], ", "), len(changed)-3)
+	}
+	return strings.Join(changed, ", ")
+}

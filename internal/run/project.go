@@ -1,0 +1,213 @@
+package run
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"smelt/internal/skeleton"
+	"smelt/internal/source"
+	"smelt/internal/store"
+	"smelt/internal/toolchain"
+	"smelt/internal/vendor"
+)
+
+// FindRoot returns the workspace root for dir: the nearest ancestor whose
+// Cargo.toml declares a [workspace], else the nearest with a Cargo.toml.
+func FindRoot(dir string) (string, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	first := ""
+	for d := abs; ; d = filepath.Dir(d) {
+		data, err := os.ReadFile(filepath.Join(d, "Cargo.toml"))
+		if err == nil {
+			if first == "" {
+				first = d
+			}
+			if bytes.Contains(data, []byte("[workspace]")) {
+				return d, nil
+			}
+		}
+		if filepath.Dir(d) == d {
+			break
+		}
+	}
+	if first == "" {
+		return "", fmt.Errorf("no Cargo.toml in %s or any directory above it: run smelt inside a Cargo project (or pass -C DIR)", abs)
+	}
+	return first, nil
+}
+
+// envKeep are the variables a step sees from smelt's own environment. A step
+// is hermetic: anything else (RUSTFLAGS, CARGO_TARGET_DIR, …) must be
+// declared in smelt.toml, where it enters the key.
+var envKeep = []string{"PATH", "HOME", "USER", "LOGNAME", "CARGO_HOME", "RUSTUP_HOME", "RUSTUP_TOOLCHAIN", "TMPDIR", "LANG", "LC_ALL"}
+
+// BaseEnv is the environment every step starts from.
+func BaseEnv() []string {
+	var env []string
+	for _, k := range envKeep {
+		if v, ok := os.LookupEnv(k); ok {
+			env = append(env, k+"="+v)
+		}
+	}
+	return env
+}
+
+// project is what all steps of one run share, computed at most once.
+type project struct {
+	root string
+	id   string // names the project's working directories in the store
+	st   *store.Store
+
+	tc          *toolchain.Identity
+	cargoConfig string // hash of cargo's user-level configuration
+
+	mu       sync.Mutex
+	sources  map[string]source.Tree // by include/exclude
+	skels    map[string]source.Tree
+	vendorMu sync.Mutex
+	vendored *vendor.Sources
+}
+
+func newProject(ctx context.Context, st *store.Store, root string) (*project, error) {
+	p := &project{
+		root:    root,
+		id:      projectID(root),
+		st:      st,
+		sources: map[string]source.Tree{},
+		skels:   map[string]source.Tree{},
+	}
+	tc, err := toolchain.Detect(ctx, st, root, BaseEnv())
+	if err != nil {
+		return nil, err
+	}
+	p.tc = tc
+	p.cargoConfig = cargoUserConfig()
+	return p, nil
+}
+
+// projectID names a project's working directories and logs in the store.
+func projectID(root string) string {
+	return store.HashBytes([]byte(root))[:12] + "-" + filepath.Base(root)
+}
+
+// cargoUserConfig hashes cargo's configuration outside the project (in
+// CARGO_HOME): it can set flags that change every build.
+func cargoUserConfig() string {
+	home := os.Getenv("CARGO_HOME")
+	if home == "" {
+		h, _ := os.UserHomeDir()
+		home = filepath.Join(h, ".cargo")
+	}
+	var b strings.Builder
+	for _, name := range []string{"config.toml", "config"} {
+		if data, err := os.ReadFile(filepath.Join(home, name)); err == nil {
+			b.WriteString(name + ":" + store.HashBytes(data) + "\n")
+		}
+	}
+	return store.HashBytes([]byte(b.String()))
+}
+
+func globKey(include, exclude []string) string {
+	return strings.Join(include, "\x00") + "\x01" + strings.Join(exclude, "\x00")
+}
+
+// source returns the cleaned source for a step's include/exclude globs.
+func (p *project) source(include, exclude []string) (source.Tree, error) {
+	k := globKey(include, exclude)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if t, ok := p.sources[k]; ok {
+		return t, nil
+	}
+	t, err := source.Clean(p.root, include, exclude)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := t.Get("Cargo.lock"); !ok {
+		return nil, fmt.Errorf("no Cargo.lock in %s: run `cargo generate-lockfile` and commit it (smelt builds exactly the versions the lock file names)", p.root)
+	}
+	p.sources[k] = t
+	return t, nil
+}
+
+// skeleton returns the deps skeleton of the cleaned source.
+func (p *project) skeleton(include, exclude []string) (source.Tree, error) {
+	src, err := p.source(include, exclude)
+	if err != nil {
+		return nil, err
+	}
+	k := globKey(include, exclude)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if t, ok := p.skels[k]; ok {
+		return t, nil
+	}
+	m, err := skeleton.Make(src.Map())
+	if err != nil {
+		return nil, fmt.Errorf("make the dependency skeleton: %w", err)
+	}
+	t := source.FromMap(m)
+	p.skels[k] = t
+	return t, nil
+}
+
+// vendorID is the id of the vendored sources for the project's Cargo.lock.
+func (p *project) vendorID() (string, error) {
+	src, err := p.source(nil, nil)
+	if err != nil {
+		return "", err
+	}
+	lock, _ := src.Get("Cargo.lock")
+	return vendor.ID(lock.Data), nil
+}
+
+// vendor fetches the dependency sources once per run (and once per lock
+// file across runs and projects).
+func (p *project) vendor(ctx context.Context, log *os.File) (*vendor.Sources, error) {
+	p.vendorMu.Lock()
+	defer p.vendorMu.Unlock()
+	if p.vendored != nil {
+		return p.vendored, nil
+	}
+	id, err := p.vendorID()
+	if err != nil {
+		return nil, err
+	}
+	if s, ok := vendor.Lookup(p.st, id); ok {
+		p.vendored = s
+		return s, nil
+	}
+	skel, err := p.skeleton(nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := p.st.TempDir("fetch-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	times := source.MTimes(skel, nil, 0, timeNow())
+	if err := source.Layout(dir, skel, times); err != nil {
+		return nil, err
+	}
+	// Fetching is the one step that may use the network, so it sees the
+	// whole environment (proxies, registry tokens).
+	s, err := vendor.Fetch(ctx, p.st, dir, id, os.Environ(), log)
+	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("fetch dependency sources for %s: %w", filepath.Join(p.root, "Cargo.lock"), err)
+	}
+	p.vendored = s
+	return s, nil
+}

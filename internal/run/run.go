@@ -1,0 +1,318 @@
+// Package run executes a graph of steps: each step's key is computed from
+// its inputs, a stored result is reused when the key matches, and otherwise
+// the step runs cargo in its own working directory over the artifacts it
+// inherits, and its new artifacts are stored as a layer.
+package run
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"smelt/internal/config"
+	"smelt/internal/plan"
+	"smelt/internal/source"
+	"smelt/internal/store"
+)
+
+// timeNow is the clock for the mtime rule.
+var timeNow = time.Now
+
+// Status is how a step ended.
+type Status int
+
+// The ways a step can end.
+const (
+	Cached Status = iota
+	Built
+	Failed
+	Skipped
+)
+
+func (s Status) String() string {
+	return [...]string{"cached", "built", "failed", "skipped"}[s]
+}
+
+// StepReport is what happened to one step.
+type StepReport struct {
+	Name    string
+	Kind    string
+	Status  Status
+	Reason  string // why it ran, or why it was skipped
+	Err     error  // why it failed
+	Log     string // path of the full log
+	Tail    []string
+	Seconds float64
+	Result  *store.Result
+}
+
+// Report is what happened to every selected step, in graph order.
+type Report struct {
+	Steps []*StepReport
+}
+
+// Failed reports whether any step failed or was skipped.
+func (r *Report) Failed() bool {
+	for _, s := range r.Steps {
+		if s.Status == Failed || s.Status == Skipped {
+			return true
+		}
+	}
+	return false
+}
+
+// Step returns the report of the named step.
+func (r *Report) Step(name string) *StepReport {
+	for _, s := range r.Steps {
+		if s.Name == name {
+			return s
+		}
+	}
+	return nil
+}
+
+// Observer hears about steps as they start and end (the UI).
+type Observer interface {
+	Started(name, kind, reason string)
+	Finished(r *StepReport)
+}
+
+// Options configure a run.
+type Options struct {
+	Store    *store.Store
+	Jobs     int  // steps running at once; 0 means 1
+	FailFast bool // stop everything at the first failure
+	Observer Observer
+}
+
+// Run runs the named steps of cfg (and the steps they inherit from) for the
+// workspace at root.
+func Run(ctx context.Context, root string, cfg *config.Config, names []string, opt Options) (*Report, error) {
+	g, err := plan.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	nodes, err := g.Select(names)
+	if err != nil {
+		return nil, err
+	}
+	p, err := newProject(ctx, opt.Store, root)
+	if err != nil {
+		return nil, err
+	}
+	jobs := opt.Jobs
+	if jobs < 1 {
+		jobs = 1
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	e := &engine{p: p, opt: opt, sem: make(chan struct{}, jobs), cancel: cancel}
+	rep := &Report{}
+	done := map[string]chan struct{}{}
+	reports := map[string]*StepReport{}
+	for _, n := range nodes {
+		done[n.Name()] = make(chan struct{})
+		reports[n.Name()] = &StepReport{Name: n.Name(), Kind: n.Step.Kind}
+		rep.Steps = append(rep.Steps, reports[n.Name()])
+	}
+	var wg sync.WaitGroup
+	for _, n := range nodes {
+		wg.Add(1)
+		go func(n *plan.Node) {
+			defer wg.Done()
+			defer close(done[n.Name()])
+			r := reports[n.Name()]
+			var parent *store.Result
+			if n.Parent != nil {
+				<-done[n.Parent.Name()]
+				pr := reports[n.Parent.Name()]
+				if pr.Status == Failed || pr.Status == Skipped {
+					r.Status, r.Reason = Skipped, n.Parent.Name()+" "+pr.Status.String()
+					e.finished(r)
+					return
+				}
+				parent = pr.Result
+			}
+			e.step(ctx, n, parent, r)
+			e.finished(r)
+		}(n)
+	}
+	wg.Wait()
+	return rep, nil
+}
+
+type engine struct {
+	p      *project
+	opt    Options
+	sem    chan struct{}
+	cancel context.CancelFunc
+	mu     sync.Mutex
+}
+
+func (e *engine) finished(r *StepReport) {
+	if r.Status == Failed && e.opt.FailFast {
+		e.cancel()
+	}
+	if e.opt.Observer != nil {
+		e.mu.Lock()
+		e.opt.Observer.Finished(r)
+		e.mu.Unlock()
+	}
+}
+
+func (e *engine) started(n *plan.Node, reason string) {
+	if e.opt.Observer != nil {
+		e.mu.Lock()
+		e.opt.Observer.Started(n.Name(), n.Step.Kind, reason)
+		e.mu.Unlock()
+	}
+}
+
+// stepSource is the tree a step sees: the skeleton for deps, else the
+// cleaned source.
+func (e *engine) stepSource(s *config.Step) (source.Tree, error) {
+	if s.Kind == "deps" {
+		return e.p.skeleton(s.Include, s.Exclude)
+	}
+	return e.p.source(s.Include, s.Exclude)
+}
+
+// inputs are the named parts of the step's key.
+func (e *engine) inputs(n *plan.Node, src source.Tree, parent *store.Result) (plan.Inputs, error) {
+	in := plan.StepInputs(n)
+	in["source"] = src.Hash()
+	in["toolchain"] = e.p.tc.ID
+	in["cargo-config"] = e.p.cargoConfig
+	if plan.UsesDependencies(n.Step.Kind) {
+		id, err := e.p.vendorID()
+		if err != nil {
+			return nil, err
+		}
+		in["vendor"] = id
+	}
+	if n.Parent != nil {
+		in["artifacts"] = parent.ArtifactsID
+		if !plan.KeepsArtifacts(n.Parent.Step.Kind) {
+			in["artifacts"] = "none"
+		}
+	}
+	return in, nil
+}
+
+// state is what smelt remembers of a step's last success in this project,
+// to explain the next rebuild.
+type state struct {
+	Key    string            `json:"key"`
+	Inputs plan.Inputs       `json:"inputs"`
+	Files  map[string]string `json:"files"`
+}
+
+func (e *engine) stateRel(name string) string {
+	return filepath.Join("state", "projects", e.p.id, name+".json")
+}
+
+func fileMap(t source.Tree) map[string]string {
+	m := make(map[string]string, len(t))
+	for _, f := range t {
+		m[f.Path] = f.Hash
+	}
+	return m
+}
+
+// Why explains what a step's next run would do.
+func (e *engine) why(n *plan.Node, in plan.Inputs, src source.Tree) string {
+	var old state
+	if err := e.p.st.ReadJSON(e.stateRel(n.Name()), &old); err != nil {
+		return plan.Explain(nil, in, nil, nil)
+	}
+	return plan.Explain(old.Inputs, in, old.Files, fileMap(src))
+}
+
+func (e *engine) step(ctx context.Context, n *plan.Node, parent *store.Result, r *StepReport) {
+	fail := func(err error) {
+		r.Status, r.Err = Failed, err
+	}
+	src, err := e.stepSource(n.Step)
+	if err != nil {
+		fail(err)
+		return
+	}
+	in, err := e.inputs(n, src, parent)
+	if err != nil {
+		fail(err)
+		return
+	}
+	key := in.Key()
+	if res, err := e.p.st.LookupResult(key); err != nil {
+		fail(err)
+		return
+	} else if res != nil {
+		r.Status, r.Result = Cached, res
+		return
+	}
+	r.Reason = e.why(n, in, src)
+	select {
+	case e.sem <- struct{}{}:
+	case <-ctx.Done():
+		r.Status, r.Reason = Skipped, "canceled"
+		return
+	}
+	defer func() { <-e.sem }()
+	e.started(n, r.Reason)
+	start := time.Now()
+	res, err := e.execute(ctx, n, src, in, key, parent, r)
+	r.Seconds = time.Since(start).Seconds()
+	if err != nil {
+		if ctx.Err() != nil && !errors.Is(err, errStepFailed) {
+			r.Status, r.Reason = Skipped, "canceled"
+			return
+		}
+		fail(err)
+		return
+	}
+	r.Status, r.Result = Built, res
+	st := state{Key: key, Inputs: in, Files: fileMap(src)}
+	if err := e.p.st.WriteJSON(e.stateRel(n.Name()), &st); err != nil {
+		fail(err)
+	}
+}
+
+var errStepFailed = errors.New("step failed")
+
+// workDir locks and returns the step's working directory. It is kept between
+// runs so that restoring artifacts into it costs only what changed, and
+// locked so that two smelt processes never share it.
+func (e *engine) workDir(name string) (string, func(), error) {
+	dir := filepath.Join(e.p.st.Dir, "work", e.p.id, name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", nil, err
+	}
+	f, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return "", nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		f.Close()
+		return "", nil, fmt.Errorf("lock %s: %w", dir, err)
+	}
+	return dir, func() { f.Close() }, nil
+}
+
+func tail(path string, n int) []string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return lines
+}

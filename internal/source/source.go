@@ -1,0 +1,297 @@
+// Package source selects what of a project a step may see (the cleaned
+// source), hashes it, and lays it out in a step's working directory under
+// the mtime rule that keeps cargo from reusing stale artifacts.
+package source
+
+import (
+	"bytes"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/bmatcuk/doublestar/v4"
+
+	"smelt/internal/store"
+)
+
+// File is one file of a cleaned source.
+type File struct {
+	Path string // slash-separated, relative to the workspace root
+	Hash string
+	Exec bool
+	Data []byte
+}
+
+// Tree is a cleaned source, sorted by path.
+type Tree []File
+
+// keptNames are the files Cargo and its tools read besides *.rs files.
+var keptNames = map[string]bool{
+	"Cargo.toml": true, "Cargo.lock": true,
+	"rust-toolchain": true, "rust-toolchain.toml": true,
+	"clippy.toml": true, ".clippy.toml": true,
+	"rustfmt.toml": true, ".rustfmt.toml": true,
+	"deny.toml": true,
+}
+
+// kept reports whether Cargo needs rel (a slash path) to build.
+func kept(rel string) bool {
+	base := path.Base(rel)
+	if strings.HasSuffix(base, ".rs") || keptNames[base] {
+		return true
+	}
+	return rel == ".cargo/config.toml" || rel == ".cargo/config" ||
+		strings.HasSuffix(rel, "/.cargo/config.toml") || strings.HasSuffix(rel, "/.cargo/config")
+}
+
+// skipDir reports whether a directory can hold nothing a build needs: VCS
+// metadata, build output, smelt's own state.
+func skipDir(abs, rel, name string) bool {
+	switch name {
+	case ".git", ".hg", ".svn", ".smelt", "node_modules":
+		return true
+	case "target":
+		if rel == "target" {
+			return true
+		}
+		_, err := os.Stat(filepath.Join(abs, "CACHEDIR.TAG"))
+		return err == nil
+	}
+	return strings.HasPrefix(name, ".") && name != ".cargo"
+}
+
+// includeMacro finds files that Rust code pulls in at compile time, such as
+// `#![doc = include_str!("../README.md")]`: they are part of the build even
+// though they are not Rust files.
+var includeMacro = regexp.MustCompile(`include_(?:str|bytes)!\s*\(\s*"([^"]+)"\s*\)`)
+
+// Clean reads the cleaned source of the workspace at root: every file Cargo
+// needs, every file named by include_str!/include_bytes!, plus files matching
+// include, minus those matching exclude (globs over slash paths, `**` allowed).
+func Clean(root string, include, exclude []string) (Tree, error) {
+	for _, g := range append(append([]string{}, include...), exclude...) {
+		if !doublestar.ValidatePattern(g) {
+			return nil, fmt.Errorf("invalid glob %q in include/exclude", g)
+		}
+	}
+	match := func(globs []string, rel string) bool {
+		for _, g := range globs {
+			if ok, _ := doublestar.Match(g, rel); ok {
+				return true
+			}
+		}
+		return false
+	}
+	files := map[string]File{}
+	all := map[string]bool{}
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if p == root {
+			return nil
+		}
+		rel, _ := filepath.Rel(root, p)
+		rel = filepath.ToSlash(rel)
+		if d.IsDir() {
+			if skipDir(p, rel, d.Name()) && !match(include, rel+"/x") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		info, err := os.Stat(p) // follows symlinks: a linked file counts as its content
+		if err != nil || !info.Mode().IsRegular() {
+			return nil // dangling links, links to directories, sockets
+		}
+		all[rel] = true
+		if match(exclude, rel) || !(kept(rel) || match(include, rel)) {
+			return nil
+		}
+		f, err := readFile(p, rel, info)
+		if err != nil {
+			return err
+		}
+		files[rel] = f
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read source %s: %w", root, err)
+	}
+	// Follow include_str!/include_bytes! once (included files are not Rust,
+	// so they include nothing further).
+	for _, f := range mapValues(files) {
+		if !strings.HasSuffix(f.Path, ".rs") {
+			continue
+		}
+		for _, m := range includeMacro.FindAllSubmatch(f.Data, -1) {
+			rel := path.Clean(path.Join(path.Dir(f.Path), string(m[1])))
+			if _, ok := files[rel]; ok || !all[rel] || match(exclude, rel) {
+				continue
+			}
+			p := filepath.Join(root, filepath.FromSlash(rel))
+			info, err := os.Stat(p)
+			if err != nil {
+				continue
+			}
+			inc, err := readFile(p, rel, info)
+			if err != nil {
+				return nil, err
+			}
+			files[rel] = inc
+		}
+	}
+	t := Tree(mapValues(files))
+	sort.Slice(t, func(i, j int) bool { return t[i].Path < t[j].Path })
+	return t, nil
+}
+
+func mapValues(m map[string]File) []File {
+	out := make([]File, 0, len(m))
+	for _, f := range m {
+		out = append(out, f)
+	}
+	return out
+}
+
+func readFile(p, rel string, info fs.FileInfo) (File, error) {
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return File{}, fmt.Errorf("read %s: %w", p, err)
+	}
+	return File{Path: rel, Hash: store.HashBytes(data), Exec: info.Mode()&0o111 != 0, Data: data}, nil
+}
+
+// FromMap builds a tree from in-memory files (used for the deps skeleton).
+func FromMap(m map[string][]byte) Tree {
+	t := make(Tree, 0, len(m))
+	for p, d := range m {
+		t = append(t, File{Path: p, Hash: store.HashBytes(d), Data: d})
+	}
+	sort.Slice(t, func(i, j int) bool { return t[i].Path < t[j].Path })
+	return t
+}
+
+// Map returns the tree as path → contents.
+func (t Tree) Map() map[string][]byte {
+	m := make(map[string][]byte, len(t))
+	for _, f := range t {
+		m[f.Path] = f.Data
+	}
+	return m
+}
+
+// Get returns the file at p.
+func (t Tree) Get(p string) (File, bool) {
+	i := sort.Search(len(t), func(i int) bool { return t[i].Path >= p })
+	if i < len(t) && t[i].Path == p {
+		return t[i], true
+	}
+	return File{}, false
+}
+
+// Hash identifies the tree by its paths, exec bits and contents.
+func (t Tree) Hash() string {
+	var b strings.Builder
+	for _, f := range t {
+		fmt.Fprintf(&b, "%s\x00%v\x00%s\n", f.Path, f.Exec, f.Hash)
+	}
+	return store.HashBytes([]byte(b.String()))
+}
+
+// BaseTime is the mtime of source files when no inherited artifacts constrain
+// it: a fixed time, so that layouts are reproducible.
+var BaseTime = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()
+
+// MTimes applies the mtime rule (DESIGN.md, fact 2). prev is the source that
+// produced the inherited artifacts and newest the newest mtime in them. A file
+// identical to its counterpart in prev keeps that file's mtime, so cargo
+// recompiles nothing for it; every other file gets a time strictly newer than
+// all inherited artifacts, so cargo can never take it for fresh.
+func MTimes(t Tree, prev []store.SourceFile, newest int64, now time.Time) []store.SourceFile {
+	old := make(map[string]store.SourceFile, len(prev))
+	for _, f := range prev {
+		old[f.Path] = f
+	}
+	changed := now.UnixNano()
+	if min := newest + int64(time.Second); changed < min {
+		changed = min
+	}
+	if len(prev) == 0 && newest == 0 {
+		changed = BaseTime
+	}
+	out := make([]store.SourceFile, len(t))
+	for i, f := range t {
+		m := changed
+		if o, ok := old[f.Path]; ok && o.Hash == f.Hash {
+			m = o.MTime
+		}
+		out[i] = store.SourceFile{Path: f.Path, Hash: f.Hash, MTime: m}
+	}
+	return out
+}
+
+// Layout makes dir hold exactly the tree (leaving dir/target alone), with the
+// mtimes given, rewriting only files whose contents differ.
+func Layout(dir string, t Tree, times []store.SourceFile) error {
+	want := make(map[string]bool, len(t))
+	for _, f := range t {
+		want[f.Path] = true
+	}
+	// Remove stale files (and directories left empty) from an earlier layout.
+	var stale []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if os.IsNotExist(err) {
+				return filepath.SkipAll
+			}
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		rel = filepath.ToSlash(rel)
+		if rel == "target" && d.IsDir() {
+			return filepath.SkipDir
+		}
+		if !d.IsDir() && !want[rel] {
+			stale = append(stale, p)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("lay out source in %s: %w", dir, err)
+	}
+	for _, p := range stale {
+		if err := os.Remove(p); err != nil {
+			return err
+		}
+	}
+	for i, f := range t {
+		p := filepath.Join(dir, filepath.FromSlash(f.Path))
+		mode := os.FileMode(0o644)
+		if f.Exec {
+			mode = 0o755
+		}
+		if cur, err := os.ReadFile(p); err != nil || !bytes.Equal(cur, f.Data) {
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				return err
+			}
+			os.Remove(p)
+			if err := os.WriteFile(p, f.Data, mode); err != nil {
+				return fmt.Errorf("lay out %s: %w", p, err)
+			}
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			return err
+		}
+		mt := time.Unix(0, times[i].MTime)
+		if err := os.Chtimes(p, mt, mt); err != nil {
+			return err
+		}
+	}
+	return nil
+}

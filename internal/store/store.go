@@ -1,0 +1,249 @@
+// Package store is smelt's content-addressed store on local disk: file
+// contents by hash, tree layers, and the map from a step's key to its result.
+//
+// Every write goes to a temporary file in the store and is renamed into
+// place, so a reader never sees half a file and an interrupted smelt leaves
+// only garbage under tmp/, never a corrupt entry. Objects and layers are
+// named by their content, so two processes writing the same one race
+// harmlessly: both write the same bytes.
+package store
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// FormatVersion enters every key: bump it when the meaning of stored data changes.
+const FormatVersion = "smelt-store-1"
+
+// Store is one store directory.
+type Store struct {
+	Dir string
+}
+
+// DefaultDir is $SMELT_STORE, else $XDG_CACHE_HOME/smelt, else ~/.cache/smelt.
+func DefaultDir() (string, error) {
+	if d := os.Getenv("SMELT_STORE"); d != "" {
+		return d, nil
+	}
+	d, err := os.UserCacheDir()
+	if err != nil {
+		return "", fmt.Errorf("find a cache directory for the store (set SMELT_STORE): %w", err)
+	}
+	return filepath.Join(d, "smelt"), nil
+}
+
+// Open creates the store's directories if needed.
+func Open(dir string) (*Store, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	for _, sub := range []string{"objects", "layers", "results", "vendor", "out", "logs", "tmp", "state", "work"} {
+		if err := os.MkdirAll(filepath.Join(abs, sub), 0o755); err != nil {
+			return nil, fmt.Errorf("open store %s: %w", abs, err)
+		}
+	}
+	return &Store{Dir: abs}, nil
+}
+
+// HashBytes is the store's hash function, as lowercase hex.
+func HashBytes(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// HashFile hashes a file's contents.
+func HashFile(path string) (string, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", 0, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return "", 0, fmt.Errorf("read %s: %w", path, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), n, nil
+}
+
+func fanout(dir, name string) string {
+	if len(name) < 3 {
+		return filepath.Join(dir, name)
+	}
+	return filepath.Join(dir, name[:2], name[2:])
+}
+
+// ObjectPath is where the object with this hash lives.
+func (s *Store) ObjectPath(hash string) string { return fanout(filepath.Join(s.Dir, "objects"), hash) }
+
+// HasObject reports whether an object is present.
+func (s *Store) HasObject(hash string) bool {
+	_, err := os.Stat(s.ObjectPath(hash))
+	return err == nil
+}
+
+// TempFile creates a file under the store's tmp/ directory, on the same file
+// system as its final place so that a rename publishes it atomically.
+func (s *Store) TempFile(pattern string) (*os.File, error) {
+	return os.CreateTemp(filepath.Join(s.Dir, "tmp"), pattern)
+}
+
+// TempDir creates a directory under tmp/.
+func (s *Store) TempDir(pattern string) (string, error) {
+	return os.MkdirTemp(filepath.Join(s.Dir, "tmp"), pattern)
+}
+
+// publish renames tmp to dst, creating dst's directory.
+func publish(tmp, dst string) error {
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return nil
+}
+
+// PutFile copies the file at path into the store under the given hash (which
+// the caller computed) unless it is already there.
+func (s *Store) PutFile(path, hash string) error {
+	dst := s.ObjectPath(hash)
+	if _, err := os.Stat(dst); err == nil {
+		return nil
+	}
+	src, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	tmp, err := s.TempFile("obj-*")
+	if err != nil {
+		return err
+	}
+	// io.Copy between two *os.File uses copy_file_range, so the kernel copies
+	// (or clones) without the data passing through smelt.
+	if _, err := io.Copy(tmp, src); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return fmt.Errorf("store %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	return publish(tmp.Name(), dst)
+}
+
+// PutBytes stores b and returns its hash.
+func (s *Store) PutBytes(b []byte) (string, error) {
+	hash := HashBytes(b)
+	dst := s.ObjectPath(hash)
+	if _, err := os.Stat(dst); err == nil {
+		return hash, nil
+	}
+	if err := s.writeAtomic(dst, b); err != nil {
+		return "", err
+	}
+	return hash, nil
+}
+
+// ReadObject returns an object's bytes.
+func (s *Store) ReadObject(hash string) ([]byte, error) {
+	return os.ReadFile(s.ObjectPath(hash))
+}
+
+func (s *Store) writeAtomic(dst string, b []byte) error {
+	tmp, err := s.TempFile("w-*")
+	if err != nil {
+		return err
+	}
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	return publish(tmp.Name(), dst)
+}
+
+// WriteJSON atomically writes v as JSON to a path relative to the store.
+func (s *Store) WriteJSON(rel string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return s.writeAtomic(filepath.Join(s.Dir, rel), b)
+}
+
+// ReadJSON reads a JSON file relative to the store. A missing file returns
+// an error wrapping fs.ErrNotExist.
+func (s *Store) ReadJSON(rel string, v any) error {
+	b, err := os.ReadFile(filepath.Join(s.Dir, rel))
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("read %s (corrupt; delete it and rerun): %w", filepath.Join(s.Dir, rel), err)
+	}
+	return nil
+}
+
+// Result is what a successful step left behind, found by its key.
+type Result struct {
+	Key         string            `json:"key"`
+	Step        string            `json:"step"`
+	Kind        string            `json:"kind"`
+	Inputs      map[string]string `json:"inputs"`
+	Artifacts   string            `json:"artifacts,omitempty"`    // layer id of target/ ("" if the step keeps none)
+	ArtifactsID string            `json:"artifacts_id,omitempty"` // content identity of the flattened target/
+	MaxMTime    int64             `json:"max_mtime,omitempty"`    // newest mtime in target/, for the mtime rule
+	Source      []SourceFile      `json:"source,omitempty"`       // the source laid out for this step, with the mtimes it got
+	Output      string            `json:"output,omitempty"`       // layer id of the step's output tree
+	Bins        map[string]string `json:"bins,omitempty"`         // binary name → workspace package that owns it
+	Summary     string            `json:"summary,omitempty"`
+	Log         string            `json:"log,omitempty"` // object hash of the step's log
+	Seconds     float64           `json:"seconds"`
+	Created     time.Time         `json:"created"`
+}
+
+// SourceFile records one source file as a step saw it.
+type SourceFile struct {
+	Path  string `json:"p"`
+	Hash  string `json:"h"`
+	MTime int64  `json:"m"`
+}
+
+func (s *Store) resultRel(key string) string { return filepath.Join("results", key[:2], key[2:]+".json") }
+
+// LookupResult returns the result stored for key, or (nil, nil) if none.
+func (s *Store) LookupResult(key string) (*Result, error) {
+	var r Result
+	err := s.ReadJSON(s.resultRel(key), &r)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// SaveResult records a successful step. It is written last, after every
+// object and layer it names, so a result that exists is always complete.
+func (s *Store) SaveResult(r *Result) error {
+	return s.WriteJSON(s.resultRel(r.Key), r)
+}

@@ -1,0 +1,340 @@
+package store
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Entry types.
+const (
+	TypeFile    = "f"
+	TypeExec    = "x"
+	TypeSymlink = "l"
+	TypeDir     = "d"
+)
+
+// Entry is one path of a tree. For files Hash is the content hash; for
+// symlinks it is the link target. MTime (ns) is kept because cargo decides
+// freshness by mtime: a restored target/ must carry the times it was built with.
+type Entry struct {
+	Path  string `json:"p"`
+	Type  string `json:"t"`
+	Size  int64  `json:"s,omitempty"`
+	MTime int64  `json:"m,omitempty"`
+	Hash  string `json:"h,omitempty"`
+}
+
+// Layer is a tree stored as the difference from its parent: the entries that
+// are new or changed, and the paths that are gone. A chain of steps thus
+// costs little more than its last delta.
+type Layer struct {
+	Parent  string   `json:"parent,omitempty"`
+	Entries []Entry  `json:"entries"`
+	Deleted []string `json:"deleted,omitempty"`
+}
+
+// Tree is a flattened layer chain: path → entry.
+type Tree map[string]Entry
+
+// Sorted returns the entries in path order.
+func (t Tree) Sorted() []Entry {
+	out := make([]Entry, 0, len(t))
+	for _, e := range t {
+		out = append(out, e)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
+	return out
+}
+
+// ContentID identifies a tree by content alone (paths, types, hashes; not
+// mtimes), so that a step whose upstream re-ran but produced the same bytes
+// keeps its key: early cutoff.
+func (t Tree) ContentID() string {
+	var b strings.Builder
+	for _, e := range t.Sorted() {
+		if e.Type == TypeDir {
+			continue
+		}
+		fmt.Fprintf(&b, "%s\x00%s\x00%s\n", e.Path, e.Type, e.Hash)
+	}
+	return HashBytes([]byte(b.String()))
+}
+
+// MaxMTime is the newest mtime in the tree.
+func (t Tree) MaxMTime() int64 {
+	var m int64
+	for _, e := range t {
+		if e.Type != TypeDir && e.MTime > m {
+			m = e.MTime
+		}
+	}
+	return m
+}
+
+func (s *Store) layerRel(id string) string { return filepath.Join("layers", id[:2], id[2:]+".json") }
+
+// PutLayer stores a layer and returns its id.
+func (s *Store) PutLayer(l *Layer) (string, error) {
+	b, err := json.Marshal(l)
+	if err != nil {
+		return "", err
+	}
+	id := HashBytes(b)
+	dst := filepath.Join(s.Dir, s.layerRel(id))
+	if _, err := os.Stat(dst); err == nil {
+		return id, nil
+	}
+	return id, s.writeAtomic(dst, b)
+}
+
+// Flatten resolves a layer and its ancestors into a tree. An empty id is the
+// empty tree.
+func (s *Store) Flatten(id string) (Tree, error) {
+	var chain []*Layer
+	for id != "" {
+		var l Layer
+		if err := s.ReadJSON(s.layerRel(id), &l); err != nil {
+			return nil, fmt.Errorf("read layer %s: %w", id[:12], err)
+		}
+		chain = append(chain, &l)
+		id = l.Parent
+	}
+	t := Tree{}
+	for i := len(chain) - 1; i >= 0; i-- {
+		for _, d := range chain[i].Deleted {
+			delete(t, d)
+		}
+		for _, e := range chain[i].Entries {
+			t[e.Path] = e
+		}
+	}
+	return t, nil
+}
+
+// scan walks dir and returns its entries without hashing files.
+func scan(dir string) ([]Entry, error) {
+	var out []Entry
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if p == dir && errors.Is(err, fs.ErrNotExist) {
+				return fs.SkipAll
+			}
+			return err
+		}
+		if p == dir {
+			return nil
+		}
+		rel, _ := filepath.Rel(dir, p)
+		rel = filepath.ToSlash(rel)
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		e := Entry{Path: rel, MTime: info.ModTime().UnixNano()}
+		switch {
+		case info.Mode()&fs.ModeSymlink != 0:
+			target, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			e.Type, e.Hash, e.MTime = TypeSymlink, target, 0
+		case info.IsDir():
+			e.Type, e.MTime = TypeDir, 0
+		case info.Mode().IsRegular():
+			e.Type, e.Size = TypeFile, info.Size()
+			if info.Mode()&0o111 != 0 {
+				e.Type = TypeExec
+			}
+		default:
+			return nil // sockets, fifos: not build outputs
+		}
+		out = append(out, e)
+		return nil
+	})
+	return out, err
+}
+
+// parallel runs fn over items with one worker per CPU and returns the first error.
+func parallel[T any](items []T, fn func(T) error) error {
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+		next  = make(chan T)
+	)
+	for i := 0; i < runtime.GOMAXPROCS(0); i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for it := range next {
+				if err := fn(it); err != nil {
+					mu.Lock()
+					if first == nil {
+						first = err
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for _, it := range items {
+		next <- it
+	}
+	close(next)
+	wg.Wait()
+	return first
+}
+
+// Snapshot stores the contents of dir as a layer over base (whose id is
+// parent). Files whose type, size and mtime equal base's are taken as
+// unchanged without being read, like git's index: smelt owns the directory
+// and restored those files itself.
+func (s *Store) Snapshot(dir, parent string, base Tree) (id string, tree Tree, err error) {
+	entries, err := scan(dir)
+	if err != nil {
+		return "", nil, fmt.Errorf("snapshot %s: %w", dir, err)
+	}
+	var toHash []*Entry
+	for i := range entries {
+		e := &entries[i]
+		if e.Type != TypeFile && e.Type != TypeExec {
+			continue
+		}
+		if b, ok := base[e.Path]; ok && b.Type == e.Type && b.Size == e.Size && b.MTime == e.MTime {
+			e.Hash = b.Hash
+			continue
+		}
+		toHash = append(toHash, e)
+	}
+	err = parallel(toHash, func(e *Entry) error {
+		p := filepath.Join(dir, filepath.FromSlash(e.Path))
+		h, _, err := HashFile(p)
+		if err != nil {
+			return err
+		}
+		e.Hash = h
+		return s.PutFile(p, h)
+	})
+	if err != nil {
+		return "", nil, fmt.Errorf("snapshot %s: %w", dir, err)
+	}
+	tree = Tree{}
+	layer := &Layer{Parent: parent, Entries: []Entry{}}
+	for _, e := range entries {
+		tree[e.Path] = e
+		if b, ok := base[e.Path]; !ok || b != e {
+			layer.Entries = append(layer.Entries, e)
+		}
+	}
+	for p := range base {
+		if _, ok := tree[p]; !ok {
+			layer.Deleted = append(layer.Deleted, p)
+		}
+	}
+	sort.Strings(layer.Deleted)
+	id, err = s.PutLayer(layer)
+	return id, tree, err
+}
+
+// Restore makes dir hold exactly tree, with the recorded mtimes. Files that
+// are already in place with the same type, size and mtime are left alone, so
+// restoring into a warm working directory costs only the difference.
+func (s *Store) Restore(dir string, tree Tree) error {
+	existing, err := scan(dir)
+	if err != nil {
+		return fmt.Errorf("restore %s: %w", dir, err)
+	}
+	// Remove what should not be there, deepest first.
+	sort.Slice(existing, func(i, j int) bool { return existing[i].Path > existing[j].Path })
+	have := map[string]Entry{}
+	for _, e := range existing {
+		want, ok := tree[e.Path]
+		if ok && want.Type == e.Type && (e.Type == TypeDir || (e.Type == TypeSymlink && want.Hash == e.Hash) || (want.Size == e.Size && want.MTime == e.MTime)) {
+			have[e.Path] = e
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(dir, filepath.FromSlash(e.Path))); err != nil {
+			return fmt.Errorf("restore %s: %w", dir, err)
+		}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	sorted := tree.Sorted()
+	var files []Entry
+	for _, e := range sorted {
+		if _, ok := have[e.Path]; ok {
+			continue
+		}
+		p := filepath.Join(dir, filepath.FromSlash(e.Path))
+		switch e.Type {
+		case TypeDir:
+			if err := os.MkdirAll(p, 0o755); err != nil {
+				return err
+			}
+		case TypeSymlink:
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				return err
+			}
+			if err := os.Symlink(e.Hash, p); err != nil {
+				return err
+			}
+		default:
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				return err
+			}
+			files = append(files, e)
+		}
+	}
+	return parallel(files, func(e Entry) error {
+		return s.CopyOut(e, filepath.Join(dir, filepath.FromSlash(e.Path)))
+	})
+}
+
+// CopyOut writes the object of e to dst with e's mode and mtime. It never
+// links: cargo rewrites some files in place, which would corrupt the store.
+func (s *Store) CopyOut(e Entry, dst string) error {
+	src, err := os.Open(s.ObjectPath(e.Hash))
+	if err != nil {
+		return fmt.Errorf("store object for %s is missing (run `smelt gc --verify`, then rebuild): %w", e.Path, err)
+	}
+	defer src.Close()
+	mode := os.FileMode(0o644)
+	if e.Type == TypeExec {
+		mode = 0o755
+	}
+	tmp := dst + ".smelt-tmp"
+	out, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, mode)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, src); err != nil {
+		out.Close()
+		os.Remove(tmp)
+		return fmt.Errorf("restore %s: %w", dst, err)
+	}
+	if err := out.Close(); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if err := os.Chmod(tmp, mode); err != nil {
+		return err
+	}
+	if e.MTime != 0 {
+		t := time.Unix(0, e.MTime)
+		if err := os.Chtimes(tmp, t, t); err != nil {
+			return err
+		}
+	}
+	return os.Rename(tmp, dst)
+}

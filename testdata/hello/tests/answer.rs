@@ -1,0 +1,4 @@
+#[test]
+fn answer_is_positive() {
+    assert!(hello::answer() > 0);
+}

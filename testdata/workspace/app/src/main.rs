@@ -1,0 +1,4 @@
+fn main() -> anyhow::Result<()> {
+    println!("{}", greet::greet(1, "workspace"));
+    Ok(())
+}
