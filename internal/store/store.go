@@ -227,7 +227,9 @@ type SourceFile struct {
 	MTime int64  `json:"m"`
 }
 
-func (s *Store) resultRel(key string) string { return filepath.Join("results", key[:2], key[2:]+".json") }
+func (s *Store) resultRel(key string) string {
+	return filepath.Join("results", key[:2], key[2:]+".json")
+}
 
 // LookupResult returns the result stored for key, or (nil, nil) if none.
 func (s *Store) LookupResult(key string) (*Result, error) {
