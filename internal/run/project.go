@@ -160,13 +160,15 @@ func (p *project) skeleton(include, exclude []string) (source.Tree, error) {
 	return t, nil
 }
 
-// vendorID is the id of the vendored sources for the project's Cargo.lock.
+// vendorID is the id of the vendored sources for the project's Cargo.lock,
+// taken from the skeleton's lock file: a version bump of a workspace member
+// changes no dependency, so it must not change the id.
 func (p *project) vendorID() (string, error) {
-	src, err := p.source(nil, nil)
+	skel, err := p.skeleton(nil, nil)
 	if err != nil {
 		return "", err
 	}
-	lock, _ := src.Get("Cargo.lock")
+	lock, _ := skel.Get("Cargo.lock")
 	return vendor.ID(lock.Data), nil
 }
 

@@ -144,6 +144,9 @@ func (p *Printer) Finished(r *run.StepReport) {
 		if r.Log != "" {
 			ev["log"] = r.Log
 		}
+		if len(r.Tail) > 0 {
+			ev["tail"] = r.Tail
+		}
 		if r.Reason != "" {
 			ev["reason"] = r.Reason
 		}

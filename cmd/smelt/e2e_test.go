@@ -1,0 +1,459 @@
+package main
+
+// End-to-end tests: the smelt binary on copies of the projects under
+// testdata/, with the real cargo, clippy, rustfmt and rustdoc, and real
+// dependencies from the crate registry.
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+var smeltBin string
+
+func TestMain(m *testing.M) {
+	code := func() int {
+		dir, err := os.MkdirTemp("", "smelt-bin-")
+		if err != nil {
+			panic(err)
+		}
+		defer os.RemoveAll(dir)
+		smeltBin = filepath.Join(dir, "smelt")
+		out, err := exec.Command("go", "build", "-o", smeltBin, ".").CombinedOutput()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "build smelt: %v\n%s", err, out)
+			return 1
+		}
+		return m.Run()
+	}()
+	os.Exit(code)
+}
+
+func needCargo(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("end-to-end test: runs cargo (skipped with -short)")
+	}
+	if _, err := exec.LookPath("cargo"); err != nil {
+		t.Skip("cargo not on PATH")
+	}
+}
+
+// fixture copies testdata/NAME to a temporary directory.
+func fixture(t *testing.T, name string) string {
+	t.Helper()
+	src := filepath.Join("..", "..", "testdata", name)
+	dst := filepath.Join(t.TempDir(), name)
+	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		if d.IsDir() {
+			if d.Name() == "target" || rel == "result" {
+				return filepath.SkipDir
+			}
+			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
+		}
+		if d.Type()&fs.ModeSymlink != 0 {
+			return nil
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dst, rel), data, 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
+
+// project is a fixture copy with its own store.
+type project struct {
+	t     *testing.T
+	dir   string
+	store string
+	env   []string
+}
+
+func newProject(t *testing.T, name string) *project {
+	needCargo(t)
+	return &project{t: t, dir: fixture(t, name), store: filepath.Join(t.TempDir(), "store"), env: os.Environ()}
+}
+
+// outcome is one smelt run: exit code, text, and each step's status.
+type outcome struct {
+	code   int
+	output string
+	status map[string]string
+	events []map[string]any
+}
+
+func (p *project) smelt(args ...string) outcome {
+	p.t.Helper()
+	args = append(args, "-C", p.dir, "--store", p.store, "--json")
+	cmd := exec.Command(smeltBin, args...)
+	cmd.Env = p.env
+	out, err := cmd.CombinedOutput()
+	o := outcome{output: string(out), status: map[string]string{}}
+	if ee, ok := err.(*exec.ExitError); ok {
+		o.code = ee.ExitCode()
+	} else if err != nil {
+		p.t.Fatalf("run smelt: %v", err)
+	}
+	sc := bufio.NewScanner(strings.NewReader(o.output))
+	for sc.Scan() {
+		var ev map[string]any
+		if json.Unmarshal(sc.Bytes(), &ev) != nil {
+			continue
+		}
+		o.events = append(o.events, ev)
+		if ev["event"] == "finish" {
+			o.status[ev["step"].(string)] = ev["status"].(string)
+		}
+	}
+	return o
+}
+
+func (p *project) mustSmelt(args ...string) outcome {
+	p.t.Helper()
+	o := p.smelt(args...)
+	if o.code != 0 {
+		p.t.Fatalf("smelt %s exited %d:\n%s", strings.Join(args, " "), o.code, o.output)
+	}
+	return o
+}
+
+func (p *project) write(rel, content string) {
+	p.t.Helper()
+	path := filepath.Join(p.dir, rel)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		p.t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+func (p *project) read(rel string) string {
+	p.t.Helper()
+	b, err := os.ReadFile(filepath.Join(p.dir, rel))
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return string(b)
+}
+
+func (p *project) replace(rel, old, new string) {
+	p.t.Helper()
+	s := p.read(rel)
+	if !strings.Contains(s, old) {
+		p.t.Fatalf("%s does not contain %q", rel, old)
+	}
+	p.write(rel, strings.Replace(s, old, new, 1))
+}
+
+// log returns the last log of a step.
+func (p *project) log(step string) string {
+	p.t.Helper()
+	cmd := exec.Command(smeltBin, "log", step, "-C", p.dir, "--store", p.store)
+	out, err := cmd.Output()
+	if err != nil {
+		p.t.Fatalf("smelt log %s: %v", step, err)
+	}
+	return string(out)
+}
+
+// runResult runs result/bin/NAME and returns its output.
+func (p *project) runResult(name string) string {
+	p.t.Helper()
+	out, err := exec.Command(filepath.Join(p.dir, "result", "bin", name)).CombinedOutput()
+	if err != nil {
+		p.t.Fatalf("result/bin/%s: %v\n%s", name, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func wantStatus(t *testing.T, o outcome, want map[string]string) {
+	t.Helper()
+	for step, s := range want {
+		if o.status[step] != s {
+			t.Errorf("step %s: status %q, want %q\n%s", step, o.status[step], s, o.output)
+		}
+	}
+}
+
+var reCompiling = regexp.MustCompile(`(?m)^\s+(Compiling|Checking|Documenting) (\S+) v`)
+
+// compiled lists the crates that cargo compiled in a log.
+func compiled(log string) map[string]bool {
+	m := map[string]bool{}
+	for _, s := range reCompiling.FindAllStringSubmatch(log, -1) {
+		m[s[2]] = true
+	}
+	return m
+}
+
+// shimPath puts logging wrappers for cargo and rustc first on PATH, so a
+// test can see every process of theirs that smelt starts.
+func shimPath(t *testing.T, p *project) string {
+	t.Helper()
+	dir := t.TempDir()
+	logFile := filepath.Join(dir, "calls.log")
+	for _, tool := range []string{"cargo", "rustc"} {
+		real, err := exec.LookPath(tool)
+		if err != nil {
+			t.Fatal(err)
+		}
+		script := fmt.Sprintf("#!/bin/sh\necho \"%s $*\" >> %s\nexec %s \"$@\"\n", tool, logFile, real)
+		if err := os.WriteFile(filepath.Join(dir, tool), []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var env []string
+	for _, kv := range p.env {
+		if !strings.HasPrefix(kv, "PATH=") {
+			env = append(env, kv)
+		}
+	}
+	p.env = append(env, "PATH="+dir+string(os.PathListSeparator)+os.Getenv("PATH"))
+	return logFile
+}
+
+var allSteps = []string{"deps", "clippy", "test", "fmt", "doc", "package"}
+
+func each(status string, steps ...string) map[string]string {
+	m := map[string]string{}
+	for _, s := range steps {
+		m[s] = status
+	}
+	return m
+}
+
+// The default pipeline on a single binary crate: built once, then cached
+// without starting cargo or rustc; an edit recompiles only the crate.
+func TestSingleCrate(t *testing.T) {
+	p := newProject(t, "hello")
+	calls := shimPath(t, p)
+
+	o := p.mustSmelt("check")
+	wantStatus(t, o, each("built", allSteps...))
+	if c := compiled(p.log("deps")); !c["anyhow"] || !c["itoa"] {
+		t.Errorf("deps did not build the dependencies: %v", c)
+	}
+	for _, step := range []string{"clippy", "test", "doc", "package"} {
+		for dep := range compiled(p.log(step)) {
+			if dep != "hello" {
+				t.Errorf("step %s recompiled dependency %s", step, dep)
+			}
+		}
+	}
+
+	// Nothing changed: every step cached, and no cargo or rustc process.
+	if err := os.Remove(calls); err != nil {
+		t.Fatal(err)
+	}
+	o = p.mustSmelt("check")
+	wantStatus(t, o, each("cached", allSteps...))
+	if b, err := os.ReadFile(calls); err == nil {
+		t.Errorf("a cached check started processes:\n%s", b)
+	}
+
+	p.mustSmelt("build")
+	if got := p.runResult("hello"); got != "answer: 42" {
+		t.Fatalf("result/bin/hello printed %q", got)
+	}
+
+	// One line changed: deps cached, the crate recompiled, no dependency.
+	p.replace("src/lib.rs", "    42\n", "    43\n")
+	o = p.mustSmelt("check")
+	wantStatus(t, o, each("cached", "deps"))
+	wantStatus(t, o, each("built", "clippy", "test", "fmt", "doc", "package"))
+	for _, step := range []string{"clippy", "test", "doc", "package"} {
+		c := compiled(p.log(step))
+		if !c["hello"] {
+			t.Errorf("step %s did not recompile hello after the edit", step)
+		}
+		for dep := range c {
+			if dep != "hello" {
+				t.Errorf("step %s recompiled dependency %s after a one-line edit", step, dep)
+			}
+		}
+	}
+	p.mustSmelt("build")
+	if got := p.runResult("hello"); got != "answer: 43" {
+		t.Fatalf("after the edit result/bin/hello printed %q, want answer: 43", got)
+	}
+
+	// A README or docs/ edit reruns nothing.
+	p.write("README.md", "# hello, edited\n")
+	p.write("docs/notes.md", "edited\n")
+	o = p.mustSmelt("check")
+	wantStatus(t, o, each("cached", allSteps...))
+
+	// A version bump of the crate itself keeps deps cached.
+	p.replace("Cargo.toml", `version = "0.1.0"`, `version = "0.2.0"`)
+	p.replace("Cargo.lock", "name = \"hello\"\nversion = \"0.1.0\"", "name = \"hello\"\nversion = \"0.2.0\"")
+	o = p.mustSmelt("check")
+	wantStatus(t, o, map[string]string{"deps": "cached", "package": "built"})
+}
+
+// The stale-build hazard (DESIGN.md, fact 2): a changed source file whose
+// mtime is older than the inherited artifacts must still be rebuilt. smelt
+// gives every changed file a fresh mtime; if it kept the file's own (old)
+// mtime, cargo would silently reuse the old binary and this test fails.
+func TestStaleBuildHazard(t *testing.T) {
+	p := newProject(t, "hello")
+	p.mustSmelt("build")
+	if got := p.runResult("hello"); got != "answer: 42" {
+		t.Fatalf("result/bin/hello printed %q", got)
+	}
+	p.replace("src/lib.rs", "    42\n", "    43\n")
+	old := time.Unix(0, 0)
+	if err := os.Chtimes(filepath.Join(p.dir, "src", "lib.rs"), old, old); err != nil {
+		t.Fatal(err)
+	}
+	p.mustSmelt("build")
+	if got := p.runResult("hello"); got != "answer: 43" {
+		t.Fatalf("stale build: after changing 42 to 43 (mtime 1970) result/bin/hello printed %q", got)
+	}
+	// And back: content equal to an earlier build must not be confused
+	// with the newer artifacts either.
+	p.replace("src/lib.rs", "    43\n", "    42\n")
+	p.mustSmelt("build")
+	if got := p.runResult("hello"); got != "answer: 42" {
+		t.Fatalf("after reverting, result/bin/hello printed %q", got)
+	}
+}
+
+// Adding a dependency reruns deps.
+func TestDependencyAdded(t *testing.T) {
+	p := newProject(t, "hello")
+	p.mustSmelt("build")
+	p.replace("Cargo.toml", "itoa = \"1\"\n", "itoa = \"1\"\nfnv = \"1\"\n")
+	p.replace("src/lib.rs", "pub fn answer() -> u32 {", "/// A hasher from the new dependency.\npub type Hasher = fnv::FnvHasher;\n\n/// The number the binary prints.\npub fn answer() -> u32 {")
+	cmd := exec.Command("cargo", "update", "--workspace")
+	cmd.Dir = p.dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("cargo update: %v\n%s", err, out)
+	}
+	o := p.mustSmelt("build")
+	wantStatus(t, o, each("built", "deps", "package"))
+	if c := compiled(p.log("deps")); !c["fnv"] {
+		t.Errorf("deps did not build the new dependency fnv: %v", c)
+	}
+	if got := p.runResult("hello"); got != "answer: 42" {
+		t.Fatalf("result/bin/hello printed %q", got)
+	}
+}
+
+// A workspace with two members, a path dependency and a build.rs.
+func TestWorkspace(t *testing.T) {
+	p := newProject(t, "workspace")
+	o := p.mustSmelt("check")
+	wantStatus(t, o, each("built", allSteps...))
+	p.mustSmelt("build", "app")
+	if got := p.runResult("app"); got != "1 hello from build.rs: workspace" {
+		t.Fatalf("result/bin/app printed %q", got)
+	}
+	// An edit in the library member rebuilds its dependents, not deps.
+	p.replace("greet/src/lib.rs", `"{} {}: {}"`, `"{} {} to {}"`)
+	p.replace("greet/src/lib.rs", `"1 hello from build.rs: x"`, `"1 hello from build.rs to x"`)
+	o = p.mustSmelt("build", "app")
+	wantStatus(t, o, map[string]string{"deps": "cached", "package": "built"})
+	if got := p.runResult("app"); got != "1 hello from build.rs to workspace" {
+		t.Fatalf("after the edit result/bin/app printed %q", got)
+	}
+	for dep := range compiled(p.log("package")) {
+		if dep != "greet" && dep != "app" {
+			t.Errorf("package recompiled dependency %s", dep)
+		}
+	}
+	o = p.smelt("build", "nosuch")
+	if o.code == 0 || !strings.Contains(o.output, "nosuch is neither a step") {
+		t.Errorf("smelt build nosuch: exit %d\n%s", o.code, o.output)
+	}
+}
+
+// The seed's sequential chain: a clippy failure stops test and package.
+func TestSequentialChain(t *testing.T) {
+	p := newProject(t, "sequential")
+	o := p.mustSmelt("check")
+	wantStatus(t, o, each("built", "deps", "clippy", "test", "crate"))
+	for _, step := range []string{"clippy", "test", "crate"} {
+		for dep := range compiled(p.log(step)) {
+			if dep != "seq" {
+				t.Errorf("step %s recompiled dependency %s", step, dep)
+			}
+		}
+	}
+	p.mustSmelt("build")
+	if got := p.runResult("seq"); got != "double: 42" {
+		t.Fatalf("result/bin/seq printed %q", got)
+	}
+
+	// A lint that --deny warnings rejects.
+	p.replace("src/main.rs", "fn main() {\n", "fn main() {\n    let unused = 1;\n")
+	o = p.smelt("check")
+	if o.code == 0 {
+		t.Fatalf("check passed with a clippy error:\n%s", o.output)
+	}
+	wantStatus(t, o, map[string]string{"deps": "cached", "clippy": "failed", "test": "skipped", "crate": "skipped"})
+	if !strings.Contains(o.output, "clippy") || !strings.Contains(o.output, "unused") {
+		t.Errorf("the failure does not show clippy's complaint:\n%s", o.output)
+	}
+	// The failure was not cached: the same input fails again.
+	o = p.smelt("check")
+	wantStatus(t, o, map[string]string{"clippy": "failed"})
+}
+
+// Bad input gets one clear message naming the file, and nothing is built.
+func TestBadInput(t *testing.T) {
+	t.Run("smelt.toml typo", func(t *testing.T) {
+		p := newProject(t, "sequential")
+		p.replace("smelt.toml", `profile = "release"`, `profle = "release"`)
+		o := p.smelt("check")
+		if o.code == 0 || !strings.Contains(o.output, "smelt.toml:4:") || !strings.Contains(o.output, `did you mean "profile"`) {
+			t.Errorf("exit %d, output:\n%s", o.code, o.output)
+		}
+	})
+	t.Run("missing Cargo.lock", func(t *testing.T) {
+		p := newProject(t, "hello")
+		os.Remove(filepath.Join(p.dir, "Cargo.lock"))
+		o := p.smelt("check")
+		if o.code == 0 || !strings.Contains(o.output, "no Cargo.lock") || !strings.Contains(o.output, "cargo generate-lockfile") {
+			t.Errorf("exit %d, output:\n%s", o.code, o.output)
+		}
+	})
+	t.Run("outdated Cargo.lock", func(t *testing.T) {
+		p := newProject(t, "hello")
+		p.replace("Cargo.toml", "itoa = \"1\"\n", "itoa = \"1\"\nfnv = \"1\"\n")
+		o := p.smelt("check")
+		if o.code == 0 || !strings.Contains(o.output, "Cargo.lock is out of date") {
+			t.Errorf("exit %d, output:\n%s", o.code, o.output)
+		}
+	})
+	t.Run("checksum mismatch", func(t *testing.T) {
+		p := newProject(t, "hello")
+		p.replace("Cargo.lock", "checksum = \"3bd1574e", "checksum = \"0bd1574e")
+		o := p.smelt("check")
+		if o.code == 0 || !strings.Contains(o.output, "itoa") || !strings.Contains(o.output, "Cargo.lock") {
+			t.Errorf("exit %d, output:\n%s", o.code, o.output)
+		}
+		entries, _ := os.ReadDir(filepath.Join(p.store, "vendor"))
+		if len(entries) != 0 {
+			t.Errorf("a failed fetch left vendored sources in the store: %v", entries)
+		}
+	})
+}
