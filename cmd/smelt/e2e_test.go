@@ -457,3 +457,24 @@ func TestBadInput(t *testing.T) {
 		}
 	})
 }
+
+// Two smelt processes on one project and one store at once both succeed,
+// and leave a store that a third run finds complete.
+func TestConcurrentRuns(t *testing.T) {
+	p := newProject(t, "hello")
+	results := make(chan outcome, 2)
+	for i := 0; i < 2; i++ {
+		go func() { results <- p.smelt("check", "-j", "1") }()
+	}
+	for i := 0; i < 2; i++ {
+		if o := <-results; o.code != 0 {
+			t.Fatalf("concurrent smelt check exited %d:\n%s", o.code, o.output)
+		}
+	}
+	o := p.mustSmelt("check")
+	wantStatus(t, o, each("cached", allSteps...))
+	p.mustSmelt("build")
+	if got := p.runResult("hello"); got != "answer: 42" {
+		t.Fatalf("result/bin/hello printed %q", got)
+	}
+}
