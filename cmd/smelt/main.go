@@ -151,6 +151,7 @@ func runSteps(ctx context.Context, o options, verb string, names []string) (*run
 	if len(names) == 0 {
 		names = cfg.Checks
 	}
+	names = resolve(cfg, names)
 	p := ui.New(os.Stderr, o.asJSON)
 	defer p.Close()
 	where := "built-in default pipeline"
@@ -193,8 +194,8 @@ func build(ctx context.Context, o options, pos []string) (int, error) {
 	}
 	stepName, member := cfg.Default, ""
 	if len(pos) == 1 {
-		if _, ok := cfg.Steps[pos[0]]; ok {
-			stepName = pos[0]
+		if names, err := cfg.Resolve(pos[0]); err == nil {
+			stepName = names[0] // under a matrix, a base name means its first row
 		} else {
 			member = pos[0]
 		}
@@ -259,7 +260,7 @@ func why(ctx context.Context, o options, names []string) error {
 	if len(names) == 0 {
 		names = cfg.Checks
 	}
-	lines, err := run.Why(ctx, root, cfg, names, st)
+	lines, err := run.Why(ctx, root, cfg, resolve(cfg, names), st)
 	if err != nil {
 		return err
 	}
@@ -277,13 +278,10 @@ func showLog(o options, pos []string) error {
 	if err != nil {
 		return err
 	}
-	if _, ok := cfg.Steps[pos[0]]; !ok {
-		return fmt.Errorf("no step named %s (steps: %s)", pos[0], strings.Join(cfg.Order, ", "))
-	}
 	path := run.LogPath(st, root, pos[0])
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return fmt.Errorf("step %s has no log yet (it has not run here): %w", pos[0], err)
+		return fmt.Errorf("step %s has no log yet (steps: %s)", pos[0], strings.Join(cfg.Order, ", "))
 	}
 	os.Stdout.Write(data)
 	return nil
@@ -307,6 +305,21 @@ func initConfig(o options) error {
 	}
 	fmt.Fprintf(os.Stderr, "wrote %s\n", path)
 	return nil
+}
+
+// resolve expands base step names under a matrix to every row's step.
+// Names the configuration does not know (a nextest partition such as
+// "tests#2", or a typo) go to the planner, which knows or rejects them.
+func resolve(cfg *config.Config, names []string) []string {
+	var out []string
+	for _, n := range names {
+		if r, err := cfg.Resolve(n); err == nil {
+			out = append(out, r...)
+		} else {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 func sortedKeys(m map[string]*config.Step) []string {

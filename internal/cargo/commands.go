@@ -1,6 +1,7 @@
 package cargo
 
 import (
+	"fmt"
 	"path"
 	"slices"
 	"strings"
@@ -8,21 +9,64 @@ import (
 	"smelt/internal/config"
 )
 
-// VendorConfig stands in a command line for the path of the vendored
-// sources' config file, so that the command (which enters the key) does not
-// depend on where the store is.
-const VendorConfig = "<vendor-config>"
+// Placeholders stand in a command for paths that differ between machines
+// and runs, so that commands (which enter the key) do not.
+const (
+	VendorConfig = "<vendor-config>" // the vendored sources' cargo config file
+	WorkDir      = "<work>"          // the step's private scratch directory
+)
 
-// Command is one cargo invocation: its arguments after `cargo`.
-type Command []string
+// Command is one process a step runs.
+type Command struct {
+	Program string            `json:"program"` // "cargo" unless the step is a user command
+	Args    []string          `json:"args"`
+	Env     map[string]string `json:"env,omitempty"`
+	// JSON: stdout carries cargo's JSON messages (for the executables built).
+	JSON bool `json:"json,omitempty"`
+}
 
-// selection reports whether args already choose packages.
+// String renders the command for logs.
+func (c Command) String() string {
+	var b strings.Builder
+	for _, k := range sortedKeys(c.Env) {
+		fmt.Fprintf(&b, "%s=%s ", k, c.Env[k])
+	}
+	b.WriteString(c.Program)
+	for _, a := range c.Args {
+		b.WriteString(" " + a)
+	}
+	return b.String()
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// Expand replaces the placeholders with real paths.
+func (c Command) Expand(vendorConfig, work string) Command {
+	r := strings.NewReplacer(VendorConfig, vendorConfig, WorkDir, work)
+	out := Command{Program: c.Program, JSON: c.JSON, Env: map[string]string{}}
+	for _, a := range c.Args {
+		out.Args = append(out.Args, r.Replace(a))
+	}
+	for k, v := range c.Env {
+		out.Env[k] = r.Replace(v)
+	}
+	return out
+}
+
+// selectsPackages reports whether args already choose packages.
 func selectsPackages(args []string) bool {
 	for _, a := range args {
 		if a == "--" {
 			break
 		}
-		if a == "-p" || a == "--workspace" || a == "--all" || a == "--manifest-path" ||
+		if strings.HasPrefix(a, "-p") || a == "--workspace" || a == "--all" || a == "--manifest-path" ||
 			strings.HasPrefix(a, "--package") || strings.HasPrefix(a, "--manifest-path=") {
 			return true
 		}
@@ -30,7 +74,7 @@ func selectsPackages(args []string) bool {
 	return false
 }
 
-// cargoPart is args before `--` (cargo's own), the rest goes to the tool.
+// cargoPart is args before `--` (cargo's own); the rest goes to the tool.
 func cargoPart(args []string) []string {
 	if i := slices.Index(args, "--"); i >= 0 {
 		return args[:i]
@@ -38,10 +82,16 @@ func cargoPart(args []string) []string {
 	return args
 }
 
-// common is what every build-like command of a step gets. It must be the
-// same for the deps step and its heirs, or cargo rebuilds the dependencies.
-func common(s *config.Step, extra []string) []string {
-	out := []string{"--offline", "--locked", "--config", VendorConfig, "--profile", s.Profile}
+// flags is what every build-like command of a step gets. It must be the same
+// for the deps step and its heirs, or cargo rebuilds the dependencies.
+// profileFlag is the option that names the cargo profile (nextest and
+// tarpaulin use their own names for it).
+func flags(s *config.Step, extra []string, profileFlag string, vendorFlag bool) []string {
+	out := []string{"--offline", "--locked"}
+	if vendorFlag {
+		out = append(out, "--config", VendorConfig)
+	}
+	out = append(out, profileFlag, s.Profile)
 	if s.AllFeatures {
 		out = append(out, "--all-features")
 	}
@@ -60,23 +110,37 @@ func common(s *config.Step, extra []string) []string {
 	return append(out, s.CargoArgs...)
 }
 
-// Commands gives the cargo commands that a step of kind s.Kind runs.
-// heirs are the steps that (transitively) inherit a deps step's artifacts:
-// the deps step builds the dependencies exactly as they will.
-func Commands(s *config.Step, heirs []*config.Step) []Command {
-	join := func(parts ...[]string) Command {
-		var c Command
-		for _, p := range parts {
-			c = append(c, p...)
-		}
-		return c
+func cargo(env map[string]string, parts ...[]string) Command {
+	c := Command{Program: "cargo", Env: env}
+	for _, p := range parts {
+		c.Args = append(c.Args, p...)
 	}
+	return c
+}
+
+func std(s *config.Step, extra []string) []string { return flags(s, extra, "--profile", true) }
+
+// CoverageEnv instruments every crate for the coverage kind. The deps step
+// builds with it too when a coverage step inherits from it, so dependencies
+// are compiled once, instrumented.
+func CoverageEnv(s *config.Step) map[string]string {
+	rf := "-C instrument-coverage"
+	if v := s.Env["RUSTFLAGS"]; v != "" {
+		rf = v + " " + rf
+	}
+	return map[string]string{"RUSTFLAGS": rf, "LLVM_PROFILE_FILE": WorkDir + "/profraw/%p-%m.profraw"}
+}
+
+// Commands gives the commands that a step runs. heirs are the steps that
+// (transitively) inherit a deps step's artifacts: the deps step builds the
+// dependencies exactly as they will. part/of select a nextest partition.
+func Commands(s *config.Step, heirs []*config.Step, part, of int) []Command {
 	switch s.Kind {
 	case "deps":
 		var cmds []Command
 		add := func(c Command) {
 			for _, have := range cmds {
-				if slices.Equal(have, c) {
+				if have.String() == c.String() {
 					return
 				}
 			}
@@ -89,23 +153,52 @@ func Commands(s *config.Step, heirs []*config.Step) []Command {
 		}
 		if len(cmds) == 0 {
 			// Nothing inherits from it: prepare for the usual heirs.
-			add(join([]string{"check"}, common(s, nil), []string{"--all-targets"}))
-			add(join([]string{"build"}, common(s, nil)))
+			add(cargo(nil, []string{"check"}, std(s, nil), []string{"--all-targets"}))
+			add(cargo(nil, []string{"build"}, std(s, nil)))
 		}
 		for i := range cmds {
-			cmds[i] = append(cmds[i], s.Args...)
+			cmds[i].Args = append(cmds[i].Args, s.Args...)
 		}
 		return cmds
 	case "clippy":
-		return []Command{join([]string{"clippy"}, common(s, s.Args), s.Args)}
+		return []Command{cargo(nil, []string{"clippy"}, std(s, s.Args), s.Args)}
 	case "test":
-		return []Command{join([]string{"test"}, common(s, s.Args), s.Args)}
+		return []Command{cargo(nil, []string{"test"}, std(s, s.Args), s.Args)}
+	case "doctest":
+		return []Command{cargo(nil, []string{"test", "--doc"}, std(s, s.Args), s.Args)}
 	case "doc":
-		return []Command{join([]string{"doc", "--no-deps"}, common(s, s.Args), s.Args)}
+		return []Command{cargo(nil, []string{"doc", "--no-deps"}, std(s, s.Args), s.Args)}
 	case "package":
-		return []Command{join([]string{"build", "--message-format=json-render-diagnostics"}, common(s, s.Args), s.Args)}
+		c := cargo(nil, []string{"build", "--message-format=json-render-diagnostics"}, std(s, s.Args), s.Args)
+		c.JSON = true
+		return []Command{c}
 	case "fmt":
-		return []Command{join([]string{"fmt", "--all", "--check"}, s.Args)}
+		return []Command{cargo(nil, []string{"fmt", "--all", "--check"}, s.Args)}
+	case "coverage":
+		env := CoverageEnv(s)
+		build := cargo(env, []string{"test", "--no-run", "--message-format=json-render-diagnostics"}, std(s, s.Args), cargoPart(s.Args))
+		build.JSON = true
+		return []Command{build, cargo(env, []string{"test"}, std(s, s.Args), s.Args)}
+	case "tarpaulin":
+		return []Command{cargo(nil, []string{"tarpaulin"}, flags(s, s.Args, "--profile", false),
+			[]string{"--skip-clean", "--out", "Xml", "--out", "Lcov", "--out", "Html", "--out", "Json", "--output-dir", WorkDir + "/tarpaulin"}, s.Args)}
+	case "nextest":
+		args := []string{"nextest", "run"}
+		if of > 1 {
+			args = append(args, "--partition", fmt.Sprintf("count:%d/%d", part, of))
+		}
+		return []Command{cargo(nil, args, flags(s, s.Args, "--cargo-profile", false), s.Args)}
+	case "deny":
+		args := s.Args
+		if len(args) == 0 {
+			args = []string{"licenses", "bans", "sources"}
+		}
+		return []Command{cargo(nil, []string{"deny", "--offline", "--workspace", "check"}, args)}
+	case "command":
+		if len(s.Run) == 0 {
+			return nil
+		}
+		return []Command{{Program: s.Run[0], Args: append(slices.Clone(s.Run[1:]), s.Args...)}}
 	}
 	return nil
 }
@@ -115,19 +208,28 @@ func Commands(s *config.Step, heirs []*config.Step) []Command {
 // selection, without the user's code.
 func warmup(h *config.Step) []Command {
 	args := cargoPart(h.Args)
-	c := func(sub ...string) Command {
-		return append(append(Command{}, sub...), append(common(h, args), args...)...)
+	c := func(env map[string]string, sub ...string) Command {
+		return cargo(env, sub, std(h, args), args)
 	}
 	switch h.Kind {
 	case "clippy":
 		// clippy reuses the dependencies that `cargo check` builds.
-		return []Command{c("check")}
-	case "test":
-		return []Command{c("test", "--no-run")}
+		return []Command{c(nil, "check")}
+	case "test", "nextest":
+		// nextest builds its test binaries with `cargo test --no-run`.
+		return []Command{c(nil, "test", "--no-run")}
+	case "doctest":
+		return []Command{c(nil, "test", "--doc")}
 	case "doc":
-		return []Command{c("doc", "--no-deps")}
+		return []Command{c(nil, "doc", "--no-deps")}
 	case "package":
-		return []Command{c("build")}
+		return []Command{c(nil, "build")}
+	case "coverage":
+		return []Command{c(CoverageEnv(h), "test", "--no-run")}
+	case "tarpaulin":
+		return []Command{cargo(nil, []string{"tarpaulin", "--no-run", "--skip-clean"}, flags(h, args, "--profile", false), args)}
+	case "command":
+		return []Command{c(nil, "build")}
 	}
 	return nil
 }
@@ -154,16 +256,4 @@ func DocDir(s *config.Step) string {
 		return path.Join(s.Target, "doc")
 	}
 	return "doc"
-}
-
-// Expand replaces the vendor-config placeholder with the real path.
-func (c Command) Expand(vendorConfig string) []string {
-	out := make([]string, len(c))
-	for i, a := range c {
-		if a == VendorConfig {
-			a = vendorConfig
-		}
-		out[i] = a
-	}
-	return out
 }

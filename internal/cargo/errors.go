@@ -12,6 +12,7 @@ var (
 	reVerify    = regexp.MustCompile("failed to verify the checksum of `([^`]+)`")
 	reNeedsLock = regexp.MustCompile(`lock file .* needs to be updated but --locked was passed|cannot update the lock file .* because --locked was passed`)
 	reParseLock = regexp.MustCompile(`failed to parse lock file at: (\S+)`)
+	reTOMLAt    = regexp.MustCompile(`TOML parse error at (line \d+, column \d+)`)
 	reNoMatch   = regexp.MustCompile("no matching package named `([^`]+)` found")
 )
 
@@ -29,7 +30,11 @@ func Explain(stderr string) string {
 		return "Cargo.lock is out of date with Cargo.toml; run `cargo update --workspace` (or `cargo generate-lockfile`) and commit Cargo.lock"
 	}
 	if m := reParseLock.FindStringSubmatch(stderr); m != nil {
-		detail := FirstError(stderr[strings.Index(stderr, m[0])+len(m[0]):])
+		rest := stderr[strings.Index(stderr, m[0])+len(m[0]):]
+		detail := FirstError(rest)
+		if loc := reTOMLAt.FindStringSubmatch(rest); loc != nil {
+			detail = loc[1] + ": " + detail
+		}
 		return m[1] + " cannot be parsed (" + detail + "); fix it or regenerate it with `cargo generate-lockfile`"
 	}
 	if m := reNoMatch.FindStringSubmatch(stderr); m != nil {

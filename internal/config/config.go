@@ -31,6 +31,13 @@ type Step struct {
 	Include           []string          // extra globs (slash paths relative to the workspace root, `**` allowed) kept in the cleaned source
 	Exclude           []string          // globs removed from the cleaned source
 	Line              int               // line of the [step.NAME] header in the file (0 for the built-in default)
+	Toolchain         string            // rustup toolchain name (common key "toolchain"); "" = the project's default
+	FailUnder         float64           // step key "fail-under": minimum line coverage in percent (kinds coverage, tarpaulin); 0 = no minimum
+	Partitions        int               // step key "partitions": split a nextest step into N partition steps (kind nextest); 0 or 1 = none
+	Run               []string          // step key "run": the command of kind "command", as argv; a TOML string s means ["sh", "-c", s]
+	Outputs           []string          // step key "outputs": globs (relative to the workspace root, ** allowed) naming the files a command step produces
+	Base              string            // the step's name in the file, before matrix expansion (== Name when there is no matrix)
+	Row               string            // the matrix row label ("" without a matrix)
 }
 
 // Config is a parsed smelt.toml.
@@ -85,11 +92,12 @@ func Load(path string) (*Config, error) {
 // Key sets. They must match the toml tags of the raw types below
 // (config_test.go checks this), since error fixes list them.
 var (
-	commonKeys  = []string{"profile", "features", "all-features", "no-default-features", "target", "cargo-args", "env", "include", "exclude"}
-	stepOnly    = []string{"kind", "artifacts", "args"}
-	stepKeys    = append(slices.Clone(stepOnly), commonKeys...)
+	commonKeys  = []string{"profile", "features", "all-features", "no-default-features", "target", "toolchain", "cargo-args", "env", "include", "exclude"}
+	stepOnly    = []string{"kind", "artifacts", "args", "fail-under", "partitions", "run", "outputs"}
+	stepKeys    = slices.Concat(stepOnly[:3], commonKeys, stepOnly[3:]) // kind, artifacts, args first in fixes
 	outputsKeys = []string{"default", "checks"}
-	topTables   = []string{"common", "step", "outputs"}
+	matrixKeys  = []string{"toolchain", "target", "features", "row"}
+	topTables   = []string{"common", "step", "matrix", "outputs"}
 )
 
 // Raw types use pointers so "unset" differs from a zero value: the shallow
@@ -100,6 +108,7 @@ type rawCommon struct {
 	AllFeatures       *bool              `toml:"all-features"`
 	NoDefaultFeatures *bool              `toml:"no-default-features"`
 	Target            *string            `toml:"target"`
+	Toolchain         *string            `toml:"toolchain"`
 	CargoArgs         *[]string          `toml:"cargo-args"`
 	Env               *map[string]string `toml:"env"`
 	Include           *[]string          `toml:"include"`
@@ -108,9 +117,20 @@ type rawCommon struct {
 
 type rawStep struct {
 	rawCommon
-	Kind      *string   `toml:"kind"`
-	Artifacts *string   `toml:"artifacts"`
-	Args      *[]string `toml:"args"`
+	Kind       *string   `toml:"kind"`
+	Artifacts  *string   `toml:"artifacts"`
+	Args       *[]string `toml:"args"`
+	FailUnder  *float64  `toml:"fail-under"` // go-toml decodes integers into floats too
+	Partitions *int      `toml:"partitions"`
+	Run        any       `toml:"run"` // a string or a list of strings, checked by runArgv
+	Outputs    *[]string `toml:"outputs"`
+}
+
+type rawMatrix struct {
+	Toolchain *[]string             `toml:"toolchain"`
+	Target    *[]string             `toml:"target"`
+	Features  *[][]string           `toml:"features"`
+	Row       map[string]*rawCommon `toml:"row"`
 }
 
 type rawOutputs struct {
@@ -121,6 +141,7 @@ type rawOutputs struct {
 type rawFile struct {
 	Common  *rawCommon          `toml:"common"`
 	Step    map[string]*rawStep `toml:"step"`
+	Matrix  *rawMatrix          `toml:"matrix"`
 	Outputs *rawOutputs         `toml:"outputs"`
 }
 
@@ -134,6 +155,7 @@ type looseCommon struct {
 	AllFeatures       any `toml:"all-features"`
 	NoDefaultFeatures any `toml:"no-default-features"`
 	Target            any `toml:"target"`
+	Toolchain         any `toml:"toolchain"`
 	CargoArgs         any `toml:"cargo-args"`
 	Env               any `toml:"env"`
 	Include           any `toml:"include"`
@@ -142,14 +164,26 @@ type looseCommon struct {
 
 type looseStep struct {
 	looseCommon
-	Kind      any `toml:"kind"`
-	Artifacts any `toml:"artifacts"`
-	Args      any `toml:"args"`
+	Kind       any `toml:"kind"`
+	Artifacts  any `toml:"artifacts"`
+	Args       any `toml:"args"`
+	FailUnder  any `toml:"fail-under"`
+	Partitions any `toml:"partitions"`
+	Run        any `toml:"run"`
+	Outputs    any `toml:"outputs"`
+}
+
+type looseMatrix struct {
+	Toolchain any                     `toml:"toolchain"`
+	Target    any                     `toml:"target"`
+	Features  any                     `toml:"features"`
+	Row       map[string]*looseCommon `toml:"row"`
 }
 
 type looseFile struct {
 	Common  *looseCommon          `toml:"common"`
 	Step    map[string]*looseStep `toml:"step"`
+	Matrix  *looseMatrix          `toml:"matrix"`
 	Outputs *struct {
 		Default any `toml:"default"`
 		Checks  any `toml:"checks"`
@@ -185,7 +219,6 @@ func Parse(file string, data []byte) (*Config, error) {
 			Fix: "add a [step.NAME] table or delete smelt.toml to use the default pipeline"}
 	}
 
-	cfg := &Config{File: file, Steps: map[string]*Step{}, Order: p.stepOrder(raw.Step)}
 	common := raw.Common
 	if common == nil {
 		common = &rawCommon{}
@@ -194,31 +227,57 @@ func Parse(file string, data []byte) (*Config, error) {
 		p.add(p.ix.line("common", "profile"), `set a cargo profile such as "release" or "dev", or remove the key to get "release"`,
 			`profile in [common] is empty`)
 	}
-	for _, name := range cfg.Order {
-		rs := raw.Step[name]
-		if rs == nil {
-			rs = &rawStep{}
-		}
-		cfg.Steps[name] = p.step(name, rs, common)
+	rows := p.matrix(raw.Matrix)
+
+	// Validate and merge the steps as written (with the first row's values
+	// under a matrix); the checks between steps work on these base steps,
+	// since every row has the same graph.
+	base := &Config{File: file, Steps: map[string]*Step{}, Order: p.stepOrder(raw.Step)}
+	var first *row
+	if len(rows) > 0 {
+		first = &rows[0]
 	}
-	for _, name := range cfg.Order {
-		s := cfg.Steps[name]
-		if s.Artifacts != "" && cfg.Steps[s.Artifacts] == nil {
-			p.add(p.ix.line("step", name, "artifacts"), p.stepFix(s.Artifacts, cfg.Order),
+	for _, name := range base.Order {
+		base.Steps[name] = p.step(name, raw.Step[name], common, first)
+	}
+	for _, name := range base.Order {
+		s := base.Steps[name]
+		if s.Artifacts == "" {
+			continue
+		}
+		from := base.Steps[s.Artifacts]
+		switch {
+		case from == nil:
+			p.add(p.ix.line("step", name, "artifacts"), p.stepFix(s.Artifacts, base.Order),
 				"step %q takes artifacts from unknown step %q", name, s.Artifacts)
+		case from.Kind == "nextest" && from.Partitions > 1:
+			fix := fmt.Sprintf("remove artifacts from %q, or remove partitions from %q", name, s.Artifacts)
+			if from.Artifacts != "" {
+				fix = fmt.Sprintf("take artifacts from %q (where %q starts), or remove partitions from %q", from.Artifacts, s.Artifacts, s.Artifacts)
+			}
+			p.add(p.ix.line("step", name, "artifacts"), fix,
+				"step %q takes artifacts from step %q, which is split into %d partitions, so it has no single target/", name, s.Artifacts, from.Partitions)
 		}
 	}
-	p.cycles(cfg)
-	p.outputs(cfg, raw.Outputs)
+	p.cycles(base)
+	p.outputs(base, raw.Outputs)
 
 	if e := earliest(p.errs...); e != nil {
 		return nil, e
 	}
-	return cfg, nil
+	if rows == nil {
+		return base, nil
+	}
+	return p.expand(base, raw, common, rows), nil
 }
 
-// step validates one raw step and merges [common] into it.
-func (p *parser) step(name string, rs *rawStep, common *rawCommon) *Step {
+// step validates one raw step and merges into it, in order, [common], the
+// row's override table, the step's own keys and the row's dimension values.
+// r is nil without a matrix.
+func (p *parser) step(name string, rs *rawStep, common *rawCommon, r *row) *Step {
+	if rs == nil {
+		rs = &rawStep{}
+	}
 	header := p.ix.line("step", name)
 	if !validStepName.MatchString(name) {
 		p.add(header, `use only letters, digits, "_" and "-" ("@" is reserved)`, "step name %q is not allowed", name)
@@ -242,35 +301,178 @@ func (p *parser) step(name string, rs *rawStep, common *rawCommon) *Step {
 			"profile of step %q is empty", name)
 	}
 
+	layers := []*rawCommon{common}
+	label := ""
+	if r != nil {
+		layers = append(layers, r.over)
+		label = r.label
+	}
+	layers = append(layers, &rs.rawCommon)
+	if r != nil {
+		layers = append(layers, &rawCommon{Toolchain: r.toolchain, Target: r.target, Features: r.features})
+	}
+	m := merge(layers...)
 	s := &Step{
 		Name:              name,
 		Kind:              kind,
 		Artifacts:         deref(rs.Artifacts),
 		Args:              DefaultArgs(kind),
 		Profile:           defaultProfile,
-		Features:          cloneList(pick(rs.Features, common.Features)),
-		AllFeatures:       deref(pick(rs.AllFeatures, common.AllFeatures)),
-		NoDefaultFeatures: deref(pick(rs.NoDefaultFeatures, common.NoDefaultFeatures)),
-		Target:            deref(pick(rs.Target, common.Target)),
-		CargoArgs:         cloneList(pick(rs.CargoArgs, common.CargoArgs)),
+		Features:          cloneList(m.Features),
+		AllFeatures:       deref(m.AllFeatures),
+		NoDefaultFeatures: deref(m.NoDefaultFeatures),
+		Target:            deref(m.Target),
+		CargoArgs:         cloneList(m.CargoArgs),
 		Env:               map[string]string{},
-		Include:           cloneList(pick(rs.Include, common.Include)),
-		Exclude:           cloneList(pick(rs.Exclude, common.Exclude)),
+		Include:           cloneList(m.Include),
+		Exclude:           cloneList(m.Exclude),
 		Line:              header,
+		Toolchain:         deref(m.Toolchain),
+		Outputs:           cloneList(rs.Outputs),
+		Base:              name,
+		Row:               label,
 	}
 	if rs.Args != nil {
 		s.Args = cloneList(rs.Args)
 	}
-	if prof := pick(rs.Profile, common.Profile); prof != nil {
-		s.Profile = *prof
+	if m.Profile != nil {
+		s.Profile = *m.Profile
 	}
 	// Copy so steps never share (and mutate) the [common] env map.
-	if env := pick(rs.Env, common.Env); env != nil {
-		for k, v := range *env {
+	if m.Env != nil {
+		for k, v := range *m.Env {
 			s.Env[k] = v
 		}
 	}
+	p.kindKeys(s, rs)
 	return s
+}
+
+// kindKeys checks and sets the keys that belong to one or two kinds.
+func (p *parser) kindKeys(s *Step, rs *rawStep) {
+	name, kind := s.Name, s.Kind
+	known := kind != "" // an unknown kind is reported already; don't pile on
+	if rs.FailUnder != nil {
+		line := p.ix.line("step", name, "fail-under")
+		v := *rs.FailUnder
+		switch {
+		case known && kind != "coverage" && kind != "tarpaulin":
+			p.add(line, `fail-under applies only to kinds "coverage" and "tarpaulin"; remove it`,
+				"step %q of kind %q does not take fail-under", name, kind)
+		case !(v >= 0 && v <= 100):
+			p.add(line, "write a percentage such as fail-under = 80 (0 = no minimum)",
+				"fail-under of step %q is %v, outside 0 to 100", name, v)
+		default:
+			s.FailUnder = v
+		}
+	}
+	if rs.Partitions != nil {
+		line := p.ix.line("step", name, "partitions")
+		n := *rs.Partitions
+		switch {
+		case known && kind != "nextest":
+			p.add(line, `partitions applies only to kind "nextest"; remove it`,
+				"step %q of kind %q does not take partitions", name, kind)
+		case n < 1:
+			p.add(line, "use partitions = 2 or more to split the tests, or remove the key",
+				"partitions of step %q is %d, must be at least 1", name, n)
+		default:
+			s.Partitions = n
+		}
+	}
+	if rs.Run != nil {
+		line := p.ix.line("step", name, "run")
+		argv, err := runArgv(rs.Run)
+		switch {
+		case err != "":
+			p.add(line, `write it like run = "make assets" (run by sh -c) or run = ["make", "assets"]`,
+				`"run" in [step.%s] must be %s`, name, err)
+		case known && kind != "command":
+			p.add(line, `run applies only to kind "command"; remove it or set kind = "command"`,
+				"step %q of kind %q does not take run", name, kind)
+		default:
+			s.Run = argv
+		}
+	} else if kind == "command" {
+		p.add(p.ix.line("step", name), `add run = "make assets" (run by sh -c) or run = ["make", "assets"]`,
+			"step %q of kind \"command\" has no run", name)
+	}
+	if rs.Outputs != nil && known && kind != "command" {
+		p.add(p.ix.line("step", name, "outputs"), `outputs applies only to kind "command"; remove it`,
+			"step %q of kind %q does not take outputs", name, kind)
+		s.Outputs = nil
+	}
+}
+
+// runArgv turns the run value into argv: a string s is ["sh", "-c", s]. On
+// a bad value it returns what the value must be, and what it got.
+func runArgv(v any) ([]string, string) {
+	switch v := v.(type) {
+	case string:
+		if strings.TrimSpace(v) == "" {
+			return nil, "a non-empty command, got an empty string"
+		}
+		return []string{"sh", "-c", v}, ""
+	case []any:
+		if len(v) == 0 {
+			return nil, "a non-empty command, got an empty list"
+		}
+		argv := make([]string, len(v))
+		for i, a := range v {
+			str, ok := a.(string)
+			if !ok {
+				return nil, fmt.Sprintf("a string or a list of strings, got a list holding %s", article(tomlTypeName(a)))
+			}
+			argv[i] = str
+		}
+		if argv[0] == "" {
+			return nil, "a command whose first element names the program, got an empty first element"
+		}
+		return argv, ""
+	default:
+		return nil, "a string or a list of strings, got " + article(tomlTypeName(v))
+	}
+}
+
+// tomlTypeName names the TOML type of a value go-toml decoded into any.
+func tomlTypeName(v any) string {
+	switch v.(type) {
+	case string:
+		return "string"
+	case int64:
+		return "integer"
+	case float64:
+		return "float"
+	case bool:
+		return "boolean"
+	case []any:
+		return "array"
+	case map[string]any:
+		return "table"
+	default:
+		return "date or time"
+	}
+}
+
+// merge overlays the layers key by key: the last layer that sets a key wins.
+func merge(layers ...*rawCommon) rawCommon {
+	var m rawCommon
+	for _, l := range layers {
+		if l == nil {
+			continue
+		}
+		m.Profile = pick(l.Profile, m.Profile)
+		m.Features = pick(l.Features, m.Features)
+		m.AllFeatures = pick(l.AllFeatures, m.AllFeatures)
+		m.NoDefaultFeatures = pick(l.NoDefaultFeatures, m.NoDefaultFeatures)
+		m.Target = pick(l.Target, m.Target)
+		m.Toolchain = pick(l.Toolchain, m.Toolchain)
+		m.CargoArgs = pick(l.CargoArgs, m.CargoArgs)
+		m.Env = pick(l.Env, m.Env)
+		m.Include = pick(l.Include, m.Include)
+		m.Exclude = pick(l.Exclude, m.Exclude)
+	}
+	return m
 }
 
 // cycles reports each artifacts cycle once, from the member that comes
@@ -398,7 +600,7 @@ func (p *parser) unknownKey(line int, key []string) *Error {
 	case len(key) == 1:
 		if strings.HasPrefix(strings.TrimSpace(p.ix.text(line)), "[") {
 			e.Msg = fmt.Sprintf("unknown table [%s]", key[0])
-			e.Fix = "the tables are [common], [step.NAME] and [outputs]"
+			e.Fix = "the tables are [common], [step.NAME] and [outputs], and an optional [matrix]"
 			if near := nearest(key[0], topTables); near == "step" {
 				e.Fix = "did you mean [step.NAME]?"
 			} else if near != "" {
@@ -421,6 +623,19 @@ func (p *parser) unknownKey(line int, key []string) *Error {
 	case key[0] == "outputs":
 		e.Msg = fmt.Sprintf("unknown key %q in [outputs]", key[1])
 		e.Fix = keyFix(key[1], outputsKeys)
+	case key[0] == "matrix" && len(key) == 2:
+		e.Msg = fmt.Sprintf("unknown key %q in [matrix]", key[1])
+		e.Fix = keyFix(key[1], matrixKeys)
+		if key[1] != "row" && slices.Contains(commonKeys, key[1]) {
+			e.Fix = fmt.Sprintf("%q is not a matrix dimension; set it for one row in a [matrix.row.\"LABEL\"] table", key[1])
+		}
+	case key[0] == "matrix" && key[1] == "row" && len(key) >= 4:
+		e.Msg = fmt.Sprintf("unknown key %q in [matrix.row.%q]", key[3], key[2])
+		if slices.Contains(stepOnly, key[3]) {
+			e.Fix = fmt.Sprintf("%q can only be set in a [step.NAME] table", key[3])
+		} else {
+			e.Fix = keyFix(key[3], commonKeys)
+		}
 	default:
 		e.Msg = fmt.Sprintf("unknown key %q", strings.Join(key, "."))
 	}
@@ -443,6 +658,10 @@ func (p *parser) caseError() *Error {
 				known = outputsKeys
 			case i == 2 && at.path[0] == "step":
 				known = stepKeys
+			case i == 1 && at.path[0] == "matrix":
+				known = matrixKeys
+			case i == 3 && at.path[0] == "matrix" && at.path[1] == "row":
+				known = commonKeys
 			default:
 				continue
 			}
@@ -473,6 +692,7 @@ var keyExamples = map[string]string{
 	"all-features":        `all-features = true`,
 	"no-default-features": `no-default-features = true`,
 	"target":              `target = "x86_64-unknown-linux-gnu"`,
+	"toolchain":           `toolchain = "nightly"`,
 	"cargo-args":          `cargo-args = ["--locked"]`,
 	"env":                 `env = { RUSTFLAGS = "-C target-cpu=native" }`,
 	"include":             `include = ["assets/**"]`,
@@ -480,6 +700,10 @@ var keyExamples = map[string]string{
 	"kind":                `kind = "test"`,
 	"artifacts":           `artifacts = "deps"`,
 	"args":                `args = ["--all-targets"]`,
+	"fail-under":          `fail-under = 80`,
+	"partitions":          `partitions = 4`,
+	"run":                 `run = "make assets"`,
+	"outputs":             `outputs = ["assets/out/**"]`,
 	"default":             `default = "package"`,
 	"checks":              `checks = ["clippy", "test"]`,
 }
@@ -489,8 +713,24 @@ var keyTypes = map[string]string{
 	"features": "a list of strings", "cargo-args": "a list of strings", "include": "a list of strings",
 	"exclude": "a list of strings", "args": "a list of strings", "checks": "a list of strings",
 	"all-features": "true or false", "no-default-features": "true or false",
-	"env": "a table of strings",
+	"env": "a table of strings", "toolchain": "a string",
+	"fail-under": "a number", "partitions": "an integer", "run": "a string or a list of strings",
+	"outputs": "a list of strings",
 }
+
+// The [matrix] keys share names with common keys but take lists.
+var (
+	matrixTypes = map[string]string{
+		"toolchain": "a list of strings", "target": "a list of strings", "features": "a list of feature lists",
+		"row": `a table of [matrix.row."LABEL"] tables`,
+	}
+	matrixExamples = map[string]string{
+		"toolchain": `toolchain = ["stable", "nightly"]`,
+		"target":    `target = ["x86_64-unknown-linux-gnu", "aarch64-unknown-linux-gnu"]`,
+		"features":  `features = [["serde"], []]`,
+		"row":       `[matrix.row."nightly"] with profile = "dev"`,
+	}
+)
 
 // badValue explains a type mismatch in smelt's terms (go-toml's message
 // names Go types), or passes a syntax error through with its line.
@@ -519,6 +759,16 @@ func (p *parser) badValue(de *toml.DecodeError) *Error {
 		return e
 	case key[0] == "step":
 		where, leaf = "[step."+key[1]+"]", key[2]
+	case key[0] == "matrix" && key[1] == "row" && len(key) == 3:
+		e.Msg = fmt.Sprintf("[matrix.row.%q] must be a table, got %s", key[2], got)
+		e.Fix = "write it like " + matrixExamples["row"]
+		return e
+	case key[0] == "matrix" && key[1] == "row" && len(key) >= 4:
+		where, leaf = fmt.Sprintf("[matrix.row.%q]", key[2]), key[3]
+	case key[0] == "matrix":
+		e.Msg = fmt.Sprintf("%q in [matrix] must be %s, got %s", key[1], matrixTypes[key[1]], got)
+		e.Fix = "write it like " + matrixExamples[key[1]]
+		return e
 	default:
 		where, leaf = "["+key[0]+"]", key[1]
 	}

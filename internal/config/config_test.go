@@ -57,6 +57,7 @@ func TestParseExample(t *testing.T) {
 			Profile: "release", Features: []string{"serde"}, Target: "x86_64-unknown-linux-gnu",
 			CargoArgs: []string{"--locked"}, Env: map[string]string{"RUSTFLAGS": "-C target-cpu=native"},
 			Include: []string{"assets/**"}, Exclude: []string{"benches/big/**"}, Line: line,
+			Base: name, // no [matrix]: Base == Name
 		}
 	}
 	test := common("test", "test", "clippy", 20)

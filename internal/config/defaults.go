@@ -1,7 +1,7 @@
 package config
 
 // Kinds lists the step kinds this version knows, in a stable order.
-var Kinds = []string{"deps", "clippy", "test", "fmt", "doc", "package"}
+var Kinds = []string{"deps", "clippy", "test", "fmt", "doc", "package", "tarpaulin", "coverage", "nextest", "doctest", "deny", "command"}
 
 // DefaultArgs gives each kind's extra args when a step sets none.
 // clippy: {"--all-targets", "--", "--deny", "warnings"}; all others: nil.
@@ -41,6 +41,7 @@ func Default() *Config {
 			Args:      DefaultArgs(s.kind),
 			Profile:   defaultProfile,
 			Env:       map[string]string{},
+			Base:      s.name,
 		}
 		c.Order = append(c.Order, s.name)
 	}
@@ -61,13 +62,27 @@ const defaultTOML = `# smelt.toml: the build pipeline smelt runs for this Cargo 
 # inputs change. "kind" says what the step does (deps, clippy, test, fmt, doc,
 # package). "artifacts" names the step whose target/ directory this step starts
 # from, so it reuses the dependencies that step already compiled.
+# More kinds: tarpaulin and coverage (fail-under = 80: minimum line coverage
+# in percent), nextest (partitions = 4: split the tests into 4 steps), doctest,
+# deny (cargo-deny), and command (run = "make assets" or ["make", "assets"],
+# outputs = ["assets/out/**"]: the files it produces).
 #
 # [common] is merged into every step key by key, a shallow merge: a key set in
 # a step replaces the [common] value entirely (an env table in a step replaces
 # the whole [common] env; a features list replaces the whole list).
 # Keys for [common] and for steps: profile, features, all-features,
-# no-default-features, target, cargo-args, env, include, exclude.
-# Steps also take: kind (required), artifacts, args.
+# no-default-features, target, toolchain, cargo-args, env, include, exclude.
+# Steps also take: kind (required), artifacts, args, and the kind-specific
+# fail-under, partitions, run, outputs.
+#
+# A [matrix] runs every step once per row, named STEP@ROW (clippy@nightly,
+# test@features=serde, clippy@nightly,features=serde); [outputs] names the
+# steps without @ROW. Rows can override [common] keys:
+# [matrix]
+# toolchain = ["stable", "nightly"]
+# features = [["serde"], []]
+# [matrix.row."nightly,features=serde"]
+# cargo-args = ["-Zunstable-options"]
 
 [common]
 profile = "release"

@@ -19,6 +19,7 @@ type Node struct {
 	Parent   *Node           // the step whose artifacts it inherits
 	Children []*Node         // steps that inherit from it
 	Commands []cargo.Command // what it runs
+	Part, Of int             // a nextest partition: part of Of (Of is 0 otherwise)
 }
 
 // Name is the step's name.
@@ -26,19 +27,34 @@ func (n *Node) Name() string { return n.Step.Name }
 
 // Graph holds every step of a configuration.
 type Graph struct {
-	Nodes map[string]*Node
-	Order []string // topological: a step comes after the step it inherits from
+	Nodes   map[string]*Node
+	Order   []string            // topological: a step comes after the step it inherits from
+	aliases map[string][]string // a partitioned step's name → its partitions
 }
 
 // New builds the graph of every step in cfg. Commands are worked out over the
 // whole configuration, never a selection of it, so the deps step's key is the
 // same whichever output is asked for.
 func New(cfg *config.Config) (*Graph, error) {
-	g := &Graph{Nodes: map[string]*Node{}}
+	g := &Graph{Nodes: map[string]*Node{}, aliases: map[string][]string{}}
+	var order []string
 	for _, name := range cfg.Order {
-		g.Nodes[name] = &Node{Step: cfg.Steps[name]}
+		s := cfg.Steps[name]
+		if s.Kind == "nextest" && s.Partitions > 1 {
+			// Each partition is a step of its own, cached on its own.
+			for i := 1; i <= s.Partitions; i++ {
+				ps := *s
+				ps.Name = fmt.Sprintf("%s#%d", name, i)
+				g.Nodes[ps.Name] = &Node{Step: &ps, Part: i, Of: s.Partitions}
+				g.aliases[name] = append(g.aliases[name], ps.Name)
+				order = append(order, ps.Name)
+			}
+			continue
+		}
+		g.Nodes[name] = &Node{Step: s}
+		order = append(order, name)
 	}
-	for _, name := range cfg.Order {
+	for _, name := range order {
 		n := g.Nodes[name]
 		if a := n.Step.Artifacts; a != "" {
 			p, ok := g.Nodes[a]
@@ -61,12 +77,12 @@ func New(cfg *config.Config) (*Graph, error) {
 			visit(c)
 		}
 	}
-	for _, name := range cfg.Order {
+	for _, name := range order {
 		if g.Nodes[name].Parent == nil {
 			visit(g.Nodes[name])
 		}
 	}
-	if len(g.Order) != len(cfg.Order) {
+	if len(g.Order) != len(order) {
 		return nil, fmt.Errorf("the steps' artifacts form a cycle")
 	}
 	for _, n := range g.Nodes {
@@ -74,7 +90,7 @@ func New(cfg *config.Config) (*Graph, error) {
 		for _, h := range n.Descendants() {
 			heirs = append(heirs, h.Step)
 		}
-		n.Commands = cargo.Commands(n.Step, heirs)
+		n.Commands = cargo.Commands(n.Step, heirs, n.Part, n.Of)
 	}
 	return g, nil
 }
@@ -98,7 +114,15 @@ func (n *Node) Descendants() []*Node {
 // graph order.
 func (g *Graph) Select(names []string) ([]*Node, error) {
 	want := map[string]bool{}
+	var expanded []string
 	for _, name := range names {
+		if parts, ok := g.aliases[name]; ok {
+			expanded = append(expanded, parts...)
+		} else {
+			expanded = append(expanded, name)
+		}
+	}
+	for _, name := range expanded {
 		n, ok := g.Nodes[name]
 		if !ok {
 			return nil, fmt.Errorf("no step named %s (steps: %s)", name, strings.Join(g.Order, ", "))
@@ -116,8 +140,9 @@ func (g *Graph) Select(names []string) ([]*Node, error) {
 	return out, nil
 }
 
-// KeepsArtifacts reports whether a kind's target/ is stored for heirs.
-func KeepsArtifacts(kind string) bool { return kind != "fmt" }
+// KeepsArtifacts reports whether a kind's target/ is stored for heirs:
+// every kind that builds.
+func KeepsArtifacts(kind string) bool { return kind != "fmt" && kind != "deny" }
 
 // UsesDependencies reports whether a kind needs the vendored sources.
 func UsesDependencies(kind string) bool { return kind != "fmt" }
@@ -158,7 +183,8 @@ func (in Inputs) Key() string {
 	sort.Strings(names)
 	var b strings.Builder
 	for _, k := range names {
-		fmt.Fprintf(&b, "%s=%s\n", k, in[k])
+		// Quoted, so that no value can pose as another input.
+		fmt.Fprintf(&b, "%q=%q\n", k, in[k])
 	}
 	return store.HashBytes([]byte(b.String()))
 }
@@ -173,6 +199,7 @@ var inputWords = map[string]string{
 	"toolchain":    "the Rust toolchain changed",
 	"cargo-config": "cargo's user configuration changed",
 	"artifacts":    "the artifacts it inherits changed",
+	"tools":        "an external tool it runs changed version",
 }
 
 // Explain says why inputs now differ from old (the last successful run's),
@@ -185,6 +212,11 @@ func Explain(old, now Inputs, oldFiles, nowFiles map[string]string) string {
 	names := make([]string, 0, len(now))
 	for k := range now {
 		names = append(names, k)
+	}
+	for k := range old {
+		if _, ok := now[k]; !ok {
+			names = append(names, k)
+		}
 	}
 	sort.Strings(names)
 	for _, k := range names {

@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -22,6 +21,23 @@ import (
 	"smelt/internal/source"
 	"smelt/internal/store"
 )
+
+// stepRun is one execution of a step: its directories and what its
+// commands reported.
+type stepRun struct {
+	e         *engine
+	n         *plan.Node
+	r         *StepReport
+	srcDir    string
+	targetDir string
+	scratch   string // <work>: private scratch space, emptied before each run
+	logf      *os.File
+	env       []string
+	bins      map[string]string // binary → package
+	binPaths  map[string]string // binary → path under target/
+	testExes  []string          // test executables (coverage)
+	tools     map[string]string // tool name → path
+}
 
 // execute runs a step that has no stored result and stores its result.
 func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in plan.Inputs, key string, parent *store.Result, r *StepReport) (*store.Result, error) {
@@ -43,6 +59,9 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 	}
 	defer logf.Close()
 	fmt.Fprintf(logf, "# smelt step %s (kind %s), key %s\n# why: %s\n", n.Name(), s.Kind, key[:16], r.Reason)
+	sr := &stepRun{e: e, n: n, r: r, logf: logf, srcDir: filepath.Join(dir, "src"), scratch: filepath.Join(dir, "scratch"),
+		bins: map[string]string{}, binPaths: map[string]string{}}
+	sr.targetDir = filepath.Join(sr.srcDir, "target")
 
 	// The artifacts it inherits, and the source that produced them.
 	var (
@@ -58,19 +77,29 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 		}
 		parentLayer, prevSource, newest = parent.Artifacts, parent.Source, parent.MaxMTime
 	}
-	srcDir := filepath.Join(dir, "src")
-	targetDir := filepath.Join(srcDir, "target")
 	times := source.MTimes(src, prevSource, newest, timeNow())
-	if err := source.Layout(srcDir, src, times); err != nil {
+	if err := source.Layout(sr.srcDir, src, times); err != nil {
 		return nil, err
 	}
 	keeps := plan.KeepsArtifacts(s.Kind)
 	if keeps {
 		// Always restore, even to nothing: a step must never see a target/
 		// left over from some other state of its working directory.
-		if err := st.Restore(targetDir, parentTree); err != nil {
+		if err := st.Restore(sr.targetDir, parentTree); err != nil {
 			return nil, err
 		}
+	}
+	if parent != nil && parent.Kind == "command" && parent.Output != "" {
+		// A command step's declared outputs appear in its heirs' source.
+		if err := restoreInto(st, parent.Output, sr.srcDir); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.RemoveAll(sr.scratch); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(sr.scratch, 0o755); err != nil {
+		return nil, err
 	}
 	vendorConfig := ""
 	if plan.UsesDependencies(s.Kind) {
@@ -80,99 +109,42 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 		}
 		vendorConfig = v.Config
 	}
+	// Tools that cargo runs as subcommands (tarpaulin, nextest, deny) or
+	// that the user runs cannot all take `--config`: a config file in a
+	// parent directory of the workspace points them at the vendored sources.
+	if err := writeParentConfig(dir, vendorConfig); err != nil {
+		return nil, err
+	}
+	if sr.tools, err = e.tools(ctx, s); err != nil {
+		return nil, err
+	}
 
-	env := append(BaseEnv(),
-		"CARGO_TARGET_DIR="+targetDir,
+	sr.env = append(stepEnv(s.Toolchain),
+		"CARGO_TARGET_DIR="+sr.targetDir,
 		"CARGO_TERM_COLOR=never",
 		"CARGO_NET_OFFLINE=true",
 	)
-	envKeys := make([]string, 0, len(s.Env))
-	for k := range s.Env {
-		envKeys = append(envKeys, k)
+	for _, k := range sortedKeys(s.Env) {
+		sr.env = append(sr.env, k+"="+s.Env[k])
 	}
-	sort.Strings(envKeys)
-	for _, k := range envKeys {
-		env = append(env, k+"="+s.Env[k])
-	}
-
-	bins := map[string]string{}
-	binPaths := map[string]string{}
 	for _, c := range n.Commands {
-		args := c.Expand(vendorConfig)
-		fmt.Fprintf(logf, "\n$ cargo %s\n", strings.Join(args, " "))
-		var stdout io.Writer = logf
-		var jsonOut bytes.Buffer
-		if s.Kind == "package" {
-			stdout = &jsonOut
-		}
-		var stderr bytes.Buffer
-		cmd := exec.CommandContext(ctx, "cargo", args...)
-		cmd.Dir, cmd.Env = srcDir, env
-		cmd.Stdout, cmd.Stderr = stdout, io.MultiWriter(logf, &stderr)
-		cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
-		cmd.WaitDelay = 10 * time.Second
-		err := cmd.Run()
-		if s.Kind == "package" {
-			collectBins(jsonOut.Bytes(), targetDir, bins, binPaths, logf)
-		}
-		if err != nil {
-			r.Tail = tail(r.Log, 25)
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			if msg := cargo.Explain(stderr.String()); msg != "" {
-				return nil, fmt.Errorf("%w: %s", errStepFailed, msg)
-			}
-			return nil, fmt.Errorf("%w: `cargo %s` exited with %v", errStepFailed, c[0], exitCode(err))
+		if err := sr.command(ctx, c.Expand(vendorConfig, sr.scratch)); err != nil {
+			return nil, err
 		}
 	}
 
-	res := &store.Result{
-		Key: key, Step: n.Name(), Kind: s.Kind, Inputs: in, Source: times,
-		Created: time.Now().UTC(),
-	}
+	res := &store.Result{Key: key, Step: n.Name(), Kind: s.Kind, Inputs: in, Source: times, Created: time.Now().UTC()}
 	var tree store.Tree
 	if keeps {
-		id, t, err := st.Snapshot(targetDir, parentLayer, parentTree)
+		id, t, err := st.Snapshot(sr.targetDir, parentLayer, parentTree)
 		if err != nil {
 			return nil, err
 		}
 		tree = t
 		res.Artifacts, res.ArtifactsID, res.MaxMTime = id, t.ContentID(), t.MaxMTime()
 	}
-	out := &store.Layer{Entries: []store.Entry{}}
-	switch s.Kind {
-	case "package":
-		res.Bins = bins
-		names := make([]string, 0, len(binPaths))
-		for name := range binPaths {
-			names = append(names, name)
-		}
-		sort.Strings(names)
-		for _, name := range names {
-			ent, ok := tree[binPaths[name]]
-			if !ok {
-				return nil, fmt.Errorf("cargo reported binary %s at target/%s, but it is not there", name, binPaths[name])
-			}
-			ent.Path = "bin/" + name
-			out.Entries = append(out.Entries, ent)
-		}
-		res.Summary = fmt.Sprintf("%d binaries", len(names))
-	case "doc":
-		prefix := cargo.DocDir(s) + "/"
-		for _, ent := range tree.Sorted() {
-			if rest, ok := strings.CutPrefix(ent.Path, prefix); ok {
-				ent.Path = path.Join("doc", rest)
-				out.Entries = append(out.Entries, ent)
-			}
-		}
-	case "test":
-		res.Summary = testSummary(r.Log)
-	}
-	if len(out.Entries) > 0 {
-		if res.Output, err = st.PutLayer(out); err != nil {
-			return nil, err
-		}
+	if err := sr.outputs(ctx, res, tree); err != nil {
+		return nil, err
 	}
 	logf.Sync()
 	if data, err := os.ReadFile(r.Log); err == nil {
@@ -187,16 +159,130 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 	return res, nil
 }
 
-func exitCode(err error) string {
-	if ee, ok := err.(*exec.ExitError); ok {
-		return "status " + strconv.Itoa(ee.ExitCode())
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
 	}
-	return err.Error()
+	sort.Strings(keys)
+	return keys
 }
 
-// collectBins reads cargo's JSON messages for the executables it built, and
-// logs the rest as cargo would have printed it.
-func collectBins(out []byte, targetDir string, bins, paths map[string]string, log io.Writer) {
+// writeParentConfig writes (or removes) dir/.cargo/config.toml with the
+// vendored sources' configuration.
+func writeParentConfig(dir, vendorConfig string) error {
+	p := filepath.Join(dir, ".cargo", "config.toml")
+	if vendorConfig == "" {
+		if err := os.Remove(p); err != nil && !os.IsNotExist(err) {
+			return err
+		}
+		return nil
+	}
+	data, err := os.ReadFile(vendorConfig)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(p, data, 0o644)
+}
+
+// restoreInto copies an output layer's files into dir.
+func restoreInto(st *store.Store, layer, dir string) error {
+	t, err := st.Flatten(layer)
+	if err != nil {
+		return err
+	}
+	for _, e := range t.Sorted() {
+		p := filepath.Join(dir, filepath.FromSlash(e.Path))
+		switch e.Type {
+		case store.TypeDir:
+			err = os.MkdirAll(p, 0o755)
+		case store.TypeSymlink:
+			os.Remove(p)
+			err = os.Symlink(e.Hash, p)
+		default:
+			if err = os.MkdirAll(filepath.Dir(p), 0o755); err == nil {
+				err = st.CopyOut(e, p)
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("restore outputs into %s: %w", dir, err)
+		}
+	}
+	return nil
+}
+
+// command runs one command of the step, logging its output.
+func (sr *stepRun) command(ctx context.Context, c cargo.Command) error {
+	fmt.Fprintf(sr.logf, "\n$ %s\n", c.String())
+	argv := append([]string{c.Program}, c.Args...)
+	if sr.n.Step.Kind == "command" {
+		// The user's command runs with the network off where the kernel
+		// lets smelt take it away.
+		argv = append(netOff(), argv...)
+	}
+	var stdout io.Writer = sr.logf
+	var jsonOut bytes.Buffer
+	if c.JSON {
+		stdout = &jsonOut
+	}
+	var stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Dir = sr.srcDir
+	cmd.Env = append(append([]string{}, sr.env...), envList(c.Env)...)
+	cmd.Stdout, cmd.Stderr = stdout, io.MultiWriter(sr.logf, &stderr)
+	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+	cmd.WaitDelay = 10 * time.Second
+	err := cmd.Run()
+	if c.JSON {
+		sr.collect(jsonOut.Bytes())
+	}
+	if err == nil {
+		return nil
+	}
+	sr.r.Tail = tail(sr.r.Log, 25)
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if ee, ok := err.(*exec.ExitError); !ok {
+		if c.Program != "cargo" {
+			return fmt.Errorf("%w: cannot run `%s`: %v", errStepFailed, c.Program, err)
+		}
+		return fmt.Errorf("%w: cannot run cargo: %v", errStepFailed, err)
+	} else if msg := cargo.Explain(stderr.String()); msg != "" {
+		return fmt.Errorf("%w: %s", errStepFailed, msg)
+	} else if c.Program == "cargo" && len(c.Args) > 0 {
+		if hint := missingSubcommand(stderr.String(), c.Args[0]); hint != "" {
+			return fmt.Errorf("%w: %s", errStepFailed, hint)
+		}
+		return fmt.Errorf("%w: `cargo %s` exited with status %d", errStepFailed, c.Args[0], ee.ExitCode())
+	} else {
+		return fmt.Errorf("%w: `%s` exited with status %d", errStepFailed, c.Program, ee.ExitCode())
+	}
+}
+
+// missingSubcommand recognises cargo's answer for a subcommand that is not
+// installed.
+func missingSubcommand(stderr, sub string) string {
+	if !strings.Contains(stderr, "no such command: `"+sub+"`") {
+		return ""
+	}
+	return fmt.Sprintf("cargo %s is not installed: install it with `cargo install --locked cargo-%s`", sub, sub)
+}
+
+func envList(m map[string]string) []string {
+	var out []string
+	for _, k := range sortedKeys(m) {
+		out = append(out, k+"="+m[k])
+	}
+	return out
+}
+
+// collect reads cargo's JSON messages for the executables it built, and logs
+// the rest as cargo would have printed it.
+func (sr *stepRun) collect(out []byte) {
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	sc.Buffer(make([]byte, 1<<20), 64<<20)
 	for sc.Scan() {
@@ -208,21 +294,74 @@ func collectBins(out []byte, targetDir string, bins, paths map[string]string, lo
 				Kind []string `json:"kind"`
 				Name string   `json:"name"`
 			} `json:"target"`
+			Profile struct {
+				Test bool `json:"test"`
+			} `json:"profile"`
 		}
 		if json.Unmarshal(sc.Bytes(), &m) != nil {
-			fmt.Fprintln(log, sc.Text())
+			fmt.Fprintln(sr.logf, sc.Text())
 			continue
 		}
-		if m.Reason != "compiler-artifact" || m.Executable == "" || !contains(m.Target.Kind, "bin") {
+		if m.Reason != "compiler-artifact" || m.Executable == "" {
 			continue
 		}
-		rel, err := filepath.Rel(targetDir, m.Executable)
+		if m.Profile.Test {
+			sr.testExes = append(sr.testExes, m.Executable)
+			continue
+		}
+		if !contains(m.Target.Kind, "bin") {
+			continue
+		}
+		rel, err := filepath.Rel(sr.targetDir, m.Executable)
 		if err != nil || strings.HasPrefix(rel, "..") {
 			continue
 		}
-		bins[m.Target.Name] = packageName(m.PackageID)
-		paths[m.Target.Name] = filepath.ToSlash(rel)
+		sr.bins[m.Target.Name] = packageName(m.PackageID)
+		sr.binPaths[m.Target.Name] = filepath.ToSlash(rel)
 	}
+}
+
+// outputs records what the step produced besides target/: binaries, HTML,
+// reports, a summary.
+func (sr *stepRun) outputs(ctx context.Context, res *store.Result, tree store.Tree) error {
+	st, s := sr.e.p.st, sr.n.Step
+	out := &store.Layer{Entries: []store.Entry{}}
+	switch s.Kind {
+	case "package":
+		res.Bins = sr.bins
+		for _, name := range sortedKeys(sr.binPaths) {
+			ent, ok := tree[sr.binPaths[name]]
+			if !ok {
+				return fmt.Errorf("cargo reported binary %s at target/%s, but it is not there", name, sr.binPaths[name])
+			}
+			ent.Path = "bin/" + name
+			out.Entries = append(out.Entries, ent)
+		}
+		res.Summary = fmt.Sprintf("%d binaries", len(sr.binPaths))
+	case "doc":
+		prefix := cargo.DocDir(s) + "/"
+		for _, ent := range tree.Sorted() {
+			if rest, ok := strings.CutPrefix(ent.Path, prefix); ok {
+				ent.Path = path.Join("doc", rest)
+				out.Entries = append(out.Entries, ent)
+			}
+		}
+	case "test", "doctest", "nextest":
+		res.Summary = testSummary(sr.r.Log)
+	case "coverage":
+		return sr.coverage(ctx, res)
+	case "tarpaulin":
+		return sr.tarpaulin(res)
+	case "command":
+		return sr.commandOutputs(res, tree)
+	}
+	if len(out.Entries) > 0 {
+		var err error
+		if res.Output, err = st.PutLayer(out); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func contains(list []string, s string) bool {
@@ -245,27 +384,7 @@ func packageName(id string) string {
 	return url[strings.LastIndex(url, "/")+1:]
 }
 
-var reTestResult = regexp.MustCompile(`test result: \w+\. (\d+) passed; (\d+) failed; (\d+) ignored`)
-
-// testSummary adds up the test harness's result lines in the log.
-func testSummary(logPath string) string {
-	data, err := os.ReadFile(logPath)
-	if err != nil {
-		return ""
-	}
-	var passed, failed, ignored int
-	for _, m := range reTestResult.FindAllSubmatch(data, -1) {
-		p, _ := strconv.Atoi(string(m[1]))
-		f, _ := strconv.Atoi(string(m[2]))
-		i, _ := strconv.Atoi(string(m[3]))
-		passed, failed, ignored = passed+p, failed+f, ignored+i
-	}
-	s := fmt.Sprintf("%d tests passed", passed)
-	if ignored > 0 {
-		s += fmt.Sprintf(", %d ignored", ignored)
-	}
-	if failed > 0 {
-		s += fmt.Sprintf(", %d failed", failed)
-	}
-	return s
+func atoi(b []byte) int {
+	n, _ := strconv.Atoi(string(b))
+	return n
 }

@@ -67,8 +67,10 @@ type project struct {
 	id   string // names the project's working directories in the store
 	st   *store.Store
 
-	tc          *toolchain.Identity
 	cargoConfig string // hash of cargo's user-level configuration
+
+	tcMu       sync.Mutex
+	toolchains map[string]*toolchain.Identity // by rustup toolchain name ("" = default)
 
 	mu       sync.Mutex
 	sources  map[string]source.Tree // by include/exclude
@@ -84,14 +86,43 @@ func newProject(ctx context.Context, st *store.Store, root string) (*project, er
 		st:      st,
 		sources: map[string]source.Tree{},
 		skels:   map[string]source.Tree{},
+
+		toolchains: map[string]*toolchain.Identity{},
 	}
-	tc, err := toolchain.Detect(ctx, st, root, BaseEnv())
-	if err != nil {
+	// The default toolchain is always needed: detect it now, so a missing
+	// Rust installation is reported before anything else.
+	if _, err := p.toolchain(ctx, ""); err != nil {
 		return nil, err
 	}
-	p.tc = tc
 	p.cargoConfig = cargoUserConfig()
 	return p, nil
+}
+
+// stepEnv is the environment a step's commands start from.
+func stepEnv(tc string) []string {
+	env := BaseEnv()
+	if tc != "" {
+		env = append(env, "RUSTUP_TOOLCHAIN="+tc)
+	}
+	return env
+}
+
+// toolchain identifies the named rustup toolchain ("" = the project's own).
+func (p *project) toolchain(ctx context.Context, name string) (*toolchain.Identity, error) {
+	p.tcMu.Lock()
+	defer p.tcMu.Unlock()
+	if id, ok := p.toolchains[name]; ok {
+		return id, nil
+	}
+	id, err := toolchain.Detect(ctx, p.st, p.root, stepEnv(name))
+	if err != nil {
+		if name != "" {
+			return nil, fmt.Errorf("toolchain %s: %w (is it installed? `rustup toolchain install %s`)", name, err, name)
+		}
+		return nil, err
+	}
+	p.toolchains[name] = id
+	return id, nil
 }
 
 // projectID names a project's working directories and logs in the store.

@@ -185,10 +185,21 @@ func (e *engine) stepSource(s *config.Step) (source.Tree, error) {
 }
 
 // inputs are the named parts of the step's key.
-func (e *engine) inputs(n *plan.Node, src source.Tree, parent *store.Result) (plan.Inputs, error) {
+func (e *engine) inputs(ctx context.Context, n *plan.Node, src source.Tree, parent *store.Result) (plan.Inputs, error) {
 	in := plan.StepInputs(n)
 	in["source"] = src.Hash()
-	in["toolchain"] = e.p.tc.ID
+	tc, err := e.p.toolchain(ctx, n.Step.Toolchain)
+	if err != nil {
+		return nil, err
+	}
+	in["toolchain"] = tc.ID
+	tools, err := e.tools(ctx, n.Step)
+	if err != nil {
+		return nil, err
+	}
+	if id := tools[""]; id != "" {
+		in["tools"] = id
+	}
 	in["cargo-config"] = e.p.cargoConfig
 	if plan.UsesDependencies(n.Step.Kind) {
 		id, err := e.p.vendorID()
@@ -244,7 +255,7 @@ func (e *engine) step(ctx context.Context, n *plan.Node, parent *store.Result, r
 		fail(err)
 		return
 	}
-	in, err := e.inputs(n, src, parent)
+	in, err := e.inputs(ctx, n, src, parent)
 	if err != nil {
 		fail(err)
 		return

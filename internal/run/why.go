@@ -42,7 +42,7 @@ func Why(ctx context.Context, root string, cfg *config.Config, names []string, s
 		if err != nil {
 			return nil, err
 		}
-		in, err := e.inputs(n, src, parent)
+		in, err := e.inputs(ctx, n, src, parent)
 		if err != nil {
 			return nil, err
 		}

@@ -270,6 +270,9 @@ func Layout(dir string, t Tree, times []store.SourceFile) error {
 			return err
 		}
 	}
+	if err := removeEmptyDirs(dir); err != nil {
+		return err
+	}
 	for i, f := range t {
 		p := filepath.Join(dir, filepath.FromSlash(f.Path))
 		mode := os.FileMode(0o644)
@@ -280,7 +283,10 @@ func Layout(dir string, t Tree, times []store.SourceFile) error {
 			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 				return err
 			}
-			os.Remove(p)
+			// What stands there may be a directory from an earlier layout.
+			if err := os.RemoveAll(p); err != nil {
+				return err
+			}
 			if err := os.WriteFile(p, f.Data, mode); err != nil {
 				return fmt.Errorf("lay out %s: %w", p, err)
 			}
@@ -291,6 +297,38 @@ func Layout(dir string, t Tree, times []store.SourceFile) error {
 		mt := time.Unix(0, times[i].MTime)
 		if err := os.Chtimes(p, mt, mt); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// removeEmptyDirs removes the directories under dir (but not dir/target)
+// that an earlier layout left empty, deepest first.
+func removeEmptyDirs(dir string) error {
+	var dirs []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && p != dir {
+			if rel, _ := filepath.Rel(dir, p); rel == "target" {
+				return filepath.SkipDir
+			}
+			dirs = append(dirs, p)
+		}
+		return nil
+	})
+	if err != nil {
+		if os.IsNotExist(err) {
+			return nil
+		}
+		return err
+	}
+	for i := len(dirs) - 1; i >= 0; i-- {
+		if entries, err := os.ReadDir(dirs[i]); err == nil && len(entries) == 0 {
+			if err := os.Remove(dirs[i]); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

@@ -104,7 +104,7 @@ func (s *Store) Flatten(id string) (Tree, error) {
 	for id != "" {
 		var l Layer
 		if err := s.ReadJSON(s.layerRel(id), &l); err != nil {
-			return nil, fmt.Errorf("read layer %s: %w", id[:12], err)
+			return nil, fmt.Errorf("read layer %.12s: %w", id, err)
 		}
 		chain = append(chain, &l)
 		id = l.Parent
@@ -258,8 +258,7 @@ func (s *Store) Restore(dir string, tree Tree) error {
 	sort.Slice(existing, func(i, j int) bool { return existing[i].Path > existing[j].Path })
 	have := map[string]Entry{}
 	for _, e := range existing {
-		want, ok := tree[e.Path]
-		if ok && want.Type == e.Type && (e.Type == TypeDir || (e.Type == TypeSymlink && want.Hash == e.Hash) || (want.Size == e.Size && want.MTime == e.MTime)) {
+		if want, ok := tree[e.Path]; ok && same(want, e) {
 			have[e.Path] = e
 			continue
 		}
@@ -299,6 +298,21 @@ func (s *Store) Restore(dir string, tree Tree) error {
 	return parallel(files, func(e Entry) error {
 		return s.CopyOut(e, filepath.Join(dir, filepath.FromSlash(e.Path)))
 	})
+}
+
+// same reports whether an existing entry can stand for the wanted one
+// without being rewritten.
+func same(want, have Entry) bool {
+	if want.Type != have.Type {
+		return false
+	}
+	switch want.Type {
+	case TypeDir:
+		return true
+	case TypeSymlink:
+		return want.Hash == have.Hash
+	}
+	return want.Size == have.Size && want.MTime == have.MTime
 }
 
 // CopyOut writes the object of e to dst with e's mode and mtime. It never

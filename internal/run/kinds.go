@@ -1,0 +1,305 @@
+package run
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/bmatcuk/doublestar/v4"
+
+	"smelt/internal/config"
+	"smelt/internal/store"
+	"smelt/internal/toolchain"
+)
+
+// tools finds the external programs a step's kind needs; their versions
+// enter the key, so upgrading one reruns the steps that use it.
+func (e *engine) tools(ctx context.Context, s *config.Step) (map[string]string, error) {
+	env := stepEnv(s.Toolchain)
+	find := func(name string, args ...string) (*toolchain.Tool, error) {
+		return toolchain.FindTool(ctx, e.p.st, env, name, args...)
+	}
+	out := map[string]string{}
+	var versions []string
+	add := func(name string, t *toolchain.Tool) {
+		out[name] = t.Path
+		versions = append(versions, name+"="+t.Version)
+	}
+	switch s.Kind {
+	case "tarpaulin":
+		t, err := find("cargo-tarpaulin", "tarpaulin", "--version")
+		if err != nil {
+			return nil, err
+		}
+		add("cargo-tarpaulin", t)
+	case "nextest":
+		t, err := find("cargo-nextest", "nextest", "--version")
+		if err != nil {
+			return nil, err
+		}
+		add("cargo-nextest", t)
+	case "deny":
+		t, err := find("cargo-deny", "--version")
+		if err != nil {
+			return nil, err
+		}
+		add("cargo-deny", t)
+	case "coverage":
+		tc, err := e.p.toolchain(ctx, s.Toolchain)
+		if err != nil {
+			return nil, err
+		}
+		pd, cov, err := toolchain.LLVMTools(ctx, e.p.st, env, tc, e.sysroot(ctx, s.Toolchain))
+		if err != nil {
+			return nil, err
+		}
+		add("llvm-profdata", pd)
+		add("llvm-cov", cov)
+	}
+	if len(versions) > 0 {
+		sort.Strings(versions)
+		out[""] = store.HashBytes([]byte(strings.Join(versions, "\n")))
+	}
+	return out, nil
+}
+
+// sysroot is rustc's sysroot (where rustup's llvm-tools live). Asked only
+// when Debian's LLVM tools are not there.
+func (e *engine) sysroot(ctx context.Context, tc string) string {
+	cmd := exec.CommandContext(ctx, "rustc", "--print", "sysroot")
+	cmd.Env, cmd.Dir = stepEnv(tc), e.p.root
+	out, err := cmd.Output()
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(out))
+}
+
+var (
+	netOffOnce sync.Once
+	netOffArgs []string
+)
+
+// netOff is the prefix that runs a command without network: a new network
+// namespace (only loopback, down), as root or through a user namespace.
+func netOff() []string {
+	netOffOnce.Do(func() {
+		for _, args := range [][]string{{"unshare", "-n", "--"}, {"unshare", "-rn", "--"}} {
+			if exec.Command(args[0], append(args[1:], "true")...).Run() == nil {
+				netOffArgs = args
+				return
+			}
+		}
+	})
+	return netOffArgs
+}
+
+var (
+	reTestResult = regexp.MustCompile(`test result: \w+\. (\d+) passed; (\d+) failed; (\d+) ignored`)
+	reNextest    = regexp.MustCompile(`Summary \[[^\]]*\]\s+(\d+) tests? run: (\d+) passed(?:[^,\n]*)?(?:, (\d+) failed)?(?:, (\d+) skipped)?`)
+)
+
+// testSummary adds up the test harness's (or nextest's) result lines in the log.
+func testSummary(logPath string) string {
+	data, err := os.ReadFile(logPath)
+	if err != nil {
+		return ""
+	}
+	var passed, failed, ignored int
+	for _, m := range reTestResult.FindAllSubmatch(data, -1) {
+		passed, failed, ignored = passed+atoi(m[1]), failed+atoi(m[2]), ignored+atoi(m[3])
+	}
+	for _, m := range reNextest.FindAllSubmatch(data, -1) {
+		passed, failed, ignored = passed+atoi(m[2]), failed+atoi(m[3]), ignored+atoi(m[4])
+	}
+	s := fmt.Sprintf("%d tests passed", passed)
+	if ignored > 0 {
+		s += fmt.Sprintf(", %d ignored", ignored)
+	}
+	if failed > 0 {
+		s += fmt.Sprintf(", %d failed", failed)
+	}
+	return s
+}
+
+// underMinimum fails a coverage step whose line coverage is below fail-under.
+func underMinimum(s *config.Step, lines float64) error {
+	if s.FailUnder > 0 && lines < s.FailUnder {
+		return fmt.Errorf("%w: line coverage %.2f%% is under fail-under = %g", errStepFailed, lines, s.FailUnder)
+	}
+	return nil
+}
+
+// snapshotOutput stores dir as the step's output.
+func (sr *stepRun) snapshotOutput(res *store.Result, dir string) error {
+	id, _, err := sr.e.p.st.Snapshot(dir, "", nil)
+	if err != nil {
+		return err
+	}
+	res.Output = id
+	return nil
+}
+
+// coverage merges the raw profiles the instrumented tests wrote, and reports
+// them with llvm-cov: lcov.info, HTML, and a summary.
+func (sr *stepRun) coverage(ctx context.Context, res *store.Result) error {
+	profraw, _ := filepath.Glob(filepath.Join(sr.scratch, "profraw", "*.profraw"))
+	if len(profraw) == 0 {
+		return fmt.Errorf("%w: the tests wrote no coverage profiles (did any test run?)", errStepFailed)
+	}
+	if len(sr.testExes) == 0 {
+		return fmt.Errorf("%w: cargo reported no test executables to read coverage from", errStepFailed)
+	}
+	outDir := filepath.Join(sr.scratch, "coverage")
+	if err := os.MkdirAll(outDir, 0o755); err != nil {
+		return err
+	}
+	profdata := filepath.Join(sr.scratch, "coverage.profdata")
+	run := func(stdout string, prog string, args ...string) error {
+		fmt.Fprintf(sr.logf, "\n$ %s %s\n", prog, strings.Join(args, " "))
+		cmd := exec.CommandContext(ctx, prog, args...)
+		cmd.Dir, cmd.Env = sr.srcDir, sr.env
+		cmd.Stderr = sr.logf
+		var out bytes.Buffer
+		cmd.Stdout = &out
+		if err := cmd.Run(); err != nil {
+			sr.r.Tail = tail(sr.r.Log, 25)
+			return fmt.Errorf("%w: `%s` failed: %v", errStepFailed, filepath.Base(prog), err)
+		}
+		if stdout != "" {
+			return os.WriteFile(stdout, out.Bytes(), 0o644)
+		}
+		return nil
+	}
+	if err := run("", sr.tools["llvm-profdata"], append([]string{"merge", "-sparse", "-o", profdata}, profraw...)...); err != nil {
+		return err
+	}
+	sort.Strings(sr.testExes)
+	objects := []string{sr.testExes[0]}
+	for _, exe := range sr.testExes[1:] {
+		objects = append(objects, "--object", exe)
+	}
+	// Only the workspace's own code: not the vendored dependencies, not std.
+	vendored := regexp.QuoteMeta(filepath.Join(sr.e.p.st.Dir, "vendor"))
+	common := []string{"-instr-profile", profdata, "--ignore-filename-regex", vendored + "|/rustc/|/\\.cargo/registry/"}
+	if err := run(filepath.Join(outDir, "lcov.info"), sr.tools["llvm-cov"], append(append([]string{"export", "-format=lcov"}, common...), objects...)...); err != nil {
+		return err
+	}
+	summaryPath := filepath.Join(outDir, "summary.json")
+	if err := run(summaryPath, sr.tools["llvm-cov"], append(append([]string{"export", "-summary-only"}, common...), objects...)...); err != nil {
+		return err
+	}
+	if err := run("", sr.tools["llvm-cov"], append(append([]string{"show", "-format=html", "-output-dir", filepath.Join(outDir, "html"),
+		"-path-equivalence", sr.srcDir + ",."}, common...), objects...)...); err != nil {
+		return err
+	}
+	var sum struct {
+		Data []struct {
+			Totals map[string]struct {
+				Count   int     `json:"count"`
+				Covered int     `json:"covered"`
+				Percent float64 `json:"percent"`
+			} `json:"totals"`
+		} `json:"data"`
+	}
+	data, err := os.ReadFile(summaryPath)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(data, &sum); err != nil || len(sum.Data) == 0 {
+		return fmt.Errorf("%w: cannot read llvm-cov's summary: %v", errStepFailed, err)
+	}
+	t := sum.Data[0].Totals
+	res.Summary = fmt.Sprintf("lines %.2f%% (%d/%d), functions %.2f%% (%d/%d), regions %.2f%% (%d/%d)",
+		t["lines"].Percent, t["lines"].Covered, t["lines"].Count,
+		t["functions"].Percent, t["functions"].Covered, t["functions"].Count,
+		t["regions"].Percent, t["regions"].Covered, t["regions"].Count)
+	fmt.Fprintf(sr.logf, "\ncoverage: %s\n", res.Summary)
+	if err := underMinimum(sr.n.Step, t["lines"].Percent); err != nil {
+		return err
+	}
+	return sr.snapshotOutput(res, outDir)
+}
+
+var reTarpaulin = regexp.MustCompile(`([\d.]+)% coverage, (\d+)/(\d+) lines covered`)
+
+// tarpaulin keeps cargo-tarpaulin's reports and its coverage figure.
+func (sr *stepRun) tarpaulin(res *store.Result) error {
+	data, _ := os.ReadFile(sr.r.Log)
+	m := reTarpaulin.FindAllSubmatch(data, -1)
+	if len(m) == 0 {
+		return fmt.Errorf("%w: cargo tarpaulin printed no coverage figure", errStepFailed)
+	}
+	last := m[len(m)-1]
+	pct, _ := strconv.ParseFloat(string(last[1]), 64)
+	res.Summary = fmt.Sprintf("lines %.2f%% (%s/%s)", pct, last[2], last[3])
+	if err := underMinimum(sr.n.Step, pct); err != nil {
+		return err
+	}
+	return sr.snapshotOutput(res, filepath.Join(sr.scratch, "tarpaulin"))
+}
+
+// commandOutputs stores the files a command step declared, by glob,
+// relative to the workspace root. A declared output that is missing fails
+// the step: a later step would otherwise miss it silently.
+func (sr *stepRun) commandOutputs(res *store.Result, tree store.Tree) error {
+	st, s := sr.e.p.st, sr.n.Step
+	layer := &store.Layer{Entries: []store.Entry{}}
+	seen := map[string]bool{}
+	for _, g := range s.Outputs {
+		matches, err := doublestar.Glob(os.DirFS(sr.srcDir), g, doublestar.WithFilesOnly())
+		if err != nil {
+			return fmt.Errorf("%w: outputs glob %q: %v", errStepFailed, g, err)
+		}
+		if len(matches) == 0 {
+			return fmt.Errorf("%w: the command produced nothing matching its declared output %q", errStepFailed, g)
+		}
+		for _, rel := range matches {
+			if seen[rel] {
+				continue
+			}
+			seen[rel] = true
+			p := filepath.Join(sr.srcDir, filepath.FromSlash(rel))
+			info, err := os.Stat(p)
+			if err != nil {
+				return err
+			}
+			h, size, err := store.HashFile(p)
+			if err != nil {
+				return err
+			}
+			if err := st.PutFile(p, h); err != nil {
+				return err
+			}
+			typ := store.TypeFile
+			if info.Mode()&0o111 != 0 {
+				typ = store.TypeExec
+			}
+			layer.Entries = append(layer.Entries, store.Entry{Path: rel, Type: typ, Size: size, MTime: info.ModTime().UnixNano(), Hash: h})
+		}
+	}
+	res.Summary = fmt.Sprintf("%d output files", len(layer.Entries))
+	if len(layer.Entries) > 0 {
+		id, err := st.PutLayer(layer)
+		if err != nil {
+			return err
+		}
+		res.Output = id
+		// Heirs see the outputs, so they are part of what they inherit.
+		out := store.Tree{}
+		for _, e := range layer.Entries {
+			out[e.Path] = e
+		}
+		res.ArtifactsID = store.HashBytes([]byte(tree.ContentID() + out.ContentID()))
+	}
+	return nil
+}

@@ -1,0 +1,3 @@
+fn main() {
+    println!("answer {}", checks::render(checks::add_one(41)));
+}
