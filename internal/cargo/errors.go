@@ -32,7 +32,7 @@ func Explain(stderr string) string {
 	if m := reParseLock.FindStringSubmatch(stderr); m != nil {
 		rest := stderr[strings.Index(stderr, m[0])+len(m[0]):]
 		detail := FirstError(rest)
-		if loc := reTOMLAt.FindStringSubmatch(rest); loc != nil {
+		if loc := reTOMLAt.FindStringSubmatch(rest); loc != nil && !strings.Contains(detail, loc[0]) {
 			detail = loc[1] + ": " + detail
 		}
 		return m[1] + " cannot be parsed (" + detail + "); fix it or regenerate it with `cargo generate-lockfile`"
