@@ -153,19 +153,13 @@ type Inputs map[string]string
 
 // StepInputs returns the inputs that come from the step's own definition.
 func StepInputs(n *Node) Inputs {
-	s := n.Step
-	def, _ := json.Marshal(struct {
-		Kind              string
-		Args              []string
-		Profile           string
-		Features          []string
-		AllFeatures       bool
-		NoDefaultFeatures bool
-		Target            string
-		CargoArgs         []string
-		Env               map[string]string
-		Include, Exclude  []string
-	}{s.Kind, s.Args, s.Profile, s.Features, s.AllFeatures, s.NoDefaultFeatures, s.Target, s.CargoArgs, s.Env, s.Include, s.Exclude})
+	// Every setting of the step enters the key, so a field added to
+	// config.Step later cannot be forgotten here. Only the names are left
+	// out: renaming a step, or the step it inherits from, changes no result
+	// (what it inherits enters the key by content).
+	s := *n.Step
+	s.Name, s.Base, s.Row, s.Artifacts, s.Line = "", "", "", "", 0
+	def, _ := json.Marshal(s)
 	cmds, _ := json.Marshal(n.Commands)
 	return Inputs{
 		"smelt":    store.FormatVersion,
