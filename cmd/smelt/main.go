@@ -32,6 +32,7 @@ Usage:
   smelt fetch                fetch and verify the dependency sources (Cargo.lock)
   smelt why [STEP...]        say, without running anything, which steps would run and why
   smelt log STEP             print the log of a step's last run
+  smelt restore STEP DIR     write the target/ a step left behind into DIR (building it if needed)
   smelt init [--sequential]  write a commented smelt.toml (default pipeline, or the seed's chain)
 
 Flags (before or after the command):
@@ -100,6 +101,8 @@ func mainErr(args []string) int {
 		err = why(ctx, o, pos)
 	case "log":
 		err = showLog(o, pos)
+	case "restore":
+		code, err = restore(ctx, o, pos)
 	case "init":
 		err = initConfig(o)
 	default:
@@ -236,6 +239,28 @@ func build(ctx context.Context, o options, pos []string) (int, error) {
 		return 1, err
 	}
 	fmt.Fprintf(os.Stderr, "result: %s -> %s\n", link, dir)
+	return 0, nil
+}
+
+// restore builds a step if needed and writes its target/ into a directory.
+func restore(ctx context.Context, o options, pos []string) (int, error) {
+	if len(pos) != 2 {
+		return 2, fmt.Errorf("restore takes a step and a directory: smelt restore STEP DIR")
+	}
+	rep, cfg, st, _, err := runSteps(ctx, o, "restore", pos[:1])
+	if err != nil {
+		return 1, err
+	}
+	names := resolve(cfg, pos[:1])
+	r := rep.Step(names[0])
+	if rep.Failed() || r == nil || r.Result == nil {
+		return 1, nil
+	}
+	start := time.Now()
+	if err := run.RestoreArtifacts(st, r.Result, pos[1]); err != nil {
+		return 1, err
+	}
+	fmt.Fprintf(os.Stderr, "restored %s's target/ into %s in %.2fs\n", names[0], pos[1], time.Since(start).Seconds())
 	return 0, nil
 }
 

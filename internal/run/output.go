@@ -108,3 +108,16 @@ func BinFilter(bins []string) func(store.Entry) bool {
 	}
 	return func(e store.Entry) bool { return want[e.Path] }
 }
+
+// RestoreArtifacts writes the target/ that a step left behind into dir, with
+// its mtimes, as the step's heirs see it.
+func RestoreArtifacts(st *store.Store, r *store.Result, dir string) error {
+	if r.Artifacts == "" {
+		return fmt.Errorf("step %s (kind %s) keeps no artifacts", r.Step, r.Kind)
+	}
+	tree, err := st.Flatten(r.Artifacts)
+	if err != nil {
+		return err
+	}
+	return st.Restore(dir, tree)
+}
