@@ -32,7 +32,9 @@ Usage:
   smelt fetch                fetch and verify the dependency sources (Cargo.lock)
   smelt why [STEP...]        say, without running anything, which steps would run and why
   smelt log STEP             print the log of a step's last run
-  smelt restore STEP DIR     write the target/ a step left behind into DIR (building it if needed)
+  smelt restore STEP DIR     write the target/ a step left behind into DIR (building it if needed;
+                             --link: compiled crates as hard links into the store, which cargo
+                             never writes in place but nothing else may write either)
   smelt init [--sequential]  write a commented smelt.toml (default pipeline, or the seed's chain)
 
 Flags (before or after the command):
@@ -50,6 +52,7 @@ type options struct {
 	failFast, asJSON bool
 	sequential       bool
 	force            bool
+	link             bool
 }
 
 func main() {
@@ -72,6 +75,7 @@ func mainErr(args []string) int {
 	fl.BoolVar(&o.asJSON, "json", false, "JSON output")
 	fl.BoolVar(&o.sequential, "sequential", false, "init: the seed's sequential chain")
 	fl.BoolVar(&o.force, "force", false, "init: overwrite smelt.toml")
+	fl.BoolVar(&o.link, "link", false, "restore: hard-link compiled crates from the store instead of copying")
 	fl.Usage = func() { fmt.Fprint(os.Stderr, usage) }
 	// Accept flags after positional arguments too: `smelt build app -j 1`.
 	var pos []string
@@ -257,7 +261,7 @@ func restore(ctx context.Context, o options, pos []string) (int, error) {
 		return 1, nil
 	}
 	start := time.Now()
-	if err := run.RestoreArtifacts(st, r.Result, pos[1]); err != nil {
+	if err := run.RestoreArtifacts(st, r.Result, pos[1], o.link); err != nil {
 		return 1, err
 	}
 	fmt.Fprintf(os.Stderr, "restored %s's target/ into %s in %.2fs\n", names[0], pos[1], time.Since(start).Seconds())

@@ -226,3 +226,25 @@ func TestAttachedShortPackageFlag(t *testing.T) {
 		t.Errorf("-pcore got --workspace too: %q", got[0])
 	}
 }
+
+func TestReplaced(t *testing.T) {
+	for p, want := range map[string]bool{
+		"release/deps/libitoa-1234.rlib":                  true,
+		"release/deps/libitoa-1234.rmeta":                 true,
+		"release/deps/hello-abcd":                         true,
+		"x86_64-unknown-linux-gnu/release/deps/libz.so":   true,
+		"release/build/anyhow-12/build_script_build-12":   true,
+		"release/deps/hello-abcd.d":                       false,
+		"release/.fingerprint/itoa-1234/lib-itoa":         false,
+		"release/build/anyhow-34/out/generated.rs":        false,
+		"release/build/anyhow-34/output":                  false,
+		"release/build/anyhow-34/root-output":             false,
+		"debug/incremental/hello-1/s-abc/dep-graph.bin":   false,
+		"release/hello":                                   false,
+		"release/build/anyhow-12/build_script_build-12.d": false,
+	} {
+		if got := Replaced(p); got != want {
+			t.Errorf("Replaced(%q) = %v, want %v", p, got, want)
+		}
+	}
+}

@@ -85,7 +85,13 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 	if keeps {
 		// Always restore, even to nothing: a step must never see a target/
 		// left over from some other state of its working directory.
-		if err := st.Restore(sr.targetDir, parentTree); err != nil {
+		// Compiled crates are hard links into the store (no data copied);
+		// not for a user's command, which may write anything in place.
+		linkable := cargo.Replaced
+		if s.Kind == "command" {
+			linkable = nil
+		}
+		if err := st.RestoreLinking(sr.targetDir, parentTree, linkable); err != nil {
 			return nil, err
 		}
 	}

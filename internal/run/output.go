@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"sort"
 
+	"smelt/internal/cargo"
 	"smelt/internal/store"
 )
 
@@ -111,13 +112,18 @@ func BinFilter(bins []string) func(store.Entry) bool {
 
 // RestoreArtifacts writes the target/ that a step left behind into dir, with
 // its mtimes, as the step's heirs see it.
-func RestoreArtifacts(st *store.Store, r *store.Result, dir string) error {
+// With link, compiled crates are hard links into the store: cargo replaces
+// such files rather than rewriting them, but nothing else may write them.
+func RestoreArtifacts(st *store.Store, r *store.Result, dir string, link bool) error {
 	if r.Artifacts == "" {
 		return fmt.Errorf("step %s (kind %s) keeps no artifacts", r.Step, r.Kind)
 	}
 	tree, err := st.Flatten(r.Artifacts)
 	if err != nil {
 		return err
+	}
+	if link {
+		return st.RestoreLinking(dir, tree, cargo.Replaced)
 	}
 	return st.Restore(dir, tree)
 }

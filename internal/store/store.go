@@ -117,7 +117,12 @@ func publish(tmp, dst string) error {
 
 // PutFile copies the file at path into the store under the given hash (which
 // the caller computed) unless it is already there.
-func (s *Store) PutFile(path, hash string) error {
+func (s *Store) PutFile(path, hash string) error { return s.PutFileTime(path, hash, 0) }
+
+// PutFileTime is PutFile, giving a new object the mtime (ns) mtime: a hard
+// link to the object (RestoreLinking) then carries the time the file was
+// built, so cargo sees no dependency newer than it was.
+func (s *Store) PutFileTime(path, hash string, mtime int64) error {
 	dst := s.ObjectPath(hash)
 	if _, err := os.Stat(dst); err == nil {
 		return nil
@@ -141,6 +146,19 @@ func (s *Store) PutFile(path, hash string) error {
 	if err := tmp.Close(); err != nil {
 		os.Remove(tmp.Name())
 		return err
+	}
+	mode := os.FileMode(0o644)
+	if info, err := src.Stat(); err == nil && info.Mode()&0o111 != 0 {
+		mode = 0o755
+	}
+	if err := os.Chmod(tmp.Name(), mode); err != nil {
+		return err
+	}
+	if mtime != 0 {
+		t := time.Unix(0, mtime)
+		if err := os.Chtimes(tmp.Name(), t, t); err != nil {
+			return err
+		}
 	}
 	return publish(tmp.Name(), dst)
 }

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -210,8 +211,10 @@ func (s *Store) Snapshot(dir, parent string, base Tree) (id string, tree Tree, e
 		if e.Type != TypeFile && e.Type != TypeExec {
 			continue
 		}
-		if b, ok := base[e.Path]; ok && b.Type == e.Type && b.Size == e.Size && b.MTime == e.MTime {
-			e.Hash = b.Hash
+		if b, ok := base[e.Path]; ok && b.Type == e.Type && b.Size == e.Size &&
+			(b.MTime == e.MTime || s.isObject(filepath.Join(dir, filepath.FromSlash(e.Path)), b)) {
+			// Unchanged (or still the hard link RestoreLinking made).
+			e.Hash, e.MTime = b.Hash, b.MTime
 			continue
 		}
 		toHash = append(toHash, e)
@@ -223,7 +226,7 @@ func (s *Store) Snapshot(dir, parent string, base Tree) (id string, tree Tree, e
 			return err
 		}
 		e.Hash = h
-		return s.PutFile(p, h)
+		return s.PutFileTime(p, h, e.MTime)
 	})
 	if err != nil {
 		return "", nil, fmt.Errorf("snapshot %s: %w", dir, err)
@@ -250,6 +253,15 @@ func (s *Store) Snapshot(dir, parent string, base Tree) (id string, tree Tree, e
 // are already in place with the same type, size and mtime are left alone, so
 // restoring into a warm working directory costs only the difference.
 func (s *Store) Restore(dir string, tree Tree) error {
+	return s.RestoreLinking(dir, tree, nil)
+}
+
+// RestoreLinking is Restore, except that files for which linkable(path)
+// holds are hard links to the store's objects instead of copies: no data
+// is copied. Only files that every program writing into the directory
+// replaces (never rewrites in place) may be linked, or the store's object
+// would change with them.
+func (s *Store) RestoreLinking(dir string, tree Tree, linkable func(string) bool) error {
 	existing, err := scan(dir)
 	if err != nil {
 		return fmt.Errorf("restore %s: %w", dir, err)
@@ -258,7 +270,7 @@ func (s *Store) Restore(dir string, tree Tree) error {
 	sort.Slice(existing, func(i, j int) bool { return existing[i].Path > existing[j].Path })
 	have := map[string]Entry{}
 	for _, e := range existing {
-		if want, ok := tree[e.Path]; ok && same(want, e) {
+		if want, ok := tree[e.Path]; ok && (same(want, e) || s.isObject(filepath.Join(dir, filepath.FromSlash(e.Path)), want)) {
 			have[e.Path] = e
 			continue
 		}
@@ -296,8 +308,43 @@ func (s *Store) Restore(dir string, tree Tree) error {
 		}
 	}
 	return parallel(files, func(e Entry) error {
-		return s.CopyOut(e, filepath.Join(dir, filepath.FromSlash(e.Path)))
+		dst := filepath.Join(dir, filepath.FromSlash(e.Path))
+		if linkable != nil && linkable(e.Path) && s.link(e, dst) == nil {
+			return nil
+		}
+		return s.CopyOut(e, dst)
 	})
+}
+
+// link makes dst a hard link to e's object, if the object's mode is e's.
+func (s *Store) link(e Entry, dst string) error {
+	obj := s.ObjectPath(e.Hash)
+	info, err := os.Stat(obj)
+	if err != nil {
+		return err
+	}
+	if (info.Mode()&0o111 != 0) != (e.Type == TypeExec) {
+		return fmt.Errorf("mode differs")
+	}
+	return os.Link(obj, dst)
+}
+
+// isObject reports whether the file at p is a hard link to want's object
+// (restored by RestoreLinking): its mtime is the object's, not want's, but
+// its content is want's.
+func (s *Store) isObject(p string, want Entry) bool {
+	if want.Type != TypeFile && want.Type != TypeExec {
+		return false
+	}
+	fi, err := os.Lstat(p)
+	if err != nil || !fi.Mode().IsRegular() || fi.Size() != want.Size {
+		return false
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); !ok || st.Nlink < 2 {
+		return false
+	}
+	oi, err := os.Stat(s.ObjectPath(want.Hash))
+	return err == nil && os.SameFile(fi, oi)
 }
 
 // same reports whether an existing entry can stand for the wanted one

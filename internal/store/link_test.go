@@ -1,0 +1,69 @@
+package store
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// RestoreLinking links the files it may link (same inode as the object, no
+// data copied) and copies the others; a snapshot over such a restore sees
+// nothing changed.
+func TestRestoreLinking(t *testing.T) {
+	st := openStore(t)
+	src := filepath.Join(t.TempDir(), "src")
+	writeFixture(t, src, []fixture{
+		{path: "release/deps/libx.rlib", typ: TypeFile, data: "rlib", mtimeN: t1},
+		{path: "release/deps/x-test", typ: TypeExec, data: "exe", mtimeN: t2},
+		{path: "release/.fingerprint/x/lib-x", typ: TypeFile, data: "fp", mtimeN: t1},
+	})
+	id, tree, err := st.Snapshot(src, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(t.TempDir(), "dst")
+	linkable := func(p string) bool { return strings.Contains(p, "/deps/") }
+	if err := st.RestoreLinking(dst, tree, linkable); err != nil {
+		t.Fatal(err)
+	}
+	for p, e := range tree {
+		if e.Type == TypeDir {
+			continue
+		}
+		linked := inode(t, filepath.Join(dst, filepath.FromSlash(p))) == inode(t, st.ObjectPath(e.Hash))
+		if linked != linkable(p) {
+			t.Errorf("%s: linked = %v, want %v", p, linked, linkable(p))
+		}
+	}
+	if got, want := describe(t, dst), describe(t, src); len(got) != len(want) {
+		t.Errorf("restored %v, want %v", got, want)
+	}
+	// A second restore keeps the links; a snapshot over it stores nothing new.
+	if err := st.RestoreLinking(dst, tree, linkable); err != nil {
+		t.Fatal(err)
+	}
+	if inode(t, filepath.Join(dst, "release/deps/libx.rlib")) != inode(t, st.ObjectPath(tree["release/deps/libx.rlib"].Hash)) {
+		t.Error("a second restore replaced a link that was already right")
+	}
+	child, _, err := st.Snapshot(dst, id, tree)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := readLayer(t, st, child); len(l.Entries) != 0 || len(l.Deleted) != 0 {
+		t.Errorf("snapshot over a linked restore recorded changes: %+v", l)
+	}
+	// A linked object carries the mtime the file was built with.
+	if e := tree["release/deps/libx.rlib"]; mtimeOf(t, st.ObjectPath(e.Hash)) != t1 {
+		t.Errorf("object mtime %d, want %d", mtimeOf(t, st.ObjectPath(e.Hash)), t1)
+	}
+}
+
+func mtimeOf(t *testing.T, p string) int64 {
+	t.Helper()
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.ModTime().UnixNano()
+}
