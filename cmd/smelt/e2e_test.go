@@ -478,3 +478,58 @@ func TestConcurrentRuns(t *testing.T) {
 		t.Fatalf("result/bin/hello printed %q", got)
 	}
 }
+
+// A git dependency (from a local repository, as a git server would serve
+// it) is vendored with the rest and builds offline.
+func TestGitDependency(t *testing.T) {
+	needCargo(t)
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("git not installed")
+	}
+	repo := filepath.Join(t.TempDir(), "shout")
+	p := &project{t: t, dir: repo, env: os.Environ()}
+	p.write("Cargo.toml", "[package]\nname = \"shout\"\nversion = \"0.1.0\"\nedition = \"2021\"\n")
+	p.write("src/lib.rs", "/// Shouts.\npub fn shout(s: &str) -> String {\n    s.to_uppercase()\n}\n")
+	for _, args := range [][]string{{"init", "-q"}, {"add", "."}, {"-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "shout"}} {
+		cmd := exec.Command("git", args...)
+		cmd.Dir = repo
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+	}
+	p = &project{t: t, dir: filepath.Join(t.TempDir(), "app"), store: filepath.Join(t.TempDir(), "store"), env: os.Environ()}
+	p.write("Cargo.toml", "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\nshout = { git = \"file://"+repo+"\" }\n")
+	p.write("src/main.rs", "fn main() {\n    println!(\"{}\", shout::shout(\"git\"));\n}\n")
+	cmd := exec.Command("cargo", "generate-lockfile")
+	cmd.Dir = p.dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("cargo generate-lockfile: %v\n%s", err, out)
+	}
+	o := p.mustSmelt("build")
+	wantStatus(t, o, map[string]string{"deps": "built", "package": "built"})
+	if c := compiled(p.log("deps")); !c["shout"] {
+		t.Errorf("deps did not build the git dependency: %v", c)
+	}
+	if got := p.runResult("app"); got != "GIT" {
+		t.Fatalf("result/bin/app printed %q", got)
+	}
+}
+
+// smelt init writes a smelt.toml that smelt reads back, and never
+// overwrites one without --force.
+func TestInit(t *testing.T) {
+	p := newProject(t, "hello")
+	p.mustSmelt("init")
+	if !strings.Contains(p.read("smelt.toml"), "[step.deps]") {
+		t.Fatalf("smelt.toml:\n%s", p.read("smelt.toml"))
+	}
+	if o := p.smelt("init", "--sequential"); o.code == 0 || !strings.Contains(o.output, "--force") {
+		t.Errorf("init over an existing smelt.toml: exit %d\n%s", o.code, o.output)
+	}
+	p.mustSmelt("init", "--sequential", "--force")
+	cmd := exec.Command(smeltBin, "why", "-C", p.dir, "--store", p.store)
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "crate") || !strings.Contains(string(out), "would run") {
+		t.Errorf("smelt why on the sequential smelt.toml: %v\n%s", err, out)
+	}
+}
