@@ -31,7 +31,7 @@ var (
 	flagReps     = flag.Int("reps", 3, "repetitions per timed case")
 	flagColdReps = flag.Int("cold-reps", 0, "repetitions of the cold case (0: same as -reps)")
 	flagWork     = flag.String("work", "/tmp/smelt-bench", "work directory (wiped for each project at start)")
-	flagCrate    = flag.String("crate", "hyperfine@1.19.0", "published binary crate NAME@VERSION (must ship Cargo.lock)")
+	flagCrate    = flag.String("crate", "diskus@0.8.0", "published binary crate NAME@VERSION (must ship Cargo.lock)")
 	flagSmelt    = flag.String("smelt", "", "smelt binary to use (default: go build ./cmd/smelt into the work dir)")
 	flagGrowth   = flag.Int("growth-steps", 10, "successive one-line edits in the store-growth case")
 	flagJobs     = flag.Int("j", 2, "smelt -j")
@@ -122,7 +122,6 @@ func main() {
 		must(cmd.Run())
 	}
 	dropCache = tryDropCaches()
-	haveChef = ensureChef()
 	cases := map[string]bool{}
 	for _, c := range strings.Split(*flagCases, ",") {
 		cases[strings.TrimSpace(c)] = true
@@ -470,6 +469,7 @@ func caseEdit(p *project) {
 
 func caseDep(p *project) {
 	logf("-- dependency added (%d reps)", *flagReps)
+	haveChef = haveChef || ensureChef()
 	chefOK := haveChef
 	if chefOK {
 		// cargo-chef's own copy, cooked once from the base recipe (untimed).

@@ -130,6 +130,9 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 		"CARGO_TERM_COLOR=never",
 		"CARGO_NET_OFFLINE=true",
 	)
+	if e.jobs != nil {
+		sr.env = append(sr.env, e.jobs.env())
+	}
 	for _, k := range sortedKeys(s.Env) {
 		sr.env = append(sr.env, k+"="+s.Env[k])
 	}

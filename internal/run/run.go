@@ -113,7 +113,12 @@ func Run(ctx context.Context, root string, cfg *config.Config, names []string, o
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	e := &engine{p: p, opt: opt, sem: make(chan struct{}, jobs), cancel: cancel}
+	js, err := newJobserver(opt.Store)
+	if err != nil {
+		return nil, err
+	}
+	defer js.close()
+	e := &engine{p: p, opt: opt, sem: make(chan struct{}, jobs), cancel: cancel, jobs: js}
 	rep := &Report{}
 	done := map[string]chan struct{}{}
 	reports := map[string]*StepReport{}
@@ -153,6 +158,7 @@ type engine struct {
 	opt    Options
 	sem    chan struct{}
 	cancel context.CancelFunc
+	jobs   *jobserver
 	mu     sync.Mutex
 }
 
