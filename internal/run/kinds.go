@@ -114,16 +114,20 @@ func testSummary(logPath string) string {
 	if err != nil {
 		return ""
 	}
-	var passed, failed, ignored int
+	var passed, failed, ignored, skipped int
 	for _, m := range reTestResult.FindAllSubmatch(data, -1) {
 		passed, failed, ignored = passed+atoi(m[1]), failed+atoi(m[2]), ignored+atoi(m[3])
 	}
 	for _, m := range reNextest.FindAllSubmatch(data, -1) {
-		passed, failed, ignored = passed+atoi(m[2]), failed+atoi(m[3]), ignored+atoi(m[4])
+		// nextest's skipped tests are those of other partitions (or filtered).
+		passed, failed, skipped = passed+atoi(m[2]), failed+atoi(m[3]), skipped+atoi(m[4])
 	}
 	s := fmt.Sprintf("%d tests passed", passed)
 	if ignored > 0 {
 		s += fmt.Sprintf(", %d ignored", ignored)
+	}
+	if skipped > 0 {
+		s += fmt.Sprintf(", %d skipped", skipped)
 	}
 	if failed > 0 {
 		s += fmt.Sprintf(", %d failed", failed)
