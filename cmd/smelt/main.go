@@ -36,6 +36,7 @@ Usage:
                              --link: compiled crates as hard links into the store, which cargo
                              never writes in place but nothing else may write either)
   smelt init [--sequential]  write a commented smelt.toml (default pipeline, or the seed's chain)
+  smelt gc [--older-than D]  drop results unused for D days (default 30) and all that only they need
 
 Flags (before or after the command):
   -C DIR        the project (default: the current directory)
@@ -53,6 +54,7 @@ type options struct {
 	sequential       bool
 	force            bool
 	link             bool
+	olderThan        int
 }
 
 func main() {
@@ -75,6 +77,7 @@ func mainErr(args []string) int {
 	fl.BoolVar(&o.asJSON, "json", false, "JSON output")
 	fl.BoolVar(&o.sequential, "sequential", false, "init: the seed's sequential chain")
 	fl.BoolVar(&o.force, "force", false, "init: overwrite smelt.toml")
+	fl.IntVar(&o.olderThan, "older-than", 30, "gc: days a result may go unused")
 	fl.BoolVar(&o.link, "link", false, "restore: hard-link compiled crates from the store instead of copying")
 	fl.Usage = func() { fmt.Fprint(os.Stderr, usage) }
 	// Accept flags after positional arguments too: `smelt build app -j 1`.
@@ -109,6 +112,8 @@ func mainErr(args []string) int {
 		code, err = restore(ctx, o, pos)
 	case "init":
 		err = initConfig(o)
+	case "gc":
+		err = gc(o)
 	default:
 		fmt.Fprintf(os.Stderr, "smelt: unknown command %q\n\n%s", cmd, usage)
 		return 2
@@ -313,6 +318,27 @@ func showLog(o options, pos []string) error {
 		return fmt.Errorf("step %s has no log yet (steps: %s)", pos[0], strings.Join(cfg.Order, ", "))
 	}
 	os.Stdout.Write(data)
+	return nil
+}
+
+func gc(o options) error {
+	dir := o.store
+	var err error
+	if dir == "" {
+		if dir, err = store.DefaultDir(); err != nil {
+			return err
+		}
+	}
+	st, err := store.Open(dir)
+	if err != nil {
+		return err
+	}
+	stats, err := st.GC(time.Duration(o.olderThan) * 24 * time.Hour)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "gc: removed %d results, %d layers, %d objects (%.1f MB), %d cached directories\n",
+		stats.Results, stats.Layers, stats.Objects, float64(stats.Bytes)/1e6, stats.Other)
 	return nil
 }
 

@@ -103,10 +103,18 @@ func Run(ctx context.Context, root string, cfg *config.Config, names []string, o
 	if err != nil {
 		return nil, err
 	}
+	unlock, err := opt.Store.Lock(false)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	p, err := newProject(ctx, opt.Store, root)
 	if err != nil {
 		return nil, err
 	}
+	// A project in use keeps its working directories through gc.
+	now := time.Now()
+	os.Chtimes(filepath.Join(opt.Store.Dir, "work", p.id), now, now)
 	jobs := opt.Jobs
 	if jobs < 1 {
 		jobs = 1
@@ -272,6 +280,7 @@ func (e *engine) step(ctx context.Context, n *plan.Node, parent *store.Result, r
 		return
 	} else if res != nil {
 		r.Status, r.Result = Cached, res
+		e.p.st.Touch(key)
 		return
 	}
 	r.Reason = e.why(n, in, src)

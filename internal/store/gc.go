@@ -1,0 +1,154 @@
+package store
+
+import (
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Lock takes the store's lock: shared for a run (many runs at once),
+// exclusive for garbage collection, which must never delete what a running
+// step is about to reference. The returned func releases it.
+func (s *Store) Lock(exclusive bool) (func(), error) {
+	f, err := os.OpenFile(filepath.Join(s.Dir, "gc.lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	how := unix.LOCK_SH
+	if exclusive {
+		how = unix.LOCK_EX
+	}
+	if err := unix.Flock(int(f.Fd()), how); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock store %s: %w", s.Dir, err)
+	}
+	return func() { f.Close() }, nil
+}
+
+// Touch marks a result as used now, so garbage collection keeps it.
+func (s *Store) Touch(key string) {
+	now := time.Now()
+	os.Chtimes(filepath.Join(s.Dir, s.resultRel(key)), now, now)
+}
+
+// GCStats says what a collection removed.
+type GCStats struct {
+	Results, Layers, Objects, Other int
+	Bytes                           int64
+}
+
+// GC removes results not used for maxAge, then every layer, object,
+// vendored source set, output directory and working directory that no
+// remaining result needs.
+func (s *Store) GC(maxAge time.Duration) (*GCStats, error) {
+	unlock, err := s.Lock(true)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	st := &GCStats{}
+	cutoff := time.Now().Add(-maxAge)
+	liveLayers, liveObjects, liveVendor := map[string]bool{}, map[string]bool{}, map[string]bool{}
+	var markLayer func(id string) error
+	markLayer = func(id string) error {
+		for id != "" && !liveLayers[id] {
+			liveLayers[id] = true
+			var l Layer
+			if err := s.ReadJSON(s.layerRel(id), &l); err != nil {
+				return err
+			}
+			for _, e := range l.Entries {
+				if e.Type == TypeFile || e.Type == TypeExec {
+					liveObjects[e.Hash] = true
+				}
+			}
+			id = l.Parent
+		}
+		return nil
+	}
+	err = filepath.WalkDir(filepath.Join(s.Dir, "results"), func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if info.ModTime().Before(cutoff) {
+			st.Results++
+			st.Bytes += info.Size()
+			return os.Remove(p)
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		var r Result
+		if json.Unmarshal(data, &r) != nil {
+			st.Results++
+			return os.Remove(p) // unreadable: useless
+		}
+		if r.Log != "" {
+			liveObjects[r.Log] = true
+		}
+		if v := r.Inputs["vendor"]; v != "" {
+			liveVendor[v] = true
+		}
+		if err := markLayer(r.Artifacts); err != nil {
+			return err
+		}
+		return markLayer(r.Output)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("gc: %w", err)
+	}
+	sweep := func(sub string, live func(name string) bool, count *int) error {
+		return filepath.WalkDir(filepath.Join(s.Dir, sub), func(p string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			rel, _ := filepath.Rel(filepath.Join(s.Dir, sub), p)
+			name := strings.TrimSuffix(strings.ReplaceAll(rel, string(filepath.Separator), ""), ".json")
+			if live(name) {
+				return nil
+			}
+			if info, err := d.Info(); err == nil {
+				st.Bytes += info.Size()
+			}
+			*count++
+			return os.Remove(p)
+		})
+	}
+	if err := sweep("layers", func(n string) bool { return liveLayers[n] }, &st.Layers); err != nil {
+		return nil, err
+	}
+	if err := sweep("objects", func(n string) bool { return liveObjects[n] }, &st.Objects); err != nil {
+		return nil, err
+	}
+	// Directories that are caches of the store's contents: rebuilt on demand.
+	for _, sub := range []string{"vendor", "out", "work", "tmp"} {
+		entries, _ := os.ReadDir(filepath.Join(s.Dir, sub))
+		for _, e := range entries {
+			if sub == "vendor" && liveVendor[e.Name()] {
+				continue
+			}
+			// No run holds the store (the lock is exclusive), so all of
+			// tmp/ is debris of interrupted runs; other caches stay while
+			// in recent use (a ./result link may point into out/).
+			if info, err := e.Info(); err == nil && sub != "vendor" && sub != "tmp" && info.ModTime().After(cutoff) {
+				continue
+			}
+			if err := os.RemoveAll(filepath.Join(s.Dir, sub, e.Name())); err != nil {
+				return nil, err
+			}
+			st.Other++
+		}
+	}
+	return st, nil
+}
