@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -80,9 +81,17 @@ func mainErr(args []string) int {
 	fl.IntVar(&o.olderThan, "older-than", 30, "gc: days a result may go unused")
 	fl.BoolVar(&o.link, "link", false, "restore: hard-link compiled crates from the store instead of copying")
 	fl.Usage = func() { fmt.Fprint(os.Stderr, usage) }
-	// Accept flags after positional arguments too: `smelt build app -j 1`.
+	// Accept flags after positional arguments too (`smelt build app -j 1`),
+	// and -jN as make and cargo do.
 	var pos []string
-	rest := args[1:]
+	var rest []string
+	for _, a := range args[1:] {
+		if len(a) > 2 && strings.HasPrefix(a, "-j") && a[2] >= '0' && a[2] <= '9' {
+			rest = append(rest, "-j", a[2:])
+			continue
+		}
+		rest = append(rest, a)
+	}
 	for {
 		if err := fl.Parse(rest); err != nil {
 			return 2
@@ -210,6 +219,19 @@ func build(ctx context.Context, o options, pos []string) (int, error) {
 			stepName = names[0] // under a matrix, a base name means its first row
 		} else {
 			member = pos[0]
+			// Check the name before building anything.
+			root, err := run.FindRoot(o.dir)
+			if err != nil {
+				return 1, err
+			}
+			members, err := run.Members(root)
+			if err != nil {
+				return 1, err
+			}
+			if !slices.Contains(members, member) {
+				return 1, fmt.Errorf("%s is neither a step (%s) nor a workspace member (%s)",
+					member, strings.Join(sortedKeys(cfg.Steps), ", "), strings.Join(members, ", "))
+			}
 		}
 	}
 	if stepName == "" {
@@ -231,8 +253,8 @@ func build(ctx context.Context, o options, pos []string) (int, error) {
 	if member != "" {
 		bins := run.BinsOf(res, member)
 		if len(bins) == 0 {
-			return 1, fmt.Errorf("%s is neither a step (%s) nor a workspace member with binaries (%s)",
-				member, strings.Join(sortedKeys(cfg.Steps), ", "), strings.Join(run.Packages(res), ", "))
+			return 1, fmt.Errorf("workspace member %s has no binaries to link (members with binaries: %s)",
+				member, strings.Join(run.Packages(res), ", "))
 		}
 		keep = run.BinFilter(bins)
 	}

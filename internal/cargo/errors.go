@@ -38,7 +38,7 @@ func Explain(stderr string) string {
 		return m[1] + " cannot be parsed (" + detail + "); fix it or regenerate it with `cargo generate-lockfile`"
 	}
 	if m := reNoMatch.FindStringSubmatch(stderr); m != nil {
-		return "no crate named " + m[1] + " is in the vendored sources; run `cargo update --workspace` so that Cargo.lock lists it"
+		return "Cargo.lock is out of date: a Cargo.toml asks for " + m[1] + ", which Cargo.lock does not list; run `cargo update --workspace` and commit Cargo.lock"
 	}
 	return ""
 }

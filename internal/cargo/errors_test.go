@@ -49,7 +49,7 @@ func TestExplain(t *testing.T) {
 			stderr: "error: no matching package named `serde_jsn` found\n" +
 				"location searched: registry `crates-io`\n" +
 				"required by package `app v0.1.0 (/x/app)`\n",
-			want: []string{"no crate named serde_jsn", "cargo update --workspace"},
+			want: []string{"asks for serde_jsn, which Cargo.lock does not list", "cargo update --workspace"},
 		},
 		{
 			name: "compile error has no better words",

@@ -187,7 +187,7 @@ func (in Inputs) Key() string {
 var inputWords = map[string]string{
 	"smelt":        "smelt's store format changed",
 	"step":         "the step's settings in smelt.toml changed",
-	"commands":     "the cargo commands changed (settings of a step that inherits from it)",
+	"commands":     "the commands it runs changed (for deps: a step that inherits from it changed settings)",
 	"source":       "source changed",
 	"vendor":       "Cargo.lock changed (dependency sources)",
 	"toolchain":    "the Rust toolchain changed",

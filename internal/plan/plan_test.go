@@ -414,7 +414,7 @@ func TestExplain(t *testing.T) {
 		{"first run with files", nil, old, files, files, "first run"},
 		{"nothing changed", old, with("step", "1"), nil, nil, "its earlier result is not in the store"},
 		{"step", old, with("step", "2"), nil, nil, "the step's settings in smelt.toml changed"},
-		{"commands", old, with("commands", "d"), nil, nil, "the cargo commands changed (settings of a step that inherits from it)"},
+		{"commands", old, with("commands", "d"), nil, nil, "the commands it runs changed (for deps: a step that inherits from it changed settings)"},
 		{"vendor", old, with("vendor", "w"), nil, nil, "Cargo.lock changed (dependency sources)"},
 		{"toolchain", old, with("toolchain", "u"), nil, nil, "the Rust toolchain changed"},
 		{"cargo config", old, with("cargo-config", "dd"), nil, nil, "cargo's user configuration changed"},

@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"smelt/internal/cargo"
@@ -242,9 +243,13 @@ func (sr *stepRun) command(ctx context.Context, c cargo.Command) error {
 	cmd.Dir = sr.srcDir
 	cmd.Env = append(append([]string{}, sr.env...), envList(c.Env)...)
 	cmd.Stdout, cmd.Stderr = stdout, io.MultiWriter(sr.logf, &stderr)
-	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
-	cmd.WaitDelay = 10 * time.Second
+	killGroupOnCancel(cmd)
 	err := cmd.Run()
+	if ctx.Err() != nil {
+		// Whatever cargo left behind (a rustc, a linker) must not outlive
+		// the step: it would race the next run in the same target/.
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	}
 	if c.JSON {
 		sr.collect(jsonOut.Bytes())
 	}
@@ -255,21 +260,50 @@ func (sr *stepRun) command(ctx context.Context, c cargo.Command) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
+	if err := sr.failure(c, stderr.String(), err); testKinds[sr.n.Step.Kind] && missingFile(sr.r.Log) {
+		return fmt.Errorf("%w (tests see only the cleaned source: Rust files, manifests, tests/, benches/, examples/ and fixture directories; if they read other files, add them to the step with include = [\"GLOB\"])", err)
+	} else {
+		return err
+	}
+}
+
+// missingFile reports whether a failed step's log says a file was not
+// found: likely one the cleaned source left out.
+func missingFile(logPath string) bool {
+	data, _ := os.ReadFile(logPath)
+	return bytes.Contains(data, []byte("No such file or directory")) || bytes.Contains(data, []byte("does not exist")) ||
+		bytes.Contains(data, []byte("NotFound"))
+}
+
+// testKinds run the project's tests.
+var testKinds = map[string]bool{"test": true, "nextest": true, "doctest": true, "coverage": true, "tarpaulin": true}
+
+// failure turns a command's failure into one sentence.
+func (sr *stepRun) failure(c cargo.Command, stderr string, err error) error {
 	if ee, ok := err.(*exec.ExitError); !ok {
 		if c.Program != "cargo" {
-			return fmt.Errorf("%w: cannot run `%s`: %v", errStepFailed, c.Program, err)
+			return failed("cannot run `%s`: %v", c.Program, err)
 		}
-		return fmt.Errorf("%w: cannot run cargo: %v", errStepFailed, err)
-	} else if msg := cargo.Explain(stderr.String()); msg != "" {
-		return fmt.Errorf("%w: %s", errStepFailed, msg)
+		return failed("cannot run cargo: %v", err)
+	} else if msg := cargo.Explain(stderr); msg != "" {
+		return failed("%s", msg)
 	} else if c.Program == "cargo" && len(c.Args) > 0 {
-		if hint := missingSubcommand(stderr.String(), c.Args[0]); hint != "" {
-			return fmt.Errorf("%w: %s", errStepFailed, hint)
+		if hint := missingSubcommand(stderr, c.Args[0]); hint != "" {
+			return failed("%s", hint)
 		}
-		return fmt.Errorf("%w: `cargo %s` exited with status %d", errStepFailed, c.Args[0], ee.ExitCode())
+		return failed("`cargo %s` exited with status %d", c.Args[0], ee.ExitCode())
 	} else {
-		return fmt.Errorf("%w: `%s` exited with status %d", errStepFailed, c.Program, ee.ExitCode())
+		return failed("`%s` exited with status %d", c.Program, ee.ExitCode())
 	}
+}
+
+// killGroupOnCancel runs cmd in a process group of its own and, when the
+// context is canceled, interrupts the whole group (cargo and every compiler
+// it started), not cargo alone; what still runs 10s later is killed.
+func killGroupOnCancel(cmd *exec.Cmd) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGINT) }
+	cmd.WaitDelay = 10 * time.Second
 }
 
 // missingSubcommand recognises cargo's answer for a subcommand that is not

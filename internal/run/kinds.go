@@ -138,7 +138,7 @@ func testSummary(logPath string) string {
 // underMinimum fails a coverage step whose line coverage is below fail-under.
 func underMinimum(s *config.Step, lines float64) error {
 	if s.FailUnder > 0 && lines < s.FailUnder {
-		return fmt.Errorf("%w: line coverage %.2f%% is under fail-under = %g", errStepFailed, lines, s.FailUnder)
+		return failed("line coverage %.2f%% is under fail-under = %g", lines, s.FailUnder)
 	}
 	return nil
 }
@@ -158,10 +158,10 @@ func (sr *stepRun) snapshotOutput(res *store.Result, dir string) error {
 func (sr *stepRun) coverage(ctx context.Context, res *store.Result) error {
 	profraw, _ := filepath.Glob(filepath.Join(sr.scratch, "profraw", "*.profraw"))
 	if len(profraw) == 0 {
-		return fmt.Errorf("%w: the tests wrote no coverage profiles (did any test run?)", errStepFailed)
+		return failed("the tests wrote no coverage profiles (did any test run?)")
 	}
 	if len(sr.testExes) == 0 {
-		return fmt.Errorf("%w: cargo reported no test executables to read coverage from", errStepFailed)
+		return failed("cargo reported no test executables to read coverage from")
 	}
 	outDir := filepath.Join(sr.scratch, "coverage")
 	if err := os.MkdirAll(outDir, 0o755); err != nil {
@@ -177,7 +177,7 @@ func (sr *stepRun) coverage(ctx context.Context, res *store.Result) error {
 		cmd.Stdout = &out
 		if err := cmd.Run(); err != nil {
 			sr.r.Tail = tail(sr.r.Log, 25)
-			return fmt.Errorf("%w: `%s` failed: %v", errStepFailed, filepath.Base(prog), err)
+			return failed("`%s` failed: %v", filepath.Base(prog), err)
 		}
 		if stdout != "" {
 			return os.WriteFile(stdout, out.Bytes(), 0o644)
@@ -220,7 +220,7 @@ func (sr *stepRun) coverage(ctx context.Context, res *store.Result) error {
 		return err
 	}
 	if err := json.Unmarshal(data, &sum); err != nil || len(sum.Data) == 0 {
-		return fmt.Errorf("%w: cannot read llvm-cov's summary: %v", errStepFailed, err)
+		return failed("cannot read llvm-cov's summary: %v", err)
 	}
 	t := sum.Data[0].Totals
 	res.Summary = fmt.Sprintf("lines %.2f%% (%d/%d), functions %.2f%% (%d/%d), regions %.2f%% (%d/%d)",
@@ -241,7 +241,7 @@ func (sr *stepRun) tarpaulin(res *store.Result) error {
 	data, _ := os.ReadFile(sr.r.Log)
 	m := reTarpaulin.FindAllSubmatch(data, -1)
 	if len(m) == 0 {
-		return fmt.Errorf("%w: cargo tarpaulin printed no coverage figure", errStepFailed)
+		return failed("cargo tarpaulin printed no coverage figure")
 	}
 	last := m[len(m)-1]
 	pct, _ := strconv.ParseFloat(string(last[1]), 64)
@@ -262,10 +262,10 @@ func (sr *stepRun) commandOutputs(res *store.Result, tree store.Tree) error {
 	for _, g := range s.Outputs {
 		matches, err := doublestar.Glob(os.DirFS(sr.srcDir), g, doublestar.WithFilesOnly())
 		if err != nil {
-			return fmt.Errorf("%w: outputs glob %q: %v", errStepFailed, g, err)
+			return failed("outputs glob %q: %v", g, err)
 		}
 		if len(matches) == 0 {
-			return fmt.Errorf("%w: the command produced nothing matching its declared output %q", errStepFailed, g)
+			return failed("the command produced nothing matching its declared output %q", g)
 		}
 		for _, rel := range matches {
 			if seen[rel] {

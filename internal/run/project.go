@@ -6,9 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
+
+	"github.com/pelletier/go-toml/v2"
 
 	"smelt/internal/skeleton"
 	"smelt/internal/source"
@@ -243,4 +247,32 @@ func (p *project) vendor(ctx context.Context, log *os.File) (*vendor.Sources, er
 	}
 	p.vendored = s
 	return s, nil
+}
+
+// Members lists the names of the workspace's own packages (every Cargo.toml
+// with a [package] in the cleaned source).
+func Members(root string) ([]string, error) {
+	src, err := source.Clean(root, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, f := range src {
+		if path.Base(f.Path) != "Cargo.toml" {
+			continue
+		}
+		var m struct {
+			Package struct {
+				Name string `toml:"name"`
+			} `toml:"package"`
+		}
+		if err := toml.Unmarshal(f.Data, &m); err != nil {
+			return nil, fmt.Errorf("%s: %w", filepath.Join(root, f.Path), err)
+		}
+		if m.Package.Name != "" {
+			names = append(names, m.Package.Name)
+		}
+	}
+	sort.Strings(names)
+	return names, nil
 }

@@ -154,7 +154,6 @@ func Run(ctx context.Context, root string, cfg *config.Config, names []string, o
 				parent = pr.Result
 			}
 			e.step(ctx, n, parent, r)
-			e.finished(r)
 		}(n)
 	}
 	wg.Wait()
@@ -237,6 +236,7 @@ type state struct {
 	Key    string            `json:"key"`
 	Inputs plan.Inputs       `json:"inputs"`
 	Files  map[string]string `json:"files"`
+	Failed bool              `json:"failed,omitempty"`
 }
 
 func (e *engine) stateRel(name string) string {
@@ -257,13 +257,29 @@ func (e *engine) why(n *plan.Node, in plan.Inputs, src source.Tree) string {
 	if err := e.p.st.ReadJSON(e.stateRel(n.Name()), &old); err != nil {
 		return plan.Explain(nil, in, nil, nil)
 	}
-	return plan.Explain(old.Inputs, in, old.Files, fileMap(src))
+	if old.Failed && old.Key == in.Key() {
+		return "it failed last time, with the same inputs (failures are not cached)"
+	}
+	why := plan.Explain(old.Inputs, in, old.Files, fileMap(src))
+	if old.Failed {
+		why += ", since it failed last time"
+	}
+	return why
 }
 
 func (e *engine) step(ctx context.Context, n *plan.Node, parent *store.Result, r *StepReport) {
 	fail := func(err error) {
 		r.Status, r.Err = Failed, err
 	}
+	// Report before giving the slot to the next step, so the output reads
+	// in the order things happened.
+	acquired := false
+	defer func() {
+		e.finished(r)
+		if acquired {
+			<-e.sem
+		}
+	}()
 	src, err := e.stepSource(n.Step)
 	if err != nil {
 		fail(err)
@@ -286,21 +302,26 @@ func (e *engine) step(ctx context.Context, n *plan.Node, parent *store.Result, r
 	r.Reason = e.why(n, in, src)
 	select {
 	case e.sem <- struct{}{}:
+		acquired = true
 	case <-ctx.Done():
 		r.Status, r.Reason = Skipped, "canceled"
 		return
 	}
-	defer func() { <-e.sem }()
 	e.started(n, r.Reason)
 	start := time.Now()
 	res, err := e.execute(ctx, n, src, in, key, parent, r)
 	r.Seconds = time.Since(start).Seconds()
 	if err != nil {
-		if ctx.Err() != nil && !errors.Is(err, errStepFailed) {
+		if ctx.Err() != nil && !isFailure(err) {
 			r.Status, r.Reason = Skipped, "canceled"
 			return
 		}
 		fail(err)
+		if isFailure(err) {
+			// Remembered so the next run can say why it runs again.
+			st := state{Key: key, Inputs: in, Files: fileMap(src), Failed: true}
+			e.p.st.WriteJSON(e.stateRel(n.Name()), &st)
+		}
 		return
 	}
 	r.Status, r.Result = Built, res
@@ -310,7 +331,16 @@ func (e *engine) step(ctx context.Context, n *plan.Node, parent *store.Result, r
 	}
 }
 
-var errStepFailed = errors.New("step failed")
+// failure is a step's own failure (cargo, a test, a threshold), as
+// opposed to smelt's trouble running it.
+type failure struct{ error }
+
+func failed(format string, args ...any) error { return failure{fmt.Errorf(format, args...)} }
+
+func isFailure(err error) bool {
+	var f failure
+	return errors.As(err, &f)
+}
 
 // workDir locks and returns the step's working directory. It is kept between
 // runs so that restoring artifacts into it costs only what changed, and

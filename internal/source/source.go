@@ -40,11 +40,24 @@ var keptNames = map[string]bool{
 	"deny.toml": true,
 }
 
-// kept reports whether Cargo needs rel (a slash path) to build.
+// testDirs hold what tests read at run time (fixtures, sample inputs):
+// Cargo's own target directories and the usual names for test data.
+var testDirs = map[string]bool{
+	"tests": true, "benches": true, "examples": true,
+	"testdata": true, "test-data": true, "test_data": true, "fixtures": true,
+}
+
+// kept reports whether Cargo needs rel (a slash path) to build, or its
+// tests to run.
 func kept(rel string) bool {
 	base := path.Base(rel)
 	if strings.HasSuffix(base, ".rs") || keptNames[base] {
 		return true
+	}
+	for _, dir := range strings.Split(path.Dir(rel), "/") {
+		if testDirs[dir] {
+			return true
+		}
 	}
 	return rel == ".cargo/config.toml" || rel == ".cargo/config" ||
 		strings.HasSuffix(rel, "/.cargo/config.toml") || strings.HasSuffix(rel, "/.cargo/config")
