@@ -285,6 +285,12 @@ func (sr *stepRun) failure(c cargo.Command, stderr string, err error) error {
 			return failed("cannot run `%s`: %v", c.Program, err)
 		}
 		return failed("cannot run cargo: %v", err)
+	} else if t := sr.n.Step.Target; t != "" && (strings.Contains(stderr, "can't find crate for `std`") || strings.Contains(stderr, "can't find crate for `core`")) {
+		tc := sr.n.Step.Toolchain
+		if tc != "" {
+			tc = " --toolchain " + tc
+		}
+		return failed("the standard library for target %s is not installed: run `rustup target add %s%s`", t, t, tc)
 	} else if msg := cargo.Explain(stderr); msg != "" {
 		return failed("%s", msg)
 	} else if c.Program == "cargo" && len(c.Args) > 0 {
