@@ -536,6 +536,12 @@ func caseGrowth(p *project) {
 	n := *flagGrowth
 	logf("-- store growth (%d edits)", n)
 	steps := []string{"clippy", "test", "crate"}
+	// One untimed edit first: the steps' working directories hold whatever
+	// state they last ran (after the dependency case, a cached revert leaves
+	// them at the added-dependency state), so the baseline is taken after a
+	// real edit run of the current dependencies.
+	edit(p)
+	runSmelt(p, "growth-baseline", "check")
 	prev := map[string]map[string]fileState{}
 	for _, st := range steps {
 		prev[st] = scanTree(stepTarget(p, st), nil)

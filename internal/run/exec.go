@@ -130,6 +130,7 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 		"CARGO_TARGET_DIR="+sr.targetDir,
 		"CARGO_TERM_COLOR=never",
 		"CARGO_NET_OFFLINE=true",
+		"NO_COLOR=1", // logs are files: no escape codes (tarpaulin, nextest)
 	)
 	if e.jobs != nil {
 		sr.env = append(sr.env, e.jobs.env())
