@@ -350,8 +350,14 @@ func TestDependencyAdded(t *testing.T) {
 	}
 	o := p.mustSmelt("build")
 	wantStatus(t, o, each("built", "deps", "package"))
-	if c := compiled(p.log("deps")); !c["fnv"] {
+	c := compiled(p.log("deps"))
+	if !c["fnv"] {
 		t.Errorf("deps did not build the new dependency fnv: %v", c)
+	}
+	// It starts from its last target/, as cargo would: the dependencies
+	// that did not change are not rebuilt.
+	if c["anyhow"] || c["itoa"] {
+		t.Errorf("adding fnv rebuilt unchanged dependencies: %v", c)
 	}
 	if got := p.runResult("hello"); got != "answer: 42" {
 		t.Fatalf("result/bin/hello printed %q", got)

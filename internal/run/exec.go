@@ -71,12 +71,16 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 		prevSource  []store.SourceFile
 		newest      int64
 	)
-	if parent != nil && parent.Artifacts != "" {
-		parentTree, err = st.Flatten(parent.Artifacts)
+	base := parent
+	if n.Parent == nil && plan.KeepsArtifacts(s.Kind) {
+		base = e.warmStart(n)
+	}
+	if base != nil && base.Artifacts != "" {
+		parentTree, err = st.Flatten(base.Artifacts)
 		if err != nil {
 			return nil, err
 		}
-		parentLayer, prevSource, newest = parent.Artifacts, parent.Source, parent.MaxMTime
+		parentLayer, prevSource, newest = base.Artifacts, base.Source, base.MaxMTime
 	}
 	times := source.MTimes(src, prevSource, newest, timeNow())
 	if err := source.Layout(sr.srcDir, src, times); err != nil {

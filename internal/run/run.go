@@ -237,6 +237,35 @@ type state struct {
 	Inputs plan.Inputs       `json:"inputs"`
 	Files  map[string]string `json:"files"`
 	Failed bool              `json:"failed,omitempty"`
+	// LastGood is the key of the step's last success here: a step with
+	// no inherited artifacts starts from its target/ (see warmStart).
+	LastGood string `json:"last_good,omitempty"`
+}
+
+func (e *engine) readState(name string) *state {
+	var s state
+	if err := e.p.st.ReadJSON(e.stateRel(name), &s); err != nil {
+		return nil
+	}
+	return &s
+}
+
+// warmStart is the result a step without inherited artifacts starts from:
+// its own last success in this project. cargo then rebuilds only what
+// changed (a dependency added: that dependency), as it would in the user's
+// own target/. This is sound because cargo's fingerprints decide freshness
+// from the target/ itself, and the mtime rule holds against that result's
+// source; the step's output may then carry stale extra files, never wrong ones.
+func (e *engine) warmStart(n *plan.Node) *store.Result {
+	s := e.readState(n.Name())
+	if s == nil || s.LastGood == "" {
+		return nil
+	}
+	r, err := e.p.st.LookupResult(s.LastGood)
+	if err != nil || r == nil || r.Artifacts == "" {
+		return nil
+	}
+	return r
 }
 
 func (e *engine) stateRel(name string) string {
@@ -253,8 +282,8 @@ func fileMap(t source.Tree) map[string]string {
 
 // Why explains what a step's next run would do.
 func (e *engine) why(n *plan.Node, in plan.Inputs, src source.Tree) string {
-	var old state
-	if err := e.p.st.ReadJSON(e.stateRel(n.Name()), &old); err != nil {
+	old := e.readState(n.Name())
+	if old == nil {
 		return plan.Explain(nil, in, nil, nil)
 	}
 	if old.Failed && old.Key == in.Key() {
@@ -320,12 +349,15 @@ func (e *engine) step(ctx context.Context, n *plan.Node, parent *store.Result, r
 		if isFailure(err) {
 			// Remembered so the next run can say why it runs again.
 			st := state{Key: key, Inputs: in, Files: fileMap(src), Failed: true}
+			if old := e.readState(n.Name()); old != nil {
+				st.LastGood = old.LastGood
+			}
 			e.p.st.WriteJSON(e.stateRel(n.Name()), &st)
 		}
 		return
 	}
 	r.Status, r.Result = Built, res
-	st := state{Key: key, Inputs: in, Files: fileMap(src)}
+	st := state{Key: key, Inputs: in, Files: fileMap(src), LastGood: key}
 	if err := e.p.st.WriteJSON(e.stateRel(n.Name()), &st); err != nil {
 		fail(err)
 	}

@@ -135,7 +135,7 @@ func (s *Store) GC(maxAge time.Duration) (*GCStats, error) {
 	for _, sub := range []string{"vendor", "out", "work", "tmp"} {
 		entries, _ := os.ReadDir(filepath.Join(s.Dir, sub))
 		for _, e := range entries {
-			if sub == "vendor" && liveVendor[e.Name()] {
+			if sub == "vendor" && (liveVendor[e.Name()] || e.Name() == "pool") {
 				continue
 			}
 			// No run holds the store (the lock is exclusive), so all of

@@ -40,9 +40,13 @@ type Entry struct {
 // costs little more than its last delta.
 type Layer struct {
 	Parent  string   `json:"parent,omitempty"`
+	Depth   int      `json:"depth,omitempty"` // layers below this one
 	Entries []Entry  `json:"entries"`
 	Deleted []string `json:"deleted,omitempty"`
 }
+
+// MaxDepth bounds a layer chain's length.
+const MaxDepth = 16
 
 // Tree is a flattened layer chain: path → entry.
 type Tree map[string]Entry
@@ -231,8 +235,22 @@ func (s *Store) Snapshot(dir, parent string, base Tree) (id string, tree Tree, e
 	if err != nil {
 		return "", nil, fmt.Errorf("snapshot %s: %w", dir, err)
 	}
+	// Chains stay short, so that flattening one stays cheap: past
+	// MaxDepth a layer lists everything (only metadata: the file contents
+	// are shared objects either way).
+	depth := 0
+	if parent != "" {
+		var pl Layer
+		if err := s.ReadJSON(s.layerRel(parent), &pl); err != nil {
+			return "", nil, fmt.Errorf("read layer %.12s: %w", parent, err)
+		}
+		depth = pl.Depth + 1
+		if depth > MaxDepth {
+			parent, base, depth = "", nil, 0
+		}
+	}
 	tree = Tree{}
-	layer := &Layer{Parent: parent, Entries: []Entry{}}
+	layer := &Layer{Parent: parent, Depth: depth, Entries: []Entry{}}
 	for _, e := range entries {
 		tree[e.Path] = e
 		if b, ok := base[e.Path]; !ok || b != e {

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -35,6 +36,9 @@ func ID(lock []byte) string { return store.HashBytes(append([]byte("vendor-1\x00
 func Lookup(st *store.Store, id string) (*Sources, bool) {
 	dir := filepath.Join(st.Dir, "vendor", id)
 	s := &Sources{ID: id, Dir: filepath.Join(dir, "crates"), Config: filepath.Join(dir, "config.toml")}
+	if entries, err := os.ReadDir(s.Dir); err == nil && len(entries) == 0 {
+		s.Dir = PoolDir(st) // its crates are in the pool
+	}
 	if _, err := os.Stat(s.Config); err != nil {
 		return nil, false
 	}
@@ -71,9 +75,22 @@ func Fetch(ctx context.Context, st *store.Store, wsDir, id string, env []string,
 		return nil, fmt.Errorf("fetch dependency sources with `cargo vendor`: %s", cargo.FirstError(stderr.String()))
 	}
 	final := filepath.Join(st.Dir, "vendor", id)
+	if err := dedupe(st, filepath.Join(tmp, "crates")); err != nil {
+		return nil, err
+	}
+	// The crates go to the store's shared pool, so that a crate's sources
+	// keep one path whatever the lock file: cargo fingerprints a
+	// dependency by its path, and a new path would rebuild every
+	// dependency when only one was added.
+	dir := filepath.Join(final, "crates")
+	if pooled, err := pool(st, filepath.Join(tmp, "crates")); err != nil {
+		return nil, err
+	} else if pooled {
+		dir = PoolDir(st)
+	}
 	// cargo prints the config that uses the vendored directory; point it at
 	// the directory's final place.
-	conf := strings.ReplaceAll(stdout.String(), filepath.Join(tmp, "crates"), filepath.Join(final, "crates"))
+	conf := strings.ReplaceAll(stdout.String(), filepath.Join(tmp, "crates"), dir)
 	if !strings.Contains(conf, "vendored-sources") {
 		// No dependencies at all: cargo prints nothing useful. An empty
 		// config keeps the command lines uniform.
@@ -94,4 +111,86 @@ func Fetch(ctx context.Context, st *store.Store, wsDir, id string, env []string,
 	}
 	s, _ := Lookup(st, id)
 	return s, nil
+}
+
+// dedupe makes every vendored file a hard link to a store object, so that
+// the sources of a crate version are stored once however many lock files
+// name it (adding one dependency must not copy all the others). cargo only
+// reads vendored sources, so sharing them is safe.
+func dedupe(st *store.Store, dir string) error {
+	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		h, _, err := store.HashFile(p)
+		if err != nil {
+			return err
+		}
+		if err := st.PutFile(p, h); err != nil {
+			return err
+		}
+		fi, err := os.Stat(p)
+		if err != nil {
+			return err
+		}
+		oi, err := os.Stat(st.ObjectPath(h))
+		if err != nil || oi.Mode() != fi.Mode() || os.SameFile(fi, oi) {
+			return err // a different mode: keep the file as it is
+		}
+		tmp := p + ".smelt-link"
+		if err := os.Link(st.ObjectPath(h), tmp); err != nil {
+			return nil // another file system or too many links: keep the copy
+		}
+		return os.Rename(tmp, p)
+	})
+}
+
+// PoolDir holds the vendored crates of every lock file, one directory per
+// crate version ("name-version"), each added once and never changed.
+func PoolDir(st *store.Store) string { return filepath.Join(st.Dir, "vendor", "pool") }
+
+// pool moves the crate directories vendored in dir into the pool, leaving
+// dir empty. A crate directory already pooled must be identical (the same
+// .cargo-checksum.json); if one is not (two git revisions with the same
+// name and version), nothing moves and pool reports false: this lock file's
+// crates stay private.
+func pool(st *store.Store, dir string) (bool, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return false, err
+	}
+	poolDir := PoolDir(st)
+	if err := os.MkdirAll(poolDir, 0o755); err != nil {
+		return false, err
+	}
+	same := func(name string) (exists, equal bool) {
+		have, err := os.ReadFile(filepath.Join(poolDir, name, ".cargo-checksum.json"))
+		if err != nil {
+			return false, false
+		}
+		want, _ := os.ReadFile(filepath.Join(dir, name, ".cargo-checksum.json"))
+		return true, bytes.Equal(have, want)
+	}
+	for _, e := range entries {
+		if exists, equal := same(e.Name()); exists && !equal {
+			return false, nil
+		}
+	}
+	for _, e := range entries {
+		if exists, _ := same(e.Name()); exists {
+			continue
+		}
+		if err := os.Rename(filepath.Join(dir, e.Name()), filepath.Join(poolDir, e.Name())); err != nil {
+			// Another smelt pooled it first; it must be the same.
+			if exists, equal := same(e.Name()); !exists || !equal {
+				return false, fmt.Errorf("pool vendored crate %s: %w", e.Name(), err)
+			}
+		}
+	}
+	for _, e := range entries {
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			return false, err
+		}
+	}
+	return true, nil
 }
