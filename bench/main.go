@@ -271,10 +271,12 @@ func finishPrepare(p *project) {
 }
 
 func editLine(v string) string {
-	return fmt.Sprintf("#[allow(dead_code)] const SMELT_BENCH_EDIT: &str = %q;", v)
+	// #[used] keeps the string in the binary: every edit changes the
+	// program, as a real one-line edit does, not only cargo's metadata.
+	return fmt.Sprintf("#[used] static SMELT_BENCH_EDIT: &str = %q;", v)
 }
 
-var editRE = regexp.MustCompile(`(?m)^#\[allow\(dead_code\)\] const SMELT_BENCH_EDIT: &str = ".*";$`)
+var editRE = regexp.MustCompile(`(?m)^#\[used\] static SMELT_BENCH_EDIT: &str = ".*";$`)
 
 // edit changes the edit line in both copies to a value never used before.
 func edit(p *project) string {
@@ -851,7 +853,7 @@ func writeResults(elapsed time.Duration) {
 
 const method = `- smelt runs ` + "`smelt check -C DIR --store STORE -j 2`" + ` with the sequential chain deps → clippy (` + "`--all-targets`" + `) → test → package, profile release (see ` + "`smeltTOML`" + ` in bench/main.go). The cargo side runs ` + "`cargo clippy --release --all-targets`, `cargo test --release`, `cargo build --release`" + ` (all ` + "`--offline`" + `) on its own copy; its time is the sum of the three.
 - Both copies share the same cargo registry (one ` + "`cargo fetch --locked`" + ` online at preparation, then offline); smelt vendors from that cache.
-- Edits append one line ` + "`#[allow(dead_code)] const SMELT_BENCH_EDIT: &str = \"…\";`" + ` to the edited file at preparation and change its value at each edit to a value never used before (so that every repetition is a real change for cargo and for smelt's store).
+- Edits append one line ` + "`#[used] static SMELT_BENCH_EDIT: &str = \"…\";`" + ` (kept in the binary) to the edited file at preparation and change its value at each edit to a value never used before (so that every repetition is a real change for cargo and for smelt's store).
 - Dependency added: ` + "`[dependencies.fnv] version = \"=1.0.N\"`" + ` with a different N per repetition (locks resolved once, online, at preparation); after each repetition both sides go back to the base dependencies untimed. cargo-chef: ` + "`cargo chef prepare`" + ` (untimed) then ` + "`cargo chef cook --release --offline`" + ` timed, in its own directory whose target/ is warm from the previous cook.
 - Store growth: ` + "`du -sb`" + ` of the store before/after each ` + "`smelt check`" + ` (hard links counted once). Crane-style = sum over the clippy, test and package steps of the full size of that step's target/ (its working directory in the store) after the run. Changed = sum over those steps of the sizes of files new or different in content from that step's target/ after the previous run.
 - Restore: ` + "`smelt restore STEP DIR`" + ` (time from its \"restored … in Xs\" line; wall time incl. the cached check in results.json) vs ` + "`cp -a`" + ` of a copy of the same target/, each into a fresh directory.
