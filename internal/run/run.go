@@ -95,20 +95,12 @@ type Options struct {
 // Run runs the named steps of cfg (and the steps they inherit from) for the
 // workspace at root.
 func Run(ctx context.Context, root string, cfg *config.Config, names []string, opt Options) (*Report, error) {
-	g, err := plan.New(cfg)
-	if err != nil {
-		return nil, err
-	}
-	nodes, err := g.Select(names)
-	if err != nil {
-		return nil, err
-	}
 	unlock, err := opt.Store.Lock(false)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	p, err := newProject(ctx, opt.Store, root)
+	nodes, p, err := prepare(ctx, root, cfg, names, opt.Store)
 	if err != nil {
 		return nil, err
 	}
@@ -158,6 +150,24 @@ func Run(ctx context.Context, root string, cfg *config.Config, names []string, o
 	}
 	wg.Wait()
 	return rep, nil
+}
+
+// prepare selects the named steps (and what they inherit from) and
+// identifies the project.
+func prepare(ctx context.Context, root string, cfg *config.Config, names []string, st *store.Store) ([]*plan.Node, *project, error) {
+	g, err := plan.New(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	nodes, err := g.Select(names)
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := newProject(ctx, st, root)
+	if err != nil {
+		return nil, nil, err
+	}
+	return nodes, p, nil
 }
 
 type engine struct {

@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 
 	"smelt/internal/config"
-	"smelt/internal/plan"
 	"smelt/internal/store"
 	"smelt/internal/vendor"
 )
@@ -14,15 +13,7 @@ import (
 // Why says, without running anything, which of the named steps are cached
 // and why the others would run.
 func Why(ctx context.Context, root string, cfg *config.Config, names []string, st *store.Store) ([]string, error) {
-	g, err := plan.New(cfg)
-	if err != nil {
-		return nil, err
-	}
-	nodes, err := g.Select(names)
-	if err != nil {
-		return nil, err
-	}
-	p, err := newProject(ctx, st, root)
+	nodes, p, err := prepare(ctx, root, cfg, names, st)
 	if err != nil {
 		return nil, err
 	}
