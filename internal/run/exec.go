@@ -72,7 +72,9 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 		newest      int64
 	)
 	base := parent
-	if n.Parent == nil && plan.KeepsArtifacts(s.Kind) {
+	// Only cargo's own freshness checks make a warm start sound: a user's
+	// command could read anything left in target/.
+	if n.Parent == nil && plan.KeepsArtifacts(s.Kind) && s.Kind != "command" {
 		base = e.warmStart(n)
 	}
 	if base != nil && base.Artifacts != "" {
