@@ -58,7 +58,7 @@ func (e *engine) tools(ctx context.Context, s *config.Step) (map[string]string, 
 		if err != nil {
 			return nil, err
 		}
-		pd, cov, err := toolchain.LLVMTools(ctx, e.p.st, env, tc, e.sysroot(ctx, s.Toolchain))
+		pd, cov, err := toolchain.LLVMTools(ctx, e.p.st, env, tc, func() string { return e.sysroot(ctx, s.Toolchain) })
 		if err != nil {
 			return nil, err
 		}

@@ -75,7 +75,8 @@ func (id *Identity) LLVMMajor() string {
 // LLVMTools finds llvm-profdata and llvm-cov whose LLVM major version matches
 // rustc's (profiles from another LLVM are unreadable): Debian's llvm-N
 // packages, then rustup's llvm-tools component.
-func LLVMTools(ctx context.Context, st *store.Store, env []string, id *Identity, sysroot string) (profdata, cov *Tool, err error) {
+// sysroot is asked only when no Debian tools fit, since it runs rustc.
+func LLVMTools(ctx context.Context, st *store.Store, env []string, id *Identity, sysroot func() string) (profdata, cov *Tool, err error) {
 	major := id.LLVMMajor()
 	if major == "" {
 		return nil, nil, fmt.Errorf("cannot tell rustc's LLVM version from `rustc -vV`")
@@ -86,11 +87,20 @@ func LLVMTools(ctx context.Context, st *store.Store, env []string, id *Identity,
 	}
 	candidates = append(candidates,
 		[2]string{"/usr/lib/llvm-" + major + "/bin/llvm-profdata", "/usr/lib/llvm-" + major + "/bin/llvm-cov"},
-		[2]string{filepath.Join(sysroot, "lib/rustlib", id.Host, "bin/llvm-profdata"), filepath.Join(sysroot, "lib/rustlib", id.Host, "bin/llvm-cov")})
+		[2]string{"sysroot"})
 	for _, dir := range filepath.SplitList(getenv(env, "PATH")) {
 		candidates = append(candidates, [2]string{filepath.Join(dir, "llvm-profdata"), filepath.Join(dir, "llvm-cov")})
 	}
 	for _, c := range candidates {
+		if c[0] == "sysroot" {
+			// rustup's llvm-tools component.
+			root := sysroot()
+			if root == "" {
+				continue
+			}
+			bin := filepath.Join(root, "lib/rustlib", id.Host, "bin")
+			c = [2]string{filepath.Join(bin, "llvm-profdata"), filepath.Join(bin, "llvm-cov")}
+		}
 		if _, err := os.Stat(c[0]); err != nil {
 			continue
 		}
