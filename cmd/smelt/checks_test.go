@@ -65,8 +65,16 @@ func lineOf(t *testing.T, src, s string) int {
 // calls is reported uncovered, the tested ones covered; fail-under works.
 func TestCoverage(t *testing.T) {
 	p := newProject(t, "checks")
+	calls := shimPath(t, p)
 	o := p.mustSmelt("check", "coverage")
 	wantStatus(t, o, map[string]string{"deps": "built", "coverage": "built"})
+	// Cached, it starts nothing (not even rustc to find the LLVM tools).
+	os.Remove(calls)
+	o = p.mustSmelt("check", "coverage")
+	wantStatus(t, o, map[string]string{"deps": "cached", "coverage": "cached"})
+	if b, err := os.ReadFile(calls); err == nil {
+		t.Errorf("a cached coverage check started processes:\n%s", b)
+	}
 	p.mustSmelt("build", "coverage")
 	lcov, err := os.ReadFile(filepath.Join(p.dir, "result", "lcov.info"))
 	if err != nil {
