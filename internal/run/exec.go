@@ -92,13 +92,7 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 	if keeps {
 		// Always restore, even to nothing: a step must never see a target/
 		// left over from some other state of its working directory.
-		// Compiled crates are hard links into the store (no data copied);
-		// not for a user's command, which may write anything in place.
-		linkable := cargo.Replaced
-		if s.Kind == "command" {
-			linkable = nil
-		}
-		if err := st.RestoreLinking(sr.targetDir, parentTree, linkable); err != nil {
+		if err := st.RestoreLinking(sr.targetDir, parentTree, linkable(s.Kind)); err != nil {
 			return nil, err
 		}
 	}
@@ -153,7 +147,7 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 	res := &store.Result{Key: key, Step: n.Name(), Kind: s.Kind, Inputs: in, Source: times, Created: time.Now().UTC()}
 	var tree store.Tree
 	if keeps {
-		id, t, err := st.Snapshot(sr.targetDir, parentLayer, parentTree)
+		id, t, err := st.SnapshotLinking(sr.targetDir, parentLayer, parentTree, linkable(s.Kind))
 		if err != nil {
 			return nil, err
 		}
@@ -183,6 +177,16 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// linkable says which files of target/ may be hard links into the store:
+// compiled crates, which rustc replaces and never rewrites (cargo.Replaced);
+// nothing for a user's command, which may write anything in place.
+func linkable(kind string) func(string) bool {
+	if kind == "command" {
+		return nil
+	}
+	return cargo.Replaced
 }
 
 // writeParentConfig writes (or removes) dir/.cargo/config.toml with the

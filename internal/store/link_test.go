@@ -67,3 +67,34 @@ func mtimeOf(t *testing.T, p string) int64 {
 	}
 	return fi.ModTime().UnixNano()
 }
+
+// SnapshotLinking makes new linkable files store objects without a copy:
+// the directory's file and the object are one inode.
+func TestSnapshotLinking(t *testing.T) {
+	st := openStore(t)
+	dir := filepath.Join(t.TempDir(), "dir")
+	writeFixture(t, dir, []fixture{
+		{path: "deps/liba.rlib", typ: TypeFile, data: "a", mtimeN: t1},
+		{path: "fp/a", typ: TypeFile, data: "fingerprint", mtimeN: t1},
+	})
+	_, tree, err := st.SnapshotLinking(dir, "", nil, func(p string) bool { return strings.HasPrefix(p, "deps/") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inode(t, filepath.Join(dir, "deps/liba.rlib")) != inode(t, st.ObjectPath(tree["deps/liba.rlib"].Hash)) {
+		t.Error("a linkable file was copied into the store")
+	}
+	if inode(t, filepath.Join(dir, "fp/a")) == inode(t, st.ObjectPath(tree["fp/a"].Hash)) {
+		t.Error("a file that is rewritten in place was linked into the store")
+	}
+	// A second directory with the same content shares the object.
+	other := filepath.Join(t.TempDir(), "other")
+	writeFixture(t, other, []fixture{{path: "deps/liba.rlib", typ: TypeFile, data: "a", mtimeN: t2}})
+	if _, _, err := st.SnapshotLinking(other, "", nil, func(string) bool { return true }); err != nil {
+		t.Fatal(err)
+	}
+	if inode(t, filepath.Join(other, "deps/liba.rlib")) != inode(t, filepath.Join(dir, "deps/liba.rlib")) {
+		t.Error("the same content is stored twice")
+	}
+	assertNoTemp(t, st)
+}

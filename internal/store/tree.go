@@ -205,6 +205,15 @@ func parallel[T any](items []T, fn func(T) error) error {
 // unchanged without being read, like git's index: smelt owns the directory
 // and restored those files itself.
 func (s *Store) Snapshot(dir, parent string, base Tree) (id string, tree Tree, err error) {
+	return s.SnapshotLinking(dir, parent, base, nil)
+}
+
+// SnapshotLinking is Snapshot, except that new files for which
+// linkable(path) holds become store objects by hard link rather than by
+// copy, and the directory's file and the object stay one file: nothing is
+// copied and nothing is stored twice. The same rule as RestoreLinking's
+// applies: only for files that are replaced, never rewritten in place.
+func (s *Store) SnapshotLinking(dir, parent string, base Tree, linkable func(string) bool) (id string, tree Tree, err error) {
 	entries, err := scan(dir)
 	if err != nil {
 		return "", nil, fmt.Errorf("snapshot %s: %w", dir, err)
@@ -230,6 +239,9 @@ func (s *Store) Snapshot(dir, parent string, base Tree) (id string, tree Tree, e
 			return err
 		}
 		e.Hash = h
+		if linkable != nil && linkable(e.Path) && s.adopt(p, h) == nil {
+			return nil
+		}
 		return s.PutFileTime(p, h, e.MTime)
 	})
 	if err != nil {
@@ -332,6 +344,40 @@ func (s *Store) RestoreLinking(dir string, tree Tree, linkable func(string) bool
 		}
 		return s.CopyOut(e, dst)
 	})
+}
+
+// adopt makes the file at p and the object with hash h one file: p becomes
+// the object if there is none yet, else p is replaced by a link to it
+// (when their modes agree).
+func (s *Store) adopt(p, h string) error {
+	obj := s.ObjectPath(h)
+	fi, err := os.Stat(p)
+	if err != nil {
+		return err
+	}
+	oi, err := os.Stat(obj)
+	if err != nil {
+		if err := os.MkdirAll(filepath.Dir(obj), 0o755); err != nil {
+			return err
+		}
+		tmp := filepath.Join(s.Dir, "tmp", "adopt-"+h)
+		os.Remove(tmp)
+		if err := os.Link(p, tmp); err != nil {
+			return err
+		}
+		return os.Rename(tmp, obj)
+	}
+	if os.SameFile(fi, oi) {
+		return nil
+	}
+	if oi.Mode() != fi.Mode() {
+		return fmt.Errorf("mode differs")
+	}
+	tmp := p + ".smelt-link"
+	if err := os.Link(obj, tmp); err != nil {
+		return err
+	}
+	return os.Rename(tmp, p)
 }
 
 // link makes dst a hard link to e's object, if the object's mode is e's.
