@@ -153,8 +153,8 @@ func Commands(s *config.Step, heirs []*config.Step, part, of int) []Command {
 		}
 		if len(cmds) == 0 {
 			// Nothing inherits from it: prepare for the usual heirs.
-			add(cargo(nil, []string{"check"}, std(s, nil), []string{"--all-targets"}))
-			add(cargo(nil, []string{"build"}, std(s, nil)))
+			add(cargo(nil, []string{"check", "--keep-going"}, std(s, nil), []string{"--all-targets"}))
+			add(cargo(nil, []string{"build", "--keep-going"}, std(s, nil)))
 		}
 		for i := range cmds {
 			cmds[i].Args = append(cmds[i].Args, s.Args...)
@@ -205,27 +205,29 @@ func Commands(s *config.Step, heirs []*config.Step, part, of int) []Command {
 
 // warmup is what the deps step runs on the skeleton so that step h finds
 // every dependency built: the same cargo subcommand family, flags and target
-// selection, without the user's code.
+// selection, without the user's code. The skeleton's stubs fail to compile
+// on purpose and --keep-going builds every dependency regardless, so no
+// stub is linked (see skeleton.OnlyStubsFailed).
 func warmup(h *config.Step) []Command {
 	args := cargoPart(h.Args)
 	c := func(env map[string]string, sub ...string) Command {
-		return cargo(env, sub, std(h, args), args)
+		return cargo(env, append(sub, "--keep-going"), std(h, args), args)
 	}
 	switch h.Kind {
 	case "clippy":
 		// clippy reuses the dependencies that `cargo check` builds.
 		return []Command{c(nil, "check")}
-	case "test", "nextest":
-		// nextest builds its test binaries with `cargo test --no-run`.
-		return []Command{c(nil, "test", "--no-run")}
-	case "doctest":
-		return []Command{c(nil, "test", "--doc")}
+	case "test", "nextest", "doctest":
+		// `cargo test` (and nextest, which runs `cargo test --no-run`)
+		// builds what `cargo build --tests` does; only the latter
+		// keeps going past the stubs.
+		return []Command{c(nil, "build", "--tests")}
 	case "doc":
 		return []Command{c(nil, "doc", "--no-deps")}
 	case "package":
 		return []Command{c(nil, "build")}
 	case "coverage":
-		return []Command{c(CoverageEnv(h), "test", "--no-run")}
+		return []Command{c(CoverageEnv(h), "build", "--tests")}
 	case "tarpaulin":
 		return []Command{cargo(nil, []string{"tarpaulin", "--no-run", "--skip-clean"}, flags(h, args, "--profile", false), args)}
 	case "command":
@@ -233,6 +235,7 @@ func warmup(h *config.Step) []Command {
 	}
 	return nil
 }
+
 
 // OutDir is the directory under target/ where a step's profile puts its
 // outputs: target/<triple>/<dir> or target/<dir>.

@@ -111,10 +111,10 @@ func TestDepsWarmups(t *testing.T) {
 	fmtS := mkStep("fmt", nil)
 	got := args(Commands(deps, []*config.Step{clippy, test, fmtS, doc, pkg, pkg2}, 0, 0))
 	want := []string{
-		"check " + base + " --profile release --features f --workspace --all-targets",
-		"test --no-run " + base + " --profile dev --workspace --lib",
-		"doc --no-deps " + base + " --profile release --workspace",
-		"build " + base + " --profile release --workspace",
+		"check --keep-going " + base + " --profile release --features f --workspace --all-targets",
+		"build --tests --keep-going " + base + " --profile dev --workspace --lib",
+		"doc --no-deps --keep-going " + base + " --profile release --workspace",
+		"build --keep-going " + base + " --profile release --workspace",
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("deps warm-ups:\n got %q\nwant %q", got, want)
@@ -152,8 +152,8 @@ func TestDepsWithoutHeirsUsesOwnSettings(t *testing.T) {
 	deps := mkStep("deps", func(s *config.Step) { s.Profile = "dev"; s.Args = []string{"-v"} })
 	got := args(Commands(deps, nil, 0, 0))
 	want := []string{
-		"check " + base + " --profile dev --workspace --all-targets -v",
-		"build " + base + " --profile dev --workspace -v",
+		"check --keep-going " + base + " --profile dev --workspace --all-targets -v",
+		"build --keep-going " + base + " --profile dev --workspace -v",
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("deps alone:\n got %q\nwant %q", got, want)

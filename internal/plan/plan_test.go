@@ -92,10 +92,10 @@ func TestNewDefault(t *testing.T) {
 	vc := cargo.VendorConfig
 	common := "--offline --locked --config " + vc + " --profile release --workspace"
 	wantDeps := []string{
-		"cargo check " + common + " --all-targets",
-		"cargo test --no-run " + common,
-		"cargo doc --no-deps " + common,
-		"cargo build " + common,
+		"cargo check --keep-going " + common + " --all-targets",
+		"cargo build --tests --keep-going " + common,
+		"cargo doc --no-deps --keep-going " + common,
+		"cargo build --keep-going " + common,
 	}
 	if got := cmdStrings(g.Nodes["deps"].Commands); !reflect.DeepEqual(got, wantDeps) {
 		t.Errorf("deps commands:\n got %q\nwant %q", got, wantDeps)
@@ -129,7 +129,7 @@ func TestNewSequentialFromTOML(t *testing.T) {
 	}
 	// Deps warms up for every transitive heir, not only its child.
 	got := cmdStrings(g.Nodes["deps"].Commands)
-	for _, prefix := range []string{"cargo check ", "cargo test --no-run ", "cargo build "} {
+	for _, prefix := range []string{"cargo check ", "cargo build --tests ", "cargo build "} {
 		if !slices.ContainsFunc(got, func(c string) bool { return strings.HasPrefix(c, prefix) }) {
 			t.Errorf("deps commands %q lack %q", got, prefix)
 		}
@@ -189,11 +189,11 @@ func TestDepsCommandsFollowHeirs(t *testing.T) {
 
 	vc := cargo.VendorConfig
 	want := []string{
-		"cargo check --offline --locked --config " + vc + " --profile release --features serde,derive --workspace --all-targets",
-		"cargo test --no-run --offline --locked --config " + vc + " --profile dev --workspace --lib",
-		"cargo build --offline --locked --config " + vc + " --profile release --workspace",
-		"cargo build --offline --locked --config " + vc + " --profile release --no-default-features --target x86_64-unknown-linux-musl --workspace",
-		"cargo build --offline --locked --config " + vc + " --profile release -p app",
+		"cargo check --keep-going --offline --locked --config " + vc + " --profile release --features serde,derive --workspace --all-targets",
+		"cargo build --tests --keep-going --offline --locked --config " + vc + " --profile dev --workspace --lib",
+		"cargo build --keep-going --offline --locked --config " + vc + " --profile release --workspace",
+		"cargo build --keep-going --offline --locked --config " + vc + " --profile release --no-default-features --target x86_64-unknown-linux-musl --workspace",
+		"cargo build --keep-going --offline --locked --config " + vc + " --profile release -p app",
 	}
 	if got := cmdStrings(g.Nodes["deps"].Commands); !reflect.DeepEqual(got, want) {
 		t.Errorf("deps commands:\n got %q\nwant %q", got, want)

@@ -256,6 +256,11 @@ func Members(root string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	return memberNames(src, root)
+}
+
+// memberNames lists the packages of the Cargo.toml files in a source tree.
+func memberNames(src source.Tree, root string) ([]string, error) {
 	var names []string
 	for _, f := range src {
 		if path.Base(f.Path) != "Cargo.toml" {

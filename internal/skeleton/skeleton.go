@@ -7,6 +7,8 @@ package skeleton
 import (
 	"fmt"
 	"path"
+	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -17,10 +19,15 @@ import (
 // version bump does not invalidate the dependency build.
 const maskedVersion = "0.0.0"
 
-// Stub contents. A lib root may be empty; every other target kind needs a main.
+// Stub contents. Every target fails to compile at once: the deps step runs
+// cargo with --keep-going, so all dependencies are built and no stub is
+// ever linked (with lto = true, linking stub binaries costs as much as
+// linking the real ones). Build scripts stay runnable.
 const (
-	libStub  = ""
-	mainStub = "fn main() {}\n"
+	libStub  = "compile_error!(\"" + Marker + "\");\n"
+	mainStub = libStub
+	// buildStub is a build script's stub.
+	buildStub = "fn main() {}\n"
 )
 
 // depTableNames are the dependency tables of a manifest (or of a
@@ -265,6 +272,7 @@ func targetStubs(pkg *localPackage, files map[string][]byte) (map[string]string,
 	mark := func(p string, isLib bool) {
 		needsMain[p] = needsMain[p] || !isLib
 	}
+	buildScripts := map[string]bool{}
 
 	prefix := ""
 	if pkg.dir != "" {
@@ -277,6 +285,9 @@ func targetStubs(pkg *localPackage, files map[string][]byte) (map[string]string,
 		}
 		if isLib, ok := autoTarget(rel); ok {
 			mark(p, isLib)
+			if rel == "build.rs" {
+				buildScripts[p] = true
+			}
 		}
 	}
 
@@ -312,12 +323,17 @@ func targetStubs(pkg *localPackage, files map[string][]byte) (map[string]string,
 			if err := explicit(p, false); err != nil {
 				return nil, err
 			}
+			if full, ok := joinRel(pkg.dir, p); ok {
+				buildScripts[full] = true
+			}
 		}
 	}
 
 	stubs := make(map[string]string, len(needsMain))
 	for p, main := range needsMain {
-		if main {
+		if buildScripts[p] {
+			stubs[p] = buildStub
+		} else if main {
 			stubs[p] = mainStub
 		} else {
 			stubs[p] = libStub
@@ -349,4 +365,26 @@ func autoTarget(rel string) (isLib, ok bool) {
 		}
 	}
 	return false, false
+}
+
+// Marker is the error every target stub of the skeleton fails with.
+const Marker = "smelt: a stub of the deps skeleton; only dependencies are built here"
+
+var reFailedUnit = regexp.MustCompile("(?m)^error: could not (?:compile|document) `([^`]+)`")
+
+// OnlyStubsFailed reports whether a cargo run on the skeleton failed only
+// because its stubs do (as they must), so that every dependency was built:
+// every unit that failed is one of the workspace's own packages (locals),
+// and no build script of a dependency failed.
+func OnlyStubsFailed(stderr string, locals []string) bool {
+	if !strings.Contains(stderr, Marker) || strings.Contains(stderr, "failed to run custom build command for `") {
+		return false
+	}
+	failed := reFailedUnit.FindAllStringSubmatch(stderr, -1)
+	for _, m := range failed {
+		if !slices.Contains(locals, m[1]) {
+			return false
+		}
+	}
+	return len(failed) > 0
 }

@@ -366,7 +366,7 @@ func TestCompareSemver(t *testing.T) {
 }
 
 func TestTargets(t *testing.T) {
-	const main = "fn main() {}\n"
+	const main = mainStub
 	tests := []struct {
 		name  string
 		files map[string][]byte
@@ -395,7 +395,7 @@ func TestTargets(t *testing.T) {
 				".cargo/config.toml", "[build]\nrustflags = []\n",
 			),
 			want: map[string]string{
-				"src/lib.rs":            "",
+				"src/lib.rs":            libStub,
 				"src/main.rs":           main,
 				"src/bin/tool.rs":       main,
 				"src/bin/multi/main.rs": main,
@@ -404,7 +404,7 @@ func TestTargets(t *testing.T) {
 				"tests/it.rs":           main,
 				"tests/suite/main.rs":   main,
 				"benches/b.rs":          main,
-				"build.rs":              main,
+				"build.rs":              buildStub,
 				"rust-toolchain.toml":   "[toolchain]\nchannel = \"1.95\"\n",
 				".cargo/config.toml":    "[build]\nrustflags = []\n",
 			},
@@ -450,16 +450,16 @@ harness = false
 				"stray.rs", "fn main() {}",
 			),
 			want: map[string]string{
-				"crates/x/lib/x.rs":        "",
+				"crates/x/lib/x.rs":        libStub,
 				"crates/x/cli/main.rs":     main,
 				"crates/x/src/bin/auto.rs": main,
 				"crates/x/demo.rs":         main,
 				"crates/x/integ/run.rs":    main,
 				"crates/x/speed.rs":        main,
-				"crates/x/tools/gen.rs":    main,
+				"crates/x/tools/gen.rs":    buildStub,
 				"crates/y/src/main.rs":     main,
 				// Present and auto-discoverable; cargo ignores it under build = false.
-				"crates/y/build.rs": main,
+				"crates/y/build.rs": buildStub,
 			},
 		},
 	}
@@ -641,7 +641,17 @@ path = "extra/main.rs"
 	}
 	dir := t.TempDir()
 	writeTree(t, dir, skel)
-	runCargo(t, cargo, dir, "check", "--offline", "--locked", "--workspace", "--all-targets")
+	// Every stub fails (none is ever linked); everything else must build.
+	cmd := exec.Command(cargo, "check", "--offline", "--locked", "--workspace", "--all-targets", "--keep-going")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "CARGO_TARGET_DIR="+filepath.Join(dir, "target"), "CARGO_BUILD_JOBS=1", "CARGO_TERM_COLOR=never")
+	out, err := cmd.CombinedOutput()
+	if err == nil || !OnlyStubsFailed(string(out), []string{"smelt-core", "app"}) {
+		t.Fatalf("cargo check on the skeleton: %v, and not only the stubs failed:\n%s", err, out)
+	}
+	if OnlyStubsFailed(string(out), []string{"app"}) {
+		t.Error("OnlyStubsFailed accepts a failure of a package it was not told is local")
+	}
 }
 
 func writeTree(t *testing.T, root string, files map[string][]byte) {
