@@ -236,7 +236,6 @@ func warmup(h *config.Step) []Command {
 	return nil
 }
 
-
 // OutDir is the directory under target/ where a step's profile puts its
 // outputs: target/<triple>/<dir> or target/<dir>.
 func OutDir(s *config.Step) string {
