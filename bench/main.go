@@ -620,7 +620,7 @@ func caseRestore(p *project) {
 			func() result {
 				must(os.RemoveAll(dst))
 				dropCaches()
-				r := runSmelt(p, "restore", "restore", best, dst)
+				r := runSmelt(p, "restore", "restore", "--link", best, dst)
 				if m := re.FindStringSubmatch(r.out); m != nil {
 					r.detail["wall"] = fmt.Sprintf("%.3f", r.secs)
 					r.secs, _ = strconv.ParseFloat(m[1], 64)
@@ -856,7 +856,7 @@ const method = `- smelt runs ` + "`smelt check -C DIR --store STORE -j 2`" + ` w
 - Edits append one line ` + "`#[used] static SMELT_BENCH_EDIT: &str = \"…\";`" + ` (kept in the binary) to the edited file at preparation and change its value at each edit to a value never used before (so that every repetition is a real change for cargo and for smelt's store).
 - Dependency added: ` + "`[dependencies.fnv] version = \"=1.0.N\"`" + ` with a different N per repetition (locks resolved once, online, at preparation); after each repetition both sides go back to the base dependencies untimed. cargo-chef: ` + "`cargo chef prepare`" + ` (untimed) then ` + "`cargo chef cook --release --offline`" + ` timed, in its own directory whose target/ is warm from the previous cook.
 - Store growth: ` + "`du -sb`" + ` of the store before/after each ` + "`smelt check`" + ` (hard links counted once). Crane-style = sum over the clippy, test and package steps of the full size of that step's target/ (its working directory in the store) after the run. Changed = sum over those steps of the sizes of files new or different in content from that step's target/ after the previous run.
-- Restore: ` + "`smelt restore STEP DIR`" + ` (time from its \"restored … in Xs\" line; wall time incl. the cached check in results.json) vs ` + "`cp -a`" + ` of a copy of the same target/, each into a fresh directory.
+- Restore: ` + "`smelt restore --link STEP DIR`" + ` (the path a step's own restore takes: compiled crates hard-linked from the store, the rest copied; time from its \"restored … in Xs\" line; wall time incl. the cached check in results.json) vs ` + "`cp -a`" + ` of a copy of the same target/, each into a fresh directory.
 `
 
 func machine() [][2]string {
