@@ -27,6 +27,27 @@ func needTool(t *testing.T, name string) {
 	}
 }
 
+// needLLVM skips (or, under SMELT_REQUIRE_TOOLS=1, fails) a test when the
+// LLVM tools matching rustc's LLVM are missing.
+func needLLVM(t *testing.T) {
+	t.Helper()
+	out, err := exec.Command("rustc", "-vV").Output()
+	if err != nil {
+		t.Skip("rustc not on PATH")
+	}
+	m := regexp.MustCompile(`(?m)^LLVM version: (\d+)`).FindSubmatch(out)
+	if m == nil {
+		t.Skip("rustc -vV names no LLVM version")
+	}
+	for _, tool := range []string{"llvm-profdata-", "llvm-cov-"} {
+		if _, err := exec.LookPath(tool + string(m[1])); err != nil {
+			if _, err := os.Stat("/usr/lib/llvm-" + string(m[1]) + "/bin/" + strings.TrimSuffix(tool, "-")); err != nil {
+				needTool(t, tool+string(m[1]))
+			}
+		}
+	}
+}
+
 // lcovLines maps each line of a source file to its hit count in lcov.info.
 func lcovLines(t *testing.T, lcov, file string) map[int]int {
 	t.Helper()
@@ -65,6 +86,7 @@ func lineOf(t *testing.T, src, s string) int {
 // calls is reported uncovered, the tested ones covered; fail-under works.
 func TestCoverage(t *testing.T) {
 	p := newProject(t, "checks")
+	needLLVM(t)
 	calls := shimPath(t, p)
 	o := p.mustSmelt("check", "coverage")
 	wantStatus(t, o, map[string]string{"deps": "built", "coverage": "built"})
