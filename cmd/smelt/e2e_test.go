@@ -310,11 +310,14 @@ func TestSingleCrate(t *testing.T) {
 }
 
 // The stale-build hazard (DESIGN.md, fact 2): a changed source file whose
-// mtime is older than the inherited artifacts must still be rebuilt. smelt
-// gives every changed file a fresh mtime; if it kept the file's own (old)
-// mtime, cargo would silently reuse the old binary and this test fails.
+// mtime is older than the artifacts it is laid out over must still be
+// rebuilt. A package step without inherited artifacts starts from its own
+// last target/ (which holds the crate built from the old source), so the
+// layout must give the changed file a fresh mtime; if it kept an old one,
+// cargo would silently reuse the old binary and this test fails.
 func TestStaleBuildHazard(t *testing.T) {
 	p := newProject(t, "hello")
+	p.write("smelt.toml", "[step.crate]\nkind = \"package\"\n")
 	p.mustSmelt("build")
 	if got := p.runResult("hello"); got != "answer: 42" {
 		t.Fatalf("result/bin/hello printed %q", got)
