@@ -229,6 +229,14 @@ func TestSeedChainWithTarpaulin(t *testing.T) {
 	if !strings.HasPrefix(summary, "lines ") {
 		t.Errorf("tarpaulin summary %q", summary)
 	}
+	// deps built the dependencies as tarpaulin builds them (its own flags).
+	for _, step := range []string{"clippy", "coverage", "crate"} {
+		for dep := range compiled(p.log(step)) {
+			if dep != "seed" {
+				t.Errorf("step %s recompiled dependency %s", step, dep)
+			}
+		}
+	}
 	o = p.mustSmelt("check")
 	wantStatus(t, o, each("cached", "deps", "clippy", "coverage", "crate"))
 	p.mustSmelt("build", "coverage")
