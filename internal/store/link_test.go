@@ -87,14 +87,25 @@ func TestSnapshotLinking(t *testing.T) {
 	if inode(t, filepath.Join(dir, "fp/a")) == inode(t, st.ObjectPath(tree["fp/a"].Hash)) {
 		t.Error("a file that is rewritten in place was linked into the store")
 	}
-	// A second directory with the same content shares the object.
+	// A second directory with the same content and mtime shares the object.
 	other := filepath.Join(t.TempDir(), "other")
-	writeFixture(t, other, []fixture{{path: "deps/liba.rlib", typ: TypeFile, data: "a", mtimeN: t2}})
+	writeFixture(t, other, []fixture{{path: "deps/liba.rlib", typ: TypeFile, data: "a", mtimeN: t1}})
 	if _, _, err := st.SnapshotLinking(other, "", nil, func(string) bool { return true }); err != nil {
 		t.Fatal(err)
 	}
 	if inode(t, filepath.Join(other, "deps/liba.rlib")) != inode(t, filepath.Join(dir, "deps/liba.rlib")) {
 		t.Error("the same content is stored twice")
+	}
+	// With another mtime it keeps its own file: a link would give it the
+	// object's mtime, and cargo reads an output older than its sources as
+	// stale.
+	third := filepath.Join(t.TempDir(), "third")
+	writeFixture(t, third, []fixture{{path: "deps/liba.rlib", typ: TypeFile, data: "a", mtimeN: t2}})
+	if _, _, err := st.SnapshotLinking(third, "", nil, func(string) bool { return true }); err != nil {
+		t.Fatal(err)
+	}
+	if mtimeOf(t, filepath.Join(third, "deps/liba.rlib")) != t2 {
+		t.Error("snapshot changed a file's mtime by linking it to an older object")
 	}
 	assertNoTemp(t, st)
 }

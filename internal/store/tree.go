@@ -370,8 +370,9 @@ func (s *Store) adopt(p, h string) error {
 	if os.SameFile(fi, oi) {
 		return nil
 	}
-	if oi.Mode() != fi.Mode() {
-		return fmt.Errorf("mode differs")
+	if oi.Mode() != fi.Mode() || !oi.ModTime().Equal(fi.ModTime()) {
+		// Linking would change the file's mtime (see link): keep it.
+		return nil
 	}
 	tmp := p + ".smelt-link"
 	if err := os.Link(obj, tmp); err != nil {
@@ -380,15 +381,18 @@ func (s *Store) adopt(p, h string) error {
 	return os.Rename(tmp, p)
 }
 
-// link makes dst a hard link to e's object, if the object's mode is e's.
+// link makes dst a hard link to e's object, if the object's mode and
+// mtime are e's. A link carries the object's mtime, and cargo takes an
+// output older than its sources for stale: a crate rebuilt with the same
+// bytes (its object older) must be copied with its own mtime instead.
 func (s *Store) link(e Entry, dst string) error {
 	obj := s.ObjectPath(e.Hash)
 	info, err := os.Stat(obj)
 	if err != nil {
 		return err
 	}
-	if (info.Mode()&0o111 != 0) != (e.Type == TypeExec) {
-		return fmt.Errorf("mode differs")
+	if (info.Mode()&0o111 != 0) != (e.Type == TypeExec) || info.ModTime().UnixNano() != e.MTime {
+		return fmt.Errorf("mode or mtime differs")
 	}
 	return os.Link(obj, dst)
 }
