@@ -65,8 +65,10 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 	sr := &stepRun{e: e, n: n, r: r, logf: logf, srcDir: filepath.Join(dir, "src"), scratch: filepath.Join(dir, "scratch"),
 		bins: map[string]string{}, binPaths: map[string]string{}}
 	sr.targetDir = filepath.Join(sr.srcDir, "target")
-	if sr.locals, err = memberNames(src, e.p.root); err != nil {
-		return nil, err
+	if s.Kind == "deps" { // only the skeleton's runs need to tell its stubs apart
+		if sr.locals, err = memberNames(src, e.p.root); err != nil {
+			return nil, err
+		}
 	}
 
 	// The artifacts it inherits, and the source that produced them.

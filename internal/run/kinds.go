@@ -23,7 +23,27 @@ import (
 
 // tools finds the external programs a step's kind needs; their versions
 // enter the key, so upgrading one reruns the steps that use it.
+// They are looked up once per run for each kind and toolchain: the key and
+// the step's execution both need them.
 func (e *engine) tools(ctx context.Context, s *config.Step) (map[string]string, error) {
+	k := s.Kind + "\x00" + s.Toolchain
+	e.toolsMu.Lock()
+	defer e.toolsMu.Unlock()
+	if t, ok := e.toolsCache[k]; ok {
+		return t, nil
+	}
+	t, err := e.findTools(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	if e.toolsCache == nil {
+		e.toolsCache = map[string]map[string]string{}
+	}
+	e.toolsCache[k] = t
+	return t, nil
+}
+
+func (e *engine) findTools(ctx context.Context, s *config.Step) (map[string]string, error) {
 	env := stepEnv(s.Toolchain)
 	find := func(name string, args ...string) (*toolchain.Tool, error) {
 		return toolchain.FindTool(ctx, e.p.st, env, name, args...)

@@ -177,6 +177,9 @@ type engine struct {
 	cancel context.CancelFunc
 	jobs   *jobserver
 	mu     sync.Mutex
+
+	toolsMu    sync.Mutex
+	toolsCache map[string]map[string]string // by kind and toolchain
 }
 
 func (e *engine) finished(r *StepReport) {
