@@ -252,10 +252,6 @@ func TestMatrix(t *testing.T) {
 	o := p.mustSmelt("check")
 	rows := []string{"deps@stable", "clippy@stable", "test@stable", "deps@nightly", "clippy@nightly", "test@nightly"}
 	wantStatus(t, o, each("built", rows...))
-	if !strings.Contains(p.log("test@nightly"), "RUSTUP_TOOLCHAIN") && !strings.Contains(p.log("deps@nightly"), "nightly") {
-		// The log records the toolchain through the key inputs below.
-		t.Log("nightly log does not name the toolchain")
-	}
 	p.write("smelt.toml", p.read("smelt.toml")+"\n[matrix.row.nightly]\nenv = { SMELT_ROW = \"nightly\" }\n")
 	o = p.mustSmelt("check")
 	wantStatus(t, o, each("cached", "deps@stable", "clippy@stable", "test@stable"))
