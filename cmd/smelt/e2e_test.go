@@ -340,6 +340,70 @@ func TestStaleBuildHazard(t *testing.T) {
 	}
 }
 
+// chainTOML is a chain in which crate inherits test's target/; its env
+// changes crate's key (and nothing cargo looks at), so crate can rerun on
+// top of a test result from an earlier run.
+const chainTOML = `[step.deps]
+kind = "deps"
+
+[step.test]
+kind = "test"
+artifacts = "deps"
+
+[step.crate]
+kind = "package"
+artifacts = "test"
+env = { SMELT_TEST_RUN = "%s" }
+`
+
+// A step that inherits artifacts starts from its own target/ of its last
+// success with the parent's laid over it, so it rebuilds only what changed,
+// and the mtime rule still sees every change. The hazard: crate's own
+// target/ holds app built against greet B, its parent (a cached test
+// result) greet A, built earlier; a merge that trusted the parent's times
+// would pass the newer app for fresh and ship it with greet B's text.
+func TestWarmStartChain(t *testing.T) {
+	p := newProject(t, "workspace")
+	p.write("smelt.toml", fmt.Sprintf(chainTOML, "1"))
+	p.mustSmelt("build")
+	if got := p.runResult("app"); got != "1 hello from build.rs: workspace" {
+		t.Fatalf("result/bin/app printed %q", got)
+	}
+	// An edit of app alone: neither step rebuilds greet, as cargo would not.
+	p.replace("app/src/main.rs", "greet::greet(1,", "greet::greet(2,")
+	o := p.mustSmelt("build")
+	wantStatus(t, o, map[string]string{"deps": "cached", "test": "built", "crate": "built"})
+	for _, step := range []string{"test", "crate"} {
+		if c := compiled(p.log(step)); len(c) != 1 || !c["app"] {
+			t.Errorf("after editing app, %s compiled %v; want app alone", step, c)
+		}
+	}
+	if got := p.runResult("app"); got != "2 hello from build.rs: workspace" {
+		t.Fatalf("after editing app, result/bin/app printed %q", got)
+	}
+	greetB := func() {
+		p.replace("greet/src/lib.rs", `"{} {}: {}"`, `"{} {} to {}"`)
+		p.replace("greet/src/lib.rs", `"1 hello from build.rs: x"`, `"1 hello from build.rs to x"`)
+	}
+	greetA := func() {
+		p.replace("greet/src/lib.rs", `"{} {} to {}"`, `"{} {}: {}"`)
+		p.replace("greet/src/lib.rs", `"1 hello from build.rs to x"`, `"1 hello from build.rs: x"`)
+	}
+	greetB()
+	p.write("smelt.toml", fmt.Sprintf(chainTOML, "2"))
+	p.mustSmelt("build")
+	if got := p.runResult("app"); got != "2 hello from build.rs to workspace" {
+		t.Fatalf("with greet B, result/bin/app printed %q", got)
+	}
+	greetA()
+	p.write("smelt.toml", fmt.Sprintf(chainTOML, "3"))
+	o = p.mustSmelt("build")
+	wantStatus(t, o, map[string]string{"test": "cached", "crate": "built"})
+	if got := p.runResult("app"); got != "2 hello from build.rs: workspace" {
+		t.Fatalf("stale build: back to greet A over a cached test result, result/bin/app printed %q", got)
+	}
+}
+
 // Adding a dependency reruns deps.
 func TestDependencyAdded(t *testing.T) {
 	p := newProject(t, "hello")

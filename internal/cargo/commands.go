@@ -278,3 +278,19 @@ func Replaced(p string) bool {
 	}
 	return path.Base(path.Dir(path.Dir(p))) == "build" && strings.HasPrefix(base, "build_script_") && !strings.Contains(base, ".")
 }
+
+// UnitDir returns the directory under target/ that holds one unit's state
+// as a whole, when p lies in one: PROFILE/.fingerprint/UNIT or
+// PROFILE/build/UNIT (a build script's executable or its run's output).
+// Such a directory must come from one build or another, never be mixed
+// file by file: a fingerprint from one build and a warnings cache or an
+// OUT_DIR file from another would not belong together.
+func UnitDir(p string) string {
+	parts := strings.Split(p, "/")
+	for i := 0; i+2 < len(parts); i++ {
+		if parts[i] == ".fingerprint" || parts[i] == "build" {
+			return strings.Join(parts[:i+2], "/")
+		}
+	}
+	return ""
+}

@@ -248,3 +248,21 @@ func TestReplaced(t *testing.T) {
 		}
 	}
 }
+
+func TestUnitDir(t *testing.T) {
+	for _, c := range []struct{ path, want string }{
+		{"release/.fingerprint/greet-0a1b/lib-greet", "release/.fingerprint/greet-0a1b"},
+		{"release/.fingerprint/greet-0a1b/lib-greet.json", "release/.fingerprint/greet-0a1b"},
+		{"release/build/greet-0a1b/out/gen.rs", "release/build/greet-0a1b"},
+		{"release/build/greet-0a1b/build_script_build-0a1b", "release/build/greet-0a1b"},
+		{"x86_64-unknown-linux-gnu/debug/build/ring-99/output", "x86_64-unknown-linux-gnu/debug/build/ring-99"},
+		{"release/.fingerprint/greet-0a1b", ""}, // the directory itself
+		{"release/deps/libgreet-0a1b.rlib", ""},
+		{"release/app", ""},
+		{"CACHEDIR.TAG", ""},
+	} {
+		if got := UnitDir(c.path); got != c.want {
+			t.Errorf("UnitDir(%q) = %q, want %q", c.path, got, c.want)
+		}
+	}
+}

@@ -40,6 +40,16 @@ type stepRun struct {
 	testExes  []string          // test executables (coverage)
 	tools     map[string]string // tool name → path
 	locals    []string          // the workspace's own packages
+	phases    []string          // where the step's time went, for its log
+	mark      time.Time
+}
+
+// phase records the time since the previous mark under name; the log ends
+// with the list, so that a slow step says whether smelt or cargo was slow.
+func (sr *stepRun) phase(name string) {
+	now := time.Now()
+	sr.phases = append(sr.phases, fmt.Sprintf("%s %.3fs", name, now.Sub(sr.mark).Seconds()))
+	sr.mark = now
 }
 
 // execute runs a step that has no stored result and stores its result.
@@ -63,7 +73,7 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 	defer logf.Close()
 	fmt.Fprintf(logf, "# smelt step %s (kind %s), key %s\n# why: %s\n", n.Name(), s.Kind, key[:16], r.Reason)
 	sr := &stepRun{e: e, n: n, r: r, logf: logf, srcDir: filepath.Join(dir, "src"), scratch: filepath.Join(dir, "scratch"),
-		bins: map[string]string{}, binPaths: map[string]string{}}
+		bins: map[string]string{}, binPaths: map[string]string{}, mark: start}
 	sr.targetDir = filepath.Join(sr.srcDir, "target")
 	if s.Kind == "deps" { // only the skeleton's runs need to tell its stubs apart
 		if sr.locals, err = memberNames(src, e.p.root); err != nil {
@@ -78,30 +88,55 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 		prevSource  []store.SourceFile
 		newest      int64
 	)
-	base := parent
-	// Only cargo's own freshness checks make a warm start sound: a user's
-	// command could read anything left in target/.
-	if n.Parent == nil && plan.KeepsArtifacts(s.Kind) && s.Kind != "command" {
-		base = e.warmStart(n)
-	}
-	if base != nil && base.Artifacts != "" {
-		parentTree, err = st.Flatten(base.Artifacts)
+	if parent != nil && parent.Artifacts != "" {
+		parentTree, err = st.Flatten(parent.Artifacts)
 		if err != nil {
 			return nil, err
 		}
-		parentLayer, prevSource, newest = base.Artifacts, base.Source, base.MaxMTime
+		parentLayer, prevSource, newest = parent.Artifacts, parent.Source, parent.MaxMTime
 	}
-	times := source.MTimes(src, prevSource, newest, timeNow())
+	// A warm start: the step starts from its own target/ of its last
+	// success, with the parent's artifacts laid over it, as cargo would from
+	// a target/ it has used before; the mtime rule keeps every artifact built
+	// from other source stale. Only cargo's own freshness checks make this
+	// sound: a user's command could read anything left in target/.
+	restored := parentTree
+	var times []store.SourceFile
+	tick, err := e.mtimeTick()
+	if err != nil {
+		return nil, err
+	}
+	if own := e.warmStart(n); own != nil && plan.KeepsArtifacts(s.Kind) && s.Kind != "command" {
+		ownTree, err := st.Flatten(own.Artifacts)
+		if err != nil {
+			return nil, err
+		}
+		if n.Parent == nil {
+			// A root step's artifacts are all its own: it starts from them
+			// as from a parent's, and its layer is a delta over them.
+			parentLayer, parentTree, restored = own.Artifacts, ownTree, ownTree
+			times = source.MTimes(src, own.Source, own.MaxMTime, timeNow(), tick)
+		} else {
+			var ownNewest int64
+			restored, ownNewest = store.Overlay(ownTree, parentTree, cargo.UnitDir)
+			times = source.MTimesOver(src, prevSource, newest, own.Source, ownNewest, tick)
+		}
+		fmt.Fprintf(logf, "# warm start: its own target/ of its last success (%d files) under what it inherits (%d files)\n", len(ownTree), len(parentTree))
+	} else {
+		times = source.MTimes(src, prevSource, newest, timeNow(), tick)
+	}
 	if err := source.Layout(sr.srcDir, src, times); err != nil {
 		return nil, err
 	}
+	sr.phase("source")
 	keeps := plan.KeepsArtifacts(s.Kind)
 	if keeps {
 		// Always restore, even to nothing: a step must never see a target/
 		// left over from some other state of its working directory.
-		if err := st.RestoreLinking(sr.targetDir, parentTree, linkable(s.Kind)); err != nil {
+		if err := st.RestoreLinking(sr.targetDir, restored, linkable(s.Kind)); err != nil {
 			return nil, err
 		}
+		sr.phase("restore")
 	}
 	if parent != nil && parent.Kind == "command" && parent.Output != "" {
 		// A command step's declared outputs appear in its heirs' source.
@@ -132,6 +167,7 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 	if sr.tools, err = e.tools(ctx, s); err != nil {
 		return nil, err
 	}
+	sr.phase("prepare")
 
 	sr.env = append(stepEnv(s.Toolchain),
 		"CARGO_TARGET_DIR="+sr.targetDir,
@@ -149,21 +185,25 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 		if err := sr.command(ctx, c.Expand(vendorConfig, sr.scratch)); err != nil {
 			return nil, err
 		}
+		sr.phase(c.Program + " " + firstArg(c.Args))
 	}
 
 	res := &store.Result{Key: key, Step: n.Name(), Kind: s.Kind, Inputs: in, Source: times, Created: time.Now().UTC()}
 	var tree store.Tree
 	if keeps {
-		id, t, err := st.SnapshotLinking(sr.targetDir, parentLayer, parentTree, linkable(s.Kind))
+		id, t, err := st.SnapshotLinking(sr.targetDir, parentLayer, parentTree, restored, linkable(s.Kind))
 		if err != nil {
 			return nil, err
 		}
 		tree = t
 		res.Artifacts, res.ArtifactsID, res.MaxMTime = id, t.ContentID(), t.MaxMTime()
+		sr.phase("snapshot")
 	}
 	if err := sr.outputs(ctx, res, tree); err != nil {
 		return nil, err
 	}
+	sr.phase("outputs")
+	fmt.Fprintf(logf, "\n# smelt: time: %s\n", strings.Join(sr.phases, ", "))
 	logf.Sync()
 	if data, err := os.ReadFile(r.Log); err == nil {
 		if res.Log, err = st.PutBytes(data); err != nil {
@@ -175,6 +215,13 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 		return nil, err
 	}
 	return res, nil
+}
+
+func firstArg(args []string) string {
+	if len(args) == 0 {
+		return ""
+	}
+	return args[0]
 }
 
 func sortedKeys[V any](m map[string]V) []string {

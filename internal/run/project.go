@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/pelletier/go-toml/v2"
 
@@ -232,7 +233,7 @@ func (p *project) vendor(ctx context.Context, log *os.File) (*vendor.Sources, er
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	times := source.MTimes(skel, nil, 0, timeNow())
+	times := source.MTimes(skel, nil, 0, timeNow(), time.Second)
 	if err := source.Layout(dir, skel, times); err != nil {
 		return nil, err
 	}

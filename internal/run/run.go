@@ -180,6 +180,22 @@ type engine struct {
 
 	toolsMu    sync.Mutex
 	toolsCache map[string]map[string]string // by kind and toolchain
+
+	tickOnce sync.Once
+	tick     time.Duration
+	tickErr  error
+}
+
+// mtimeTick is the mtime granularity of the working directories' file
+// system (source.Tick), probed once per run and only if a step runs.
+func (e *engine) mtimeTick() (time.Duration, error) {
+	e.tickOnce.Do(func() {
+		dir := filepath.Join(e.p.st.Dir, "work")
+		if e.tickErr = os.MkdirAll(dir, 0o755); e.tickErr == nil {
+			e.tick, e.tickErr = source.Tick(dir)
+		}
+	})
+	return e.tick, e.tickErr
 }
 
 func (e *engine) finished(r *StepReport) {

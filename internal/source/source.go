@@ -225,14 +225,15 @@ var BaseTime = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()
 // produced the inherited artifacts and newest the newest mtime in them. A file
 // identical to its counterpart in prev keeps that file's mtime, so cargo
 // recompiles nothing for it; every other file gets a time strictly newer than
-// all inherited artifacts, so cargo can never take it for fresh.
-func MTimes(t Tree, prev []store.SourceFile, newest int64, now time.Time) []store.SourceFile {
+// all inherited artifacts, so cargo can never take it for fresh. tick is the
+// file system's mtime granularity (Tick): "newer" must survive its rounding.
+func MTimes(t Tree, prev []store.SourceFile, newest int64, now time.Time, tick time.Duration) []store.SourceFile {
 	old := make(map[string]store.SourceFile, len(prev))
 	for _, f := range prev {
 		old[f.Path] = f
 	}
 	changed := now.UnixNano()
-	if min := newest + int64(time.Second); changed < min {
+	if min := newest + int64(tick); changed < min {
 		changed = min
 	}
 	if len(prev) == 0 && newest == 0 {
@@ -247,6 +248,78 @@ func MTimes(t Tree, prev []store.SourceFile, newest int64, now time.Time) []stor
 		out[i] = store.SourceFile{Path: f.Path, Hash: f.Hash, MTime: m}
 	}
 	return out
+}
+
+// MTimesOver applies the mtime rule when the inherited artifacts are the
+// parent's laid over the step's own from its last success (store.Overlay):
+// parent and parentNewest are the source of the parent's artifacts and their
+// newest mtime; own and ownNewest the source of the step's last success and
+// the newest mtime among its artifacts that survived the overlay.
+//
+// Each side bounds a file's time from below. Where the file equals that
+// side's, the bound is that side's time for it, which keeps the side's
+// artifacts as fresh or as stale as they were; where it differs, the bound is
+// a time newer than all the side's artifacts, so that none built from the
+// other content can be taken for fresh. The file gets the larger bound: the
+// oldest time that is safe for both sides, so that the artifacts of a side
+// whose content matches stay fresh when the other side's are older.
+func MTimesOver(t Tree, parent []store.SourceFile, parentNewest int64, own []store.SourceFile, ownNewest int64, tick time.Duration) []store.SourceFile {
+	bound := func(side map[string]store.SourceFile, newest int64, f File) int64 {
+		if o, ok := side[f.Path]; ok && o.Hash == f.Hash {
+			return o.MTime
+		}
+		if newest == 0 {
+			return 0 // no artifacts on that side: no bound
+		}
+		return newest + int64(tick)
+	}
+	par, mine := sourceMap(parent), sourceMap(own)
+	out := make([]store.SourceFile, len(t))
+	for i, f := range t {
+		m := max(bound(par, parentNewest, f), bound(mine, ownNewest, f))
+		if m == 0 {
+			m = BaseTime
+		}
+		out[i] = store.SourceFile{Path: f.Path, Hash: f.Hash, MTime: m}
+	}
+	return out
+}
+
+// Tick returns the granularity of file modification times in dir's file
+// system, by setting one and reading it back: 1ns on ext4, xfs, btrfs and
+// tmpfs; coarser on some network and FAT file systems. A time meant to be
+// newer than another must be at least this much newer, or rounding could
+// make the two equal and cargo take a changed file for fresh.
+func Tick(dir string) (time.Duration, error) {
+	f, err := os.CreateTemp(dir, ".mtime-probe-")
+	if err != nil {
+		return 0, fmt.Errorf("probe mtime granularity in %s: %w", dir, err)
+	}
+	f.Close()
+	defer os.Remove(f.Name())
+	want := time.Unix(1_600_000_000, 123_456_789)
+	if err := os.Chtimes(f.Name(), want, want); err != nil {
+		return 0, fmt.Errorf("probe mtime granularity in %s: %w", dir, err)
+	}
+	fi, err := os.Stat(f.Name())
+	if err != nil {
+		return 0, fmt.Errorf("probe mtime granularity in %s: %w", dir, err)
+	}
+	lost := want.Sub(fi.ModTime())
+	for _, t := range []time.Duration{time.Nanosecond, time.Microsecond, time.Millisecond, 10 * time.Millisecond, time.Second} {
+		if lost < t && lost >= 0 {
+			return t, nil
+		}
+	}
+	return 2 * time.Second, nil
+}
+
+func sourceMap(files []store.SourceFile) map[string]store.SourceFile {
+	m := make(map[string]store.SourceFile, len(files))
+	for _, f := range files {
+		m[f.Path] = f
+	}
+	return m
 }
 
 // Layout makes dir hold exactly the tree (leaving dir/target alone), with the

@@ -326,6 +326,51 @@ func TestFromMap(t *testing.T) {
 	}
 }
 
+func TestMTimesOver(t *testing.T) {
+	h := func(s string) string { return store.HashBytes([]byte(s)) }
+	const tick = int64(time.Microsecond)
+	// The parent's artifacts are newer (1000) than the step's own (500).
+	parent := []store.SourceFile{{Path: "a.rs", Hash: h("a"), MTime: 100}, {Path: "b.rs", Hash: h("b2"), MTime: 300}, {Path: "c.rs", Hash: h("c"), MTime: 100}}
+	own := []store.SourceFile{{Path: "a.rs", Hash: h("a"), MTime: 200}, {Path: "b.rs", Hash: h("b1"), MTime: 100}, {Path: "d.rs", Hash: h("d"), MTime: 50}}
+	tree := Tree{{Path: "a.rs", Hash: h("a")}, {Path: "b.rs", Hash: h("b2")}, {Path: "c.rs", Hash: h("c")}, {Path: "d.rs", Hash: h("d")}, {Path: "e.rs", Hash: h("e")}}
+	for _, tt := range []struct {
+		name                    string
+		parentNewest, ownNewest int64
+		want                    []int64
+	}{
+		{"own artifacts older than the parent's", 1000, 500, []int64{
+			200,         // a: same on both sides: the later of their times
+			500 + tick,  // b: as the parent's, but newer than the own artifacts built from b1
+			500 + tick,  // c: new to the step's own source: newer than its artifacts
+			1000 + tick, // d: not in the parent's source: newer than all its artifacts
+			1000 + tick, // e: new everywhere
+		}},
+		{"no own artifacts survived", 1000, 0, []int64{200, 300, 100, 1000 + tick, 1000 + tick}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got := MTimesOver(tree, parent, tt.parentNewest, own, tt.ownNewest, time.Duration(tick))
+			for i, f := range got {
+				if f.Path != tree[i].Path || f.MTime != tt.want[i] {
+					t.Errorf("%s: mtime %d, want %d", f.Path, f.MTime, tt.want[i])
+				}
+			}
+		})
+	}
+}
+
+func TestTick(t *testing.T) {
+	tick, err := Tick(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tick <= 0 || tick > 2*time.Second {
+		t.Fatalf("Tick = %v", tick)
+	}
+	if _, err := Tick(filepath.Join(t.TempDir(), "missing")); err == nil {
+		t.Fatal("Tick of a missing directory: no error")
+	}
+}
+
 func TestMTimes(t *testing.T) {
 	sec := int64(time.Second)
 	newest := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC).UnixNano()
@@ -376,7 +421,7 @@ func TestMTimes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := MTimes(tree, tt.prev, tt.newest, tt.now)
+			got := MTimes(tree, tt.prev, tt.newest, tt.now, time.Second)
 			if len(got) != len(tree) {
 				t.Fatalf("len = %d", len(got))
 			}
@@ -502,7 +547,7 @@ func TestLayout(t *testing.T) {
 func TestLayoutIntoMissingDir(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "new", "work")
 	tr := FromMap(map[string][]byte{"src/lib.rs": []byte("x")})
-	if err := Layout(dir, tr, MTimes(tr, nil, 0, time.Now())); err != nil {
+	if err := Layout(dir, tr, MTimes(tr, nil, 0, time.Now(), time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	info, err := os.Stat(filepath.Join(dir, "src/lib.rs"))
@@ -517,7 +562,7 @@ func TestLayoutRemovesEmptiedDirs(t *testing.T) {
 	dir := t.TempDir()
 	write(t, dir, map[string]string{"src/lib.rs": "x", "examples/old/main.rs": "y"})
 	tr := FromMap(map[string][]byte{"src/lib.rs": []byte("x")})
-	if err := Layout(dir, tr, MTimes(tr, nil, 0, time.Now())); err != nil {
+	if err := Layout(dir, tr, MTimes(tr, nil, 0, time.Now(), time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "examples")); !os.IsNotExist(err) {
@@ -530,7 +575,7 @@ func TestLayoutDirBecomesFile(t *testing.T) {
 	dir := t.TempDir()
 	write(t, dir, map[string]string{"src/x/deep/a.rs": "a"})
 	tr := FromMap(map[string][]byte{"src/x": []byte("now a file")})
-	err := Layout(dir, tr, MTimes(tr, nil, 0, time.Now()))
+	err := Layout(dir, tr, MTimes(tr, nil, 0, time.Now(), time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -77,7 +77,7 @@ func TestSnapshotLinking(t *testing.T) {
 		{path: "deps/liba.rlib", typ: TypeFile, data: "a", mtimeN: t1},
 		{path: "fp/a", typ: TypeFile, data: "fingerprint", mtimeN: t1},
 	})
-	_, tree, err := st.SnapshotLinking(dir, "", nil, func(p string) bool { return strings.HasPrefix(p, "deps/") })
+	_, tree, err := st.SnapshotLinking(dir, "", nil, nil, func(p string) bool { return strings.HasPrefix(p, "deps/") })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +90,7 @@ func TestSnapshotLinking(t *testing.T) {
 	// A second directory with the same content and mtime shares the object.
 	other := filepath.Join(t.TempDir(), "other")
 	writeFixture(t, other, []fixture{{path: "deps/liba.rlib", typ: TypeFile, data: "a", mtimeN: t1}})
-	if _, _, err := st.SnapshotLinking(other, "", nil, func(string) bool { return true }); err != nil {
+	if _, _, err := st.SnapshotLinking(other, "", nil, nil, func(string) bool { return true }); err != nil {
 		t.Fatal(err)
 	}
 	if inode(t, filepath.Join(other, "deps/liba.rlib")) != inode(t, filepath.Join(dir, "deps/liba.rlib")) {
@@ -101,7 +101,7 @@ func TestSnapshotLinking(t *testing.T) {
 	// stale.
 	third := filepath.Join(t.TempDir(), "third")
 	writeFixture(t, third, []fixture{{path: "deps/liba.rlib", typ: TypeFile, data: "a", mtimeN: t2}})
-	if _, _, err := st.SnapshotLinking(third, "", nil, func(string) bool { return true }); err != nil {
+	if _, _, err := st.SnapshotLinking(third, "", nil, nil, func(string) bool { return true }); err != nil {
 		t.Fatal(err)
 	}
 	if mtimeOf(t, filepath.Join(third, "deps/liba.rlib")) != t2 {

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -781,5 +782,38 @@ func TestFlattenShortMissingID(t *testing.T) {
 	}()
 	if _, err := st.Flatten("abc"); err == nil {
 		t.Errorf("Flatten of a missing short id succeeded")
+	}
+}
+
+func TestOverlay(t *testing.T) {
+	group := func(p string) string {
+		if strings.HasPrefix(p, "fp/") && strings.Count(p, "/") >= 2 {
+			return p[:strings.Index(p[3:], "/")+3]
+		}
+		return ""
+	}
+	base := Tree{
+		"deps/a.rlib": {Path: "deps/a.rlib", Type: TypeFile, Hash: "a-old", MTime: 10},
+		"deps/b.rlib": {Path: "deps/b.rlib", Type: TypeFile, Hash: "b", MTime: 30},
+		"fp/a/hash":   {Path: "fp/a/hash", Type: TypeFile, Hash: "ha-old", MTime: 10},
+		"fp/a/output": {Path: "fp/a/output", Type: TypeFile, Hash: "warnings", MTime: 40}, // only in base's unit a
+		"fp/b/hash":   {Path: "fp/b/hash", Type: TypeFile, Hash: "hb", MTime: 30},
+	}
+	top := Tree{
+		"deps/a.rlib": {Path: "deps/a.rlib", Type: TypeFile, Hash: "a-new", MTime: 50},
+		"fp/a/hash":   {Path: "fp/a/hash", Type: TypeFile, Hash: "ha-new", MTime: 50},
+	}
+	got, newest := Overlay(base, top, group)
+	want := map[string]string{"deps/a.rlib": "a-new", "deps/b.rlib": "b", "fp/a/hash": "ha-new", "fp/b/hash": "hb"}
+	if len(got) != len(want) {
+		t.Errorf("overlay has %d entries, want %d: %v", len(got), len(want), got)
+	}
+	for p, h := range want {
+		if got[p].Hash != h {
+			t.Errorf("%s: hash %q, want %q", p, got[p].Hash, h)
+		}
+	}
+	if newest != 30 {
+		t.Errorf("newest surviving base mtime = %d, want 30 (fp/a/output is dropped with its unit)", newest)
 	}
 }

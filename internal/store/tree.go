@@ -75,6 +75,35 @@ func (t Tree) ContentID() string {
 	return HashBytes([]byte(b.String()))
 }
 
+// Overlay returns top laid over base: every entry of top, and the entries of
+// base that top does not replace. group names the directory an entry belongs
+// to as a whole ("" for none): base's entries in a group that top also has
+// are dropped, so a group comes entirely from one side. It also returns the
+// newest mtime among base's surviving entries.
+func Overlay(base, top Tree, group func(string) string) (Tree, int64) {
+	topGroups := map[string]bool{}
+	for p := range top {
+		if g := group(p); g != "" {
+			topGroups[g] = true
+		}
+	}
+	out := make(Tree, len(base)+len(top))
+	var newest int64
+	for p, e := range base {
+		if _, ok := top[p]; ok || topGroups[group(p)] {
+			continue
+		}
+		out[p] = e
+		if e.Type != TypeDir && e.MTime > newest {
+			newest = e.MTime
+		}
+	}
+	for p, e := range top {
+		out[p] = e
+	}
+	return out, newest
+}
+
 // MaxMTime is the newest mtime in the tree.
 func (t Tree) MaxMTime() int64 {
 	var m int64
@@ -205,7 +234,7 @@ func parallel[T any](items []T, fn func(T) error) error {
 // unchanged without being read, like git's index: smelt owns the directory
 // and restored those files itself.
 func (s *Store) Snapshot(dir, parent string, base Tree) (id string, tree Tree, err error) {
-	return s.SnapshotLinking(dir, parent, base, nil)
+	return s.SnapshotLinking(dir, parent, base, nil, nil)
 }
 
 // SnapshotLinking is Snapshot, except that new files for which
@@ -213,10 +242,15 @@ func (s *Store) Snapshot(dir, parent string, base Tree) (id string, tree Tree, e
 // copy, and the directory's file and the object stay one file: nothing is
 // copied and nothing is stored twice. The same rule as RestoreLinking's
 // applies: only for files that are replaced, never rewritten in place.
-func (s *Store) SnapshotLinking(dir, parent string, base Tree, linkable func(string) bool) (id string, tree Tree, err error) {
+// known, when not nil, is what smelt restored into dir (a superset of base):
+// its files too are taken as unchanged without being read.
+func (s *Store) SnapshotLinking(dir, parent string, base, known Tree, linkable func(string) bool) (id string, tree Tree, err error) {
 	entries, err := scan(dir)
 	if err != nil {
 		return "", nil, fmt.Errorf("snapshot %s: %w", dir, err)
+	}
+	if known == nil {
+		known = base
 	}
 	var toHash []*Entry
 	for i := range entries {
@@ -224,7 +258,7 @@ func (s *Store) SnapshotLinking(dir, parent string, base Tree, linkable func(str
 		if e.Type != TypeFile && e.Type != TypeExec {
 			continue
 		}
-		if b, ok := base[e.Path]; ok && b.Type == e.Type && b.Size == e.Size &&
+		if b, ok := known[e.Path]; ok && b.Type == e.Type && b.Size == e.Size &&
 			(b.MTime == e.MTime || s.isObject(filepath.Join(dir, filepath.FromSlash(e.Path)), b)) {
 			// Unchanged (or still the hard link RestoreLinking made).
 			e.Hash, e.MTime = b.Hash, b.MTime
