@@ -383,7 +383,14 @@ func (s *Store) RestoreLinking(dir string, tree Tree, linkable func(string) bool
 // adopt makes the file at p and the object with hash h one file: p becomes
 // the object if there is none yet, else p is replaced by a link to it
 // (when their modes agree).
-func (s *Store) adopt(p, h string) error {
+func (s *Store) adopt(p, h string) error { return s.share(p, h, true) }
+
+// Share makes the file at p, whose contents hash to h, and the object h one
+// file, as adopt does, but whatever their mtimes: for files that are only
+// ever read and whose mtime nothing compares (vendored sources).
+func (s *Store) Share(p, h string) error { return s.share(p, h, false) }
+
+func (s *Store) share(p, h string, sameMTime bool) error {
 	obj := s.ObjectPath(h)
 	fi, err := os.Stat(p)
 	if err != nil {
@@ -404,8 +411,8 @@ func (s *Store) adopt(p, h string) error {
 	if os.SameFile(fi, oi) {
 		return nil
 	}
-	if oi.Mode() != fi.Mode() || !oi.ModTime().Equal(fi.ModTime()) {
-		// Linking would change the file's mtime (see link): keep it.
+	if oi.Mode() != fi.Mode() || sameMTime && !oi.ModTime().Equal(fi.ModTime()) {
+		// Linking would change the file's mode or mtime (see link): keep it.
 		return nil
 	}
 	tmp := p + ".smelt-link"

@@ -9,6 +9,7 @@ package vendor
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -116,33 +117,51 @@ func Fetch(ctx context.Context, st *store.Store, wsDir, id string, env []string,
 // dedupe makes every vendored file a hard link to a store object, so that
 // the sources of a crate version are stored once however many lock files
 // name it (adding one dependency must not copy all the others). cargo only
-// reads vendored sources, so sharing them is safe.
+// reads vendored sources, so sharing them is safe. The hashes come from the
+// .cargo-checksum.json that cargo vendor wrote (SHA-256 of each file, the
+// store's own hash), so nothing is read twice, and a crate already in the
+// pool is skipped: pool drops the new copy.
 func dedupe(st *store.Store, dir string) error {
-	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || !d.Type().IsRegular() {
-			return err
+	crates, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, c := range crates {
+		cdir := filepath.Join(dir, c.Name())
+		sums, err := os.ReadFile(filepath.Join(cdir, ".cargo-checksum.json"))
+		if err != nil {
+			return fmt.Errorf("vendored crate %s: %w", c.Name(), err)
 		}
-		h, _, err := store.HashFile(p)
+		if pooled, err := os.ReadFile(filepath.Join(PoolDir(st), c.Name(), ".cargo-checksum.json")); err == nil && bytes.Equal(pooled, sums) {
+			continue
+		}
+		var checksums struct {
+			Files map[string]string `json:"files"`
+		}
+		if err := json.Unmarshal(sums, &checksums); err != nil {
+			return fmt.Errorf("vendored crate %s: read .cargo-checksum.json: %w", c.Name(), err)
+		}
+		err = filepath.WalkDir(cdir, func(p string, d fs.DirEntry, err error) error {
+			if err != nil || !d.Type().IsRegular() {
+				return err
+			}
+			rel, _ := filepath.Rel(cdir, p)
+			h, ok := checksums.Files[filepath.ToSlash(rel)]
+			if !ok { // .cargo-checksum.json itself
+				if h, _, err = store.HashFile(p); err != nil {
+					return err
+				}
+			}
+			// A link can fail (too many links to one object): the file
+			// then stays a copy of its own, which costs only space.
+			st.Share(p, h)
+			return nil
+		})
 		if err != nil {
 			return err
 		}
-		if err := st.PutFile(p, h); err != nil {
-			return err
-		}
-		fi, err := os.Stat(p)
-		if err != nil {
-			return err
-		}
-		oi, err := os.Stat(st.ObjectPath(h))
-		if err != nil || oi.Mode() != fi.Mode() || os.SameFile(fi, oi) {
-			return err // a different mode: keep the file as it is
-		}
-		tmp := p + ".smelt-link"
-		if err := os.Link(st.ObjectPath(h), tmp); err != nil {
-			return nil // another file system or too many links: keep the copy
-		}
-		return os.Rename(tmp, p)
-	})
+	}
+	return nil
 }
 
 // PoolDir holds the vendored crates of every lock file, one directory per
