@@ -402,6 +402,49 @@ func TestWarmStartChain(t *testing.T) {
 	if got := p.runResult("app"); got != "2 hello from build.rs: workspace" {
 		t.Fatalf("stale build: back to greet A over a cached test result, result/bin/app printed %q", got)
 	}
+	// A dependency added to app reruns deps; the steps after it rebuild app,
+	// whose dependencies changed, and not greet, whose did not.
+	p.replace("app/Cargo.toml", "anyhow = \"1\"\n", "anyhow = \"1\"\nfnv = \"1\"\n")
+	cmd := exec.Command("cargo", "update", "--workspace")
+	cmd.Dir = p.dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("cargo update: %v\n%s", err, out)
+	}
+	o = p.mustSmelt("build")
+	wantStatus(t, o, map[string]string{"deps": "built", "test": "built", "crate": "built"})
+	for _, step := range []string{"test", "crate"} {
+		if c := compiled(p.log(step)); len(c) != 1 || !c["app"] {
+			t.Errorf("after adding fnv to app, %s compiled %v; want app alone\n%s\n%s", step, c, p.log(step), p.log("deps"))
+		}
+	}
+}
+
+// A unit left in a step's own target/ from an older run, built from older
+// source and not used since, must not come back as fresh: crate builds app
+// with feature x (from main.rs v1), then with y (v2); back to x with v2, the
+// x unit of v1 is still in crate's target/, newer than the time test (the
+// parent) gave main.rs v2.
+func TestWarmStartLeftover(t *testing.T) {
+	p := newProject(t, "workspace")
+	p.replace("app/Cargo.toml", "[dependencies]", "[features]\nx = []\ny = []\n\n[dependencies]")
+	conf := func(feature string) {
+		p.write("smelt.toml", "[step.deps]\nkind = \"deps\"\n\n[step.test]\nkind = \"test\"\nartifacts = \"deps\"\n\n"+
+			"[step.crate]\nkind = \"package\"\nartifacts = \"test\"\nfeatures = [\""+feature+"\"]\n")
+	}
+	conf("x")
+	p.mustSmelt("build")
+	p.replace("app/src/main.rs", "greet::greet(1,", "greet::greet(2,")
+	conf("y")
+	p.mustSmelt("build")
+	if got := p.runResult("app"); got != "2 hello from build.rs: workspace" {
+		t.Fatalf("with feature y, result/bin/app printed %q", got)
+	}
+	conf("x")
+	o := p.mustSmelt("build")
+	wantStatus(t, o, map[string]string{"test": "cached", "crate": "built"})
+	if got := p.runResult("app"); got != "2 hello from build.rs: workspace" {
+		t.Fatalf("stale build: back to feature x, result/bin/app printed %q (the unit built from main.rs v1)", got)
+	}
 }
 
 // Adding a dependency reruns deps.

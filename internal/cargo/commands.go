@@ -294,3 +294,24 @@ func UnitDir(p string) string {
 	}
 	return ""
 }
+
+// UnitPackage returns the package whose unit directory (UnitDir) holds p,
+// or "" when p lies in none. A directory is PACKAGE-HASH, HASH being 16 hex
+// digits.
+func UnitPackage(p string) string {
+	dir := UnitDir(p)
+	if dir == "" {
+		return ""
+	}
+	base := path.Base(dir)
+	i := strings.LastIndexByte(base, '-')
+	if i < 1 || len(base)-i-1 != 16 {
+		return ""
+	}
+	for _, c := range base[i+1:] {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return ""
+		}
+	}
+	return base[:i]
+}

@@ -266,3 +266,16 @@ func TestUnitDir(t *testing.T) {
 		}
 	}
 }
+
+func TestUnitPackage(t *testing.T) {
+	for _, c := range []struct{ path, want string }{
+		{"release/.fingerprint/fd-find-1a6372e0c7c3bfaa/bin-fd", "fd-find"},
+		{"release/build/greet-5963789387c69155/output", "greet"},
+		{"release/.fingerprint/greet-xyz/lib-greet", ""},
+		{"release/deps/libgreet-5963789387c69155.rlib", ""},
+	} {
+		if got := UnitPackage(c.path); got != c.want {
+			t.Errorf("UnitPackage(%q) = %q, want %q", c.path, got, c.want)
+		}
+	}
+}

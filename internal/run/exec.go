@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -75,10 +76,8 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 	sr := &stepRun{e: e, n: n, r: r, logf: logf, srcDir: filepath.Join(dir, "src"), scratch: filepath.Join(dir, "scratch"),
 		bins: map[string]string{}, binPaths: map[string]string{}, mark: start}
 	sr.targetDir = filepath.Join(sr.srcDir, "target")
-	if s.Kind == "deps" { // only the skeleton's runs need to tell its stubs apart
-		if sr.locals, err = memberNames(src, e.p.root); err != nil {
-			return nil, err
-		}
+	if sr.locals, err = memberNames(src, e.p.root); err != nil {
+		return nil, err
 	}
 
 	// The artifacts it inherits, and the source that produced them.
@@ -117,9 +116,28 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 			parentLayer, parentTree, restored = own.Artifacts, ownTree, ownTree
 			times = source.MTimes(src, own.Source, own.MaxMTime, timeNow(), tick)
 		} else {
-			var ownNewest int64
-			restored, ownNewest = store.Overlay(ownTree, parentTree, cargo.UnitDir)
-			times = source.MTimesOver(src, prevSource, newest, own.Source, ownNewest, tick)
+			restored = store.Overlay(ownTree, parentTree, cargo.UnitDir)
+			// Only the workspace's own units were built from its source
+			// files; a dependency's never depend on them.
+			ours := unitsOf(sr.locals, nil)
+			parentOurs := ours
+			if parent.Kind == "deps" {
+				// The skeleton's units of a package whose version it masks
+				// are not the real build's: they bound nothing.
+				distinct, err := skeleton.Distinct(src.Map())
+				if err != nil {
+					return nil, err
+				}
+				parentOurs = unitsOf(sr.locals, distinct)
+			}
+			var ownUnits []int64
+			for p, e := range restored {
+				if _, fromParent := parentTree[p]; !fromParent && e.Type != store.TypeDir && ours(p) {
+					ownUnits = append(ownUnits, e.MTime)
+				}
+			}
+			slices.Sort(ownUnits)
+			times = source.MTimesOver(src, prevSource, parentTree.NewestWhere(parentOurs), own.Source, ownUnits, tick)
 		}
 		fmt.Fprintf(logf, "# warm start: its own target/ of its last success (%d files) under what it inherits (%d files)\n", len(ownTree), len(parentTree))
 	} else {
@@ -215,6 +233,16 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 		return nil, err
 	}
 	return res, nil
+}
+
+// unitsOf tells the paths under target/ that lie in a unit directory of one
+// of the packages named, except those in skip.
+func unitsOf(names []string, skip map[string]bool) func(string) bool {
+	set := map[string]bool{}
+	for _, n := range names {
+		set[n] = !skip[n]
+	}
+	return func(p string) bool { return set[cargo.UnitPackage(p)] }
 }
 
 func firstArg(args []string) string {

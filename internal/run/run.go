@@ -355,6 +355,11 @@ func (e *engine) step(ctx context.Context, n *plan.Node, parent *store.Result, r
 	} else if res != nil {
 		r.Status, r.Result = Cached, res
 		e.p.st.Touch(key)
+		if old := e.readState(n.Name()); old == nil || old.Key != key {
+			// Back to an earlier state (a branch switched back): the next
+			// run explains itself against this one and starts warm from it.
+			e.p.st.WriteJSON(e.stateRel(n.Name()), &state{Key: key, Inputs: in, Files: fileMap(src), LastGood: key})
+		}
 		return
 	}
 	r.Reason = e.why(n, in, src)

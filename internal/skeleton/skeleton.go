@@ -46,12 +46,17 @@ type localPackage struct {
 	manifest     map[string]any
 }
 
-// Make turns a cleaned Cargo workspace source (slash-separated paths relative to the workspace root → file contents)
-// into the skeleton that smelt's `deps` step builds: the same manifests and lock file, with every target replaced
-// by a stub and the workspace's own package versions masked, so that building it compiles exactly the
-// dependencies and nothing of the user's code. The skeleton (and so the cache key of the deps step) must not change
-// when a .rs file's body changes or when a workspace package's own version is bumped; it changes when dependencies change.
-func Make(files map[string][]byte) (map[string][]byte, error) {
+// wsInfo is what Make and Distinct read from a workspace's manifests.
+type wsInfo struct {
+	paths     []string // every file, sorted
+	manifests map[string]map[string]any
+	pkgs      []*localPackage
+	patched   map[string]bool // directories of packages that [patch] or [replace] a crate
+	masked    map[string]bool // names of packages whose version is masked
+	maskWS    bool            // whether [workspace.package] version is masked
+}
+
+func parse(files map[string][]byte) (*wsInfo, error) {
 	// Sorted iteration keeps error reporting (first failing file) deterministic.
 	paths := make([]string, 0, len(files))
 	for p := range files {
@@ -85,7 +90,7 @@ func Make(files map[string][]byte) (map[string][]byte, error) {
 	// keep their real version: masking it would stop the patch from matching
 	// the requirements of the crates that depend on it.
 	patched := patchedDirs(manifests)
-	masked := map[string]bool{} // names of packages whose version is masked
+	masked := map[string]bool{}
 	maskWorkspaceVersion := true
 	for _, pkg := range pkgs {
 		if !patched[pkg.dir] && pkg.name != "" {
@@ -95,6 +100,53 @@ func Make(files map[string][]byte) (map[string][]byte, error) {
 			maskWorkspaceVersion = false
 		}
 	}
+	return &wsInfo{paths: paths, manifests: manifests, pkgs: pkgs, patched: patched, masked: masked, maskWS: maskWorkspaceVersion}, nil
+}
+
+// Distinct returns the names of the workspace's packages whose version
+// differs between the skeleton and the real workspace. cargo's units of such
+// a package (build scripts: every other target is a stub that fails) are
+// other units than the real build's, so they can never be mistaken for
+// them; a package that keeps its version (patched, or versioned 0.0.0)
+// shares its build-script units with the real build.
+func Distinct(files map[string][]byte) (map[string]bool, error) {
+	ws, err := parse(files)
+	if err != nil {
+		return nil, err
+	}
+	wsVersion := ""
+	for _, m := range ws.manifests {
+		if w, ok := m["workspace"].(map[string]any); ok {
+			if wp, ok := w["package"].(map[string]any); ok {
+				wsVersion, _ = wp["version"].(string)
+			}
+		}
+	}
+	out := map[string]bool{}
+	for _, pkg := range ws.pkgs {
+		if !ws.masked[pkg.name] {
+			continue
+		}
+		pt, _ := pkg.manifest["package"].(map[string]any)
+		if v, ok := pt["version"].(string); ok && v != maskedVersion ||
+			inheritsVersion(pkg.manifest) && ws.maskWS && wsVersion != "" && wsVersion != maskedVersion {
+			out[pkg.name] = true
+		}
+	}
+	return out, nil
+}
+
+// Make turns a cleaned Cargo workspace source (slash-separated paths relative to the workspace root → file contents)
+// into the skeleton that smelt's `deps` step builds: the same manifests and lock file, with every target replaced
+// by a stub and the workspace's own package versions masked, so that building it compiles exactly the
+// dependencies and nothing of the user's code. The skeleton (and so the cache key of the deps step) must not change
+// when a .rs file's body changes or when a workspace package's own version is bumped; it changes when dependencies change.
+func Make(files map[string][]byte) (map[string][]byte, error) {
+	ws, err := parse(files)
+	if err != nil {
+		return nil, err
+	}
+	paths, manifests, pkgs, patched, masked, maskWorkspaceVersion := ws.paths, ws.manifests, ws.pkgs, ws.patched, ws.masked, ws.maskWS
 
 	out := map[string][]byte{}
 	for _, p := range paths {

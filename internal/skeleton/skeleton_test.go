@@ -677,3 +677,29 @@ func runCargo(t *testing.T, cargo, dir string, args ...string) {
 		t.Fatalf("cargo %s in %s: %v\n%s", strings.Join(args, " "), dir, err, out)
 	}
 }
+
+func TestDistinct(t *testing.T) {
+	files := map[string][]byte{
+		"Cargo.toml": []byte(`[workspace]
+members = ["app", "zero", "inherit", "fork"]
+[workspace.package]
+version = "1.2.0"
+[patch.crates-io]
+fork = { path = "fork" }
+`),
+		"app/Cargo.toml":     []byte("[package]\nname = \"app\"\nversion = \"0.3.0\"\n"),
+		"zero/Cargo.toml":    []byte("[package]\nname = \"zero\"\nversion = \"0.0.0\"\n"),
+		"inherit/Cargo.toml": []byte("[package]\nname = \"inherit\"\nversion.workspace = true\n"),
+		"fork/Cargo.toml":    []byte("[package]\nname = \"fork\"\nversion = \"2.0.0\"\n"),
+	}
+	got, err := Distinct(files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// zero keeps 0.0.0 (the mask itself) and fork its real version (patched):
+	// their skeleton build scripts are the real build's units.
+	want := map[string]bool{"app": true, "inherit": true}
+	if !maps.Equal(got, want) {
+		t.Errorf("Distinct = %v, want %v", got, want)
+	}
+}

@@ -251,36 +251,47 @@ func MTimes(t Tree, prev []store.SourceFile, newest int64, now time.Time, tick t
 }
 
 // MTimesOver applies the mtime rule when the inherited artifacts are the
-// parent's laid over the step's own from its last success (store.Overlay):
-// parent and parentNewest are the source of the parent's artifacts and their
-// newest mtime; own and ownNewest the source of the step's last success and
-// the newest mtime among its artifacts that survived the overlay.
+// parent's laid over the step's own from its last success (store.Overlay).
+// parent is the source of the parent's artifacts and parentNewest the newest
+// mtime among those that source files can make stale (the workspace's own
+// units); own is the source of the step's last success and ownUnits the
+// mtimes of its such artifacts that survived the overlay, in ascending order.
 //
-// Each side bounds a file's time from below. Where the file equals that
-// side's, the bound is that side's time for it, which keeps the side's
-// artifacts as fresh or as stale as they were; where it differs, the bound is
-// a time newer than all the side's artifacts, so that none built from the
-// other content can be taken for fresh. The file gets the larger bound: the
-// oldest time that is safe for both sides, so that the artifacts of a side
-// whose content matches stay fresh when the other side's are older.
-func MTimesOver(t Tree, parent []store.SourceFile, parentNewest int64, own []store.SourceFile, ownNewest int64, tick time.Duration) []store.SourceFile {
-	bound := func(side map[string]store.SourceFile, newest int64, f File) int64 {
-		if o, ok := side[f.Path]; ok && o.Hash == f.Hash {
-			return o.MTime
-		}
-		if newest == 0 {
-			return 0 // no artifacts on that side: no bound
-		}
-		return newest + int64(tick)
-	}
+// The rule keeps an invariant: a unit built from other content of a file is
+// older than the file's time, and one built from its content is not older.
+// Each side bounds a file's time from below. Where the file differs from the
+// side's, the bound is newer than all the side's units. Where it equals it,
+// the bound for the parent is its time for the file; for the step's own,
+// just newer than its units older than its time for the file: by the
+// invariant those are the ones built from other content. The file gets the
+// larger bound, the oldest time that keeps every such unit stale, so that the
+// units of either side built from this content stay fresh.
+func MTimesOver(t Tree, parent []store.SourceFile, parentNewest int64, own []store.SourceFile, ownUnits []int64, tick time.Duration) []store.SourceFile {
 	par, mine := sourceMap(parent), sourceMap(own)
+	var ownNewest int64
+	if len(ownUnits) > 0 {
+		ownNewest = ownUnits[len(ownUnits)-1]
+	}
 	out := make([]store.SourceFile, len(t))
 	for i, f := range t {
-		m := max(bound(par, parentNewest, f), bound(mine, ownNewest, f))
-		if m == 0 {
-			m = BaseTime
+		var lo int64 // 0: no bound
+		if p, ok := par[f.Path]; ok && p.Hash == f.Hash {
+			lo = p.MTime
+		} else if parentNewest > 0 {
+			lo = parentNewest + int64(tick)
 		}
-		out[i] = store.SourceFile{Path: f.Path, Hash: f.Hash, MTime: m}
+		if o, ok := mine[f.Path]; ok && o.Hash == f.Hash {
+			// The newest of the units older than o.MTime.
+			if k := sort.Search(len(ownUnits), func(k int) bool { return ownUnits[k] >= o.MTime }); k > 0 {
+				lo = max(lo, ownUnits[k-1]+int64(tick))
+			}
+		} else if ownNewest > 0 {
+			lo = max(lo, ownNewest+int64(tick))
+		}
+		if lo == 0 {
+			lo = BaseTime
+		}
+		out[i] = store.SourceFile{Path: f.Path, Hash: f.Hash, MTime: lo}
 	}
 	return out
 }

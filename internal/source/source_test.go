@@ -329,26 +329,28 @@ func TestFromMap(t *testing.T) {
 func TestMTimesOver(t *testing.T) {
 	h := func(s string) string { return store.HashBytes([]byte(s)) }
 	const tick = int64(time.Microsecond)
-	// The parent's artifacts are newer (1000) than the step's own (500).
 	parent := []store.SourceFile{{Path: "a.rs", Hash: h("a"), MTime: 100}, {Path: "b.rs", Hash: h("b2"), MTime: 300}, {Path: "c.rs", Hash: h("c"), MTime: 100}}
 	own := []store.SourceFile{{Path: "a.rs", Hash: h("a"), MTime: 200}, {Path: "b.rs", Hash: h("b1"), MTime: 100}, {Path: "d.rs", Hash: h("d"), MTime: 50}}
 	tree := Tree{{Path: "a.rs", Hash: h("a")}, {Path: "b.rs", Hash: h("b2")}, {Path: "c.rs", Hash: h("c")}, {Path: "d.rs", Hash: h("d")}, {Path: "e.rs", Hash: h("e")}}
 	for _, tt := range []struct {
-		name                    string
-		parentNewest, ownNewest int64
-		want                    []int64
+		name         string
+		parentNewest int64
+		ownUnits     []int64
+		want         []int64
 	}{
-		{"own artifacts older than the parent's", 1000, 500, []int64{
-			200,         // a: same on both sides: the later of their times
-			500 + tick,  // b: as the parent's, but newer than the own artifacts built from b1
-			500 + tick,  // c: new to the step's own source: newer than its artifacts
-			1000 + tick, // d: not in the parent's source: newer than all its artifacts
+		{"own units older than the parent's", 1000, []int64{150, 500}, []int64{
+			150 + tick,  // a: same on both sides: the parent's time, but newer than own units older than own's time (150)
+			500 + tick,  // b: as the parent's, but newer than the own units, built from b1
+			500 + tick,  // c: new to the step's own source: newer than its units
+			1000 + tick, // d: not in the parent's source: newer than all its units
 			1000 + tick, // e: new everywhere
 		}},
-		{"no own artifacts survived", 1000, 0, []int64{200, 300, 100, 1000 + tick, 1000 + tick}},
+		{"own units all built from the current a", 1000, []int64{250, 500}, []int64{100, 500 + tick, 500 + tick, 1000 + tick, 1000 + tick}},
+		{"no own units survived", 1000, nil, []int64{100, 300, 100, 1000 + tick, 1000 + tick}},
+		{"no units anywhere", 0, nil, []int64{100, 300, 100, BaseTime, BaseTime}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			got := MTimesOver(tree, parent, tt.parentNewest, own, tt.ownNewest, time.Duration(tick))
+			got := MTimesOver(tree, parent, tt.parentNewest, own, tt.ownUnits, time.Duration(tick))
 			for i, f := range got {
 				if f.Path != tree[i].Path || f.MTime != tt.want[i] {
 					t.Errorf("%s: mtime %d, want %d", f.Path, f.MTime, tt.want[i])

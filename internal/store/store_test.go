@@ -803,7 +803,8 @@ func TestOverlay(t *testing.T) {
 		"deps/a.rlib": {Path: "deps/a.rlib", Type: TypeFile, Hash: "a-new", MTime: 50},
 		"fp/a/hash":   {Path: "fp/a/hash", Type: TypeFile, Hash: "ha-new", MTime: 50},
 	}
-	got, newest := Overlay(base, top, group)
+	got := Overlay(base, top, group)
+	newest := got.NewestWhere(func(p string) bool { _, fromTop := top[p]; return !fromTop })
 	want := map[string]string{"deps/a.rlib": "a-new", "deps/b.rlib": "b", "fp/a/hash": "ha-new", "fp/b/hash": "hb"}
 	if len(got) != len(want) {
 		t.Errorf("overlay has %d entries, want %d: %v", len(got), len(want), got)

@@ -78,9 +78,8 @@ func (t Tree) ContentID() string {
 // Overlay returns top laid over base: every entry of top, and the entries of
 // base that top does not replace. group names the directory an entry belongs
 // to as a whole ("" for none): base's entries in a group that top also has
-// are dropped, so a group comes entirely from one side. It also returns the
-// newest mtime among base's surviving entries.
-func Overlay(base, top Tree, group func(string) string) (Tree, int64) {
+// are dropped, so a group comes entirely from one side.
+func Overlay(base, top Tree, group func(string) string) Tree {
 	topGroups := map[string]bool{}
 	for p := range top {
 		if g := group(p); g != "" {
@@ -88,20 +87,28 @@ func Overlay(base, top Tree, group func(string) string) (Tree, int64) {
 		}
 	}
 	out := make(Tree, len(base)+len(top))
-	var newest int64
 	for p, e := range base {
 		if _, ok := top[p]; ok || topGroups[group(p)] {
 			continue
 		}
 		out[p] = e
-		if e.Type != TypeDir && e.MTime > newest {
-			newest = e.MTime
-		}
 	}
 	for p, e := range top {
 		out[p] = e
 	}
-	return out, newest
+	return out
+}
+
+// NewestWhere is the newest mtime among the tree's files for whose path
+// keep holds.
+func (t Tree) NewestWhere(keep func(string) bool) int64 {
+	var m int64
+	for p, e := range t {
+		if e.Type != TypeDir && e.MTime > m && keep(p) {
+			m = e.MTime
+		}
+	}
+	return m
 }
 
 // MaxMTime is the newest mtime in the tree.
