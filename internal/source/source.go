@@ -6,6 +6,7 @@ package source
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -118,15 +119,19 @@ func Clean(root string, include, exclude []string) (Tree, error) {
 			}
 			return nil
 		}
-		info, err := os.Stat(p) // follows symlinks: a linked file counts as its content
-		if err != nil || !info.Mode().IsRegular() {
-			return nil // dangling links, links to directories, sockets
+		if d.Type()&fs.ModeSymlink != 0 {
+			// A linked file counts as its content.
+			if info, err := os.Stat(p); err != nil || !info.Mode().IsRegular() {
+				return nil // dangling links, links to directories
+			}
+		} else if !d.Type().IsRegular() {
+			return nil // sockets, fifos
 		}
 		all[rel] = true
 		if match(exclude, rel) || !(kept(rel) || match(include, rel)) {
 			return nil
 		}
-		f, err := readFile(p, rel, info)
+		f, err := readFile(p, rel)
 		if err != nil {
 			return err
 		}
@@ -147,12 +152,7 @@ func Clean(root string, include, exclude []string) (Tree, error) {
 			if _, ok := files[rel]; ok || !all[rel] || match(exclude, rel) {
 				continue
 			}
-			p := filepath.Join(root, filepath.FromSlash(rel))
-			info, err := os.Stat(p)
-			if err != nil {
-				continue
-			}
-			inc, err := readFile(p, rel, info)
+			inc, err := readFile(filepath.Join(root, filepath.FromSlash(rel)), rel)
 			if err != nil {
 				return nil, err
 			}
@@ -172,10 +172,24 @@ func mapValues(m map[string]File) []File {
 	return out
 }
 
-func readFile(p, rel string, info fs.FileInfo) (File, error) {
-	data, err := os.ReadFile(p)
+// readFile reads one file: open, fstat (size and mode), read, close, and
+// nothing more; a large workspace's source is mostly system calls.
+func readFile(p, rel string) (File, error) {
+	fh, err := os.Open(p)
 	if err != nil {
 		return File{}, fmt.Errorf("read %s: %w", p, err)
+	}
+	defer fh.Close()
+	info, err := fh.Stat()
+	if err != nil {
+		return File{}, fmt.Errorf("read %s: %w", p, err)
+	}
+	data := make([]byte, info.Size())
+	if _, err := io.ReadFull(fh, data); err != nil {
+		// Changed while being read: read it whole, as it is now.
+		if data, err = os.ReadFile(p); err != nil {
+			return File{}, fmt.Errorf("read %s: %w", p, err)
+		}
 	}
 	return File{Path: rel, Hash: store.HashBytes(data), Exec: info.Mode()&0o111 != 0, Data: data}, nil
 }
