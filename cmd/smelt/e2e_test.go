@@ -13,6 +13,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
+	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -144,6 +147,15 @@ func (p *project) write(rel, content string) {
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 		p.t.Fatal(err)
 	}
+}
+
+func readAbs(t *testing.T, path string) string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
 }
 
 func (p *project) read(rel string) string {
@@ -444,6 +456,62 @@ func TestWarmStartLeftover(t *testing.T) {
 	wantStatus(t, o, map[string]string{"test": "cached", "crate": "built"})
 	if got := p.runResult("app"); got != "2 hello from build.rs: workspace" {
 		t.Fatalf("stale build: back to feature x, result/bin/app printed %q (the unit built from main.rs v1)", got)
+	}
+}
+
+// Steps running side by side share one jobserver: however many cargos
+// run, no more compilers run at once than there are cores. A RUSTC_WRAPPER
+// logs when each compiler starts and ends; four steps after deps run in
+// parallel (-j 4), each compiling greet then app.
+func TestJobserverCapsCompilers(t *testing.T) {
+	p := newProject(t, "workspace")
+	logFile := filepath.Join(t.TempDir(), "rustc.log")
+	wrapper := filepath.Join(t.TempDir(), "wrap-rustc")
+	script := `#!/bin/sh
+name=; prev=
+for a in "$@"; do [ "$prev" = "--crate-name" ] && name=$a; prev=$a; done
+case "$name" in ""|___) exec "$@";; esac
+echo "start $(date +%s%N)" >> ` + logFile + `
+"$@"; rc=$?
+echo "end $(date +%s%N)" >> ` + logFile + `
+exit $rc
+`
+	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	toml := "[common]\nenv = { RUSTC_WRAPPER = \"" + wrapper + "\" }\n\n[step.deps]\nkind = \"deps\"\n"
+	for _, k := range []string{"clippy", "test", "doc", "package"} {
+		toml += fmt.Sprintf("\n[step.%s]\nkind = %q\nartifacts = \"deps\"\n", k, k)
+	}
+	p.write("smelt.toml", toml)
+	p.mustSmelt("check", "-j", "4")
+	var events [][2]int64 // time, +1 or -1
+	for _, line := range strings.Split(strings.TrimSpace(readAbs(t, logFile)), "\n") {
+		kind, ts, _ := strings.Cut(line, " ")
+		n, err := strconv.ParseInt(ts, 10, 64)
+		if err != nil {
+			t.Fatalf("wrapper log line %q", line)
+		}
+		d := int64(1)
+		if kind == "end" {
+			d = -1
+		}
+		events = append(events, [2]int64{n, d})
+	}
+	sort.Slice(events, func(i, j int) bool {
+		if events[i][0] != events[j][0] {
+			return events[i][0] < events[j][0]
+		}
+		return events[i][1] < events[j][1] // an end before a start at the same instant
+	})
+	running, most := 0, 0
+	for _, e := range events {
+		running += int(e[1])
+		most = max(most, running)
+	}
+	t.Logf("%d compiler runs, at most %d at once on %d cores", len(events)/2, most, runtime.NumCPU())
+	if most > runtime.NumCPU() {
+		t.Errorf("%d compilers ran at once on %d cores", most, runtime.NumCPU())
 	}
 }
 

@@ -337,7 +337,16 @@ func (sr *stepRun) command(ctx context.Context, c cargo.Command) error {
 	cmd.Env = append(append([]string{}, sr.env...), envList(c.Env)...)
 	cmd.Stdout, cmd.Stderr = stdout, io.MultiWriter(sr.logf, &stderr)
 	killGroupOnCancel(cmd)
+	release := func() {}
+	if sr.e.jobs != nil {
+		// The process's implicit token (see jobserver).
+		var err error
+		if release, err = sr.e.jobs.acquire(ctx); err != nil {
+			return err
+		}
+	}
 	err := cmd.Run()
+	release()
 	if ctx.Err() != nil {
 		// Whatever cargo left behind (a rustc, a linker) must not outlive
 		// the step: it would race the next run in the same target/.

@@ -1,6 +1,7 @@
 package run
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -14,11 +15,15 @@ import (
 
 // jobserver is a GNU make jobserver shared by every cargo that a run starts,
 // so that steps running side by side never run more compilers than there
-// are cores: each cargo holds one implicit token and takes the others from
-// the jobserver's fifo.
+// are cores. There are as many tokens as cores: one implicit (smelt's own)
+// and the others in the fifo. Each cargo believes it holds an implicit token
+// of its own and takes the others from the fifo; so that this holds, smelt
+// takes a token for each process it starts (acquire) and gives it back when
+// the process ends.
 type jobserver struct {
-	path string
-	f    *os.File
+	path     string
+	f        *os.File
+	implicit chan struct{} // holds smelt's implicit token while it is free
 }
 
 func newJobserver(st *store.Store) (*jobserver, error) {
@@ -44,7 +49,49 @@ func newJobserver(st *store.Store) (*jobserver, error) {
 			return nil, err
 		}
 	}
-	return &jobserver{path: path, f: f}, nil
+	j := &jobserver{path: path, f: f, implicit: make(chan struct{}, 1)}
+	j.implicit <- struct{}{}
+	return j, nil
+}
+
+// acquire takes a token for one process, waiting until the implicit token
+// or one from the fifo is free, and returns the function that gives it back.
+func (j *jobserver) acquire(ctx context.Context) (release func(), err error) {
+	select {
+	case <-j.implicit:
+		return func() { j.implicit <- struct{}{} }, nil
+	default:
+	}
+	got := make(chan byte, 1)
+	go func() {
+		b := make([]byte, 1)
+		if n, _ := j.f.Read(b); n == 1 {
+			got <- b[0]
+		}
+		close(got)
+	}()
+	// A read still pending when another token came first returns its token
+	// as soon as it gets one (or ends when the fifo is closed).
+	abandon := func() {
+		go func() {
+			if b, ok := <-got; ok {
+				j.f.Write([]byte{b})
+			}
+		}()
+	}
+	select {
+	case b, ok := <-got:
+		if !ok {
+			return nil, fmt.Errorf("jobserver closed")
+		}
+		return func() { j.f.Write([]byte{b}) }, nil
+	case <-j.implicit:
+		abandon()
+		return func() { j.implicit <- struct{}{} }, nil
+	case <-ctx.Done():
+		abandon()
+		return nil, ctx.Err()
+	}
 }
 
 // env is what a cargo process needs to find the jobserver.
