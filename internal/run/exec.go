@@ -80,69 +80,14 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 		return nil, err
 	}
 
-	// The artifacts it inherits, and the source that produced them.
-	var (
-		parentTree  store.Tree
-		parentLayer string
-		prevSource  []store.SourceFile
-		newest      int64
-	)
-	if parent != nil && parent.Artifacts != "" {
-		parentTree, err = st.Flatten(parent.Artifacts)
-		if err != nil {
-			return nil, err
-		}
-		parentLayer, prevSource, newest = parent.Artifacts, parent.Source, parent.MaxMTime
-	}
-	// A warm start: the step starts from its own target/ of its last
-	// success, with the parent's artifacts laid over it, as cargo would from
-	// a target/ it has used before; the mtime rule keeps every artifact built
-	// from other source stale. Only cargo's own freshness checks make this
-	// sound: a user's command could read anything left in target/.
-	restored := parentTree
-	var times []store.SourceFile
-	tick, err := e.mtimeTick()
+	from, err := e.startFrom(n, parent, src, sr.locals)
 	if err != nil {
 		return nil, err
 	}
-	if own := e.warmStart(n); own != nil && plan.KeepsArtifacts(s.Kind) && s.Kind != "command" {
-		ownTree, err := st.Flatten(own.Artifacts)
-		if err != nil {
-			return nil, err
-		}
-		if n.Parent == nil {
-			// A root step's artifacts are all its own: it starts from them
-			// as from a parent's, and its layer is a delta over them.
-			parentLayer, parentTree, restored = own.Artifacts, ownTree, ownTree
-			times = source.MTimes(src, own.Source, own.MaxMTime, timeNow(), tick)
-		} else {
-			restored = store.Overlay(ownTree, parentTree, cargo.UnitDir)
-			// Only the workspace's own units were built from its source
-			// files; a dependency's never depend on them.
-			ours := unitsOf(sr.locals, nil)
-			parentOurs := ours
-			if parent.Kind == "deps" {
-				// The skeleton's units of a package whose version it masks
-				// are not the real build's: they bound nothing.
-				distinct, err := skeleton.Distinct(src.Map())
-				if err != nil {
-					return nil, err
-				}
-				parentOurs = unitsOf(sr.locals, distinct)
-			}
-			var ownUnits []int64
-			for p, e := range restored {
-				if _, fromParent := parentTree[p]; !fromParent && e.Type != store.TypeDir && ours(p) {
-					ownUnits = append(ownUnits, e.MTime)
-				}
-			}
-			slices.Sort(ownUnits)
-			times = source.MTimesOver(src, prevSource, parentTree.NewestWhere(parentOurs), own.Source, ownUnits, tick)
-		}
-		fmt.Fprintf(logf, "# warm start: its own target/ of its last success (%d files) under what it inherits (%d files)\n", len(ownTree), len(parentTree))
-	} else {
-		times = source.MTimes(src, prevSource, newest, timeNow(), tick)
+	if from.note != "" {
+		fmt.Fprintf(logf, "# %s\n", from.note)
 	}
+	times, parentTree, parentLayer, restored := from.times, from.base, from.layer, from.restored
 	if err := source.Layout(sr.srcDir, src, times); err != nil {
 		return nil, err
 	}
@@ -233,6 +178,81 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 		return nil, err
 	}
 	return res, nil
+}
+
+// origin is what a step starts from.
+type origin struct {
+	layer    string             // the layer its own is a delta over
+	base     store.Tree         // that layer's tree
+	restored store.Tree         // what target/ holds when cargo starts
+	times    []store.SourceFile // the source files' mtimes (the mtime rule)
+	note     string             // for the log
+}
+
+// startFrom works out what a step starts from: the artifacts it inherits
+// or, for a warm start, its own target/ of its last success with those laid
+// over it, as cargo would from a target/ it has used before; and the source
+// times that keep every artifact built from other source stale. Only
+// cargo's own freshness checks make a warm start sound: a user's command
+// could read anything left in target/.
+func (e *engine) startFrom(n *plan.Node, parent *store.Result, src source.Tree, locals []string) (*origin, error) {
+	st, kind := e.p.st, n.Step.Kind
+	tick, err := e.mtimeTick()
+	if err != nil {
+		return nil, err
+	}
+	o := &origin{}
+	var (
+		prevSource []store.SourceFile
+		newest     int64
+	)
+	if parent != nil && parent.Artifacts != "" {
+		if o.base, err = st.Flatten(parent.Artifacts); err != nil {
+			return nil, err
+		}
+		o.layer, prevSource, newest = parent.Artifacts, parent.Source, parent.MaxMTime
+	}
+	o.restored = o.base
+	own := e.warmStart(n)
+	if own == nil || !plan.KeepsArtifacts(kind) || kind == "command" {
+		o.times = source.MTimes(src, prevSource, newest, timeNow(), tick)
+		return o, nil
+	}
+	ownTree, err := st.Flatten(own.Artifacts)
+	if err != nil {
+		return nil, err
+	}
+	o.note = fmt.Sprintf("warm start: its own target/ of its last success (%d files) under what it inherits (%d files)", len(ownTree), len(o.base))
+	if parent == nil {
+		// A root step's artifacts are all its own: it starts from them
+		// as from a parent's, and its layer is a delta over them.
+		o.layer, o.base, o.restored = own.Artifacts, ownTree, ownTree
+		o.times = source.MTimes(src, own.Source, own.MaxMTime, timeNow(), tick)
+		return o, nil
+	}
+	o.restored = store.Overlay(ownTree, o.base, cargo.UnitDir)
+	// Only the workspace's own units were built from its source files; a
+	// dependency's never depend on them.
+	ours := unitsOf(locals, nil)
+	parentOurs := ours
+	if parent.Kind == "deps" {
+		// The skeleton's units of a package whose version it masks are
+		// not the real build's: they bound nothing.
+		distinct, err := skeleton.Distinct(src.Map())
+		if err != nil {
+			return nil, err
+		}
+		parentOurs = unitsOf(locals, distinct)
+	}
+	var ownUnits []int64
+	for p, ent := range o.restored {
+		if _, fromParent := o.base[p]; !fromParent && ent.Type != store.TypeDir && ours(p) {
+			ownUnits = append(ownUnits, ent.MTime)
+		}
+	}
+	slices.Sort(ownUnits)
+	o.times = source.MTimesOver(src, prevSource, o.base.NewestWhere(parentOurs), own.Source, ownUnits, tick)
+	return o, nil
 }
 
 // unitsOf tells the paths under target/ that lie in a unit directory of one
