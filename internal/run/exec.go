@@ -76,11 +76,12 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 	sr := &stepRun{e: e, n: n, r: r, logf: logf, srcDir: filepath.Join(dir, "src"), scratch: filepath.Join(dir, "scratch"),
 		bins: map[string]string{}, binPaths: map[string]string{}, mark: start}
 	sr.targetDir = filepath.Join(sr.srcDir, "target")
-	if sr.locals, err = memberNames(src, e.p.root); err != nil {
+	locals, distinct, err := memberNames(src, e.p.root)
+	if err != nil {
 		return nil, err
 	}
-
-	from, err := e.startFrom(n, parent, src, sr.locals)
+	sr.locals = locals
+	from, err := e.startFrom(n, parent, src, locals, distinct)
 	if err != nil {
 		return nil, err
 	}
@@ -195,7 +196,7 @@ type origin struct {
 // times that keep every artifact built from other source stale. Only
 // cargo's own freshness checks make a warm start sound: a user's command
 // could read anything left in target/.
-func (e *engine) startFrom(n *plan.Node, parent *store.Result, src source.Tree, locals []string) (*origin, error) {
+func (e *engine) startFrom(n *plan.Node, parent *store.Result, src source.Tree, locals []string, distinct map[string]bool) (*origin, error) {
 	st, kind := e.p.st, n.Step.Kind
 	tick, err := e.mtimeTick()
 	if err != nil {
@@ -238,10 +239,6 @@ func (e *engine) startFrom(n *plan.Node, parent *store.Result, src source.Tree, 
 	if parent.Kind == "deps" {
 		// The skeleton's units of a package whose version it masks are
 		// not the real build's: they bound nothing.
-		distinct, err := skeleton.Distinct(src.Map())
-		if err != nil {
-			return nil, err
-		}
 		parentOurs = unitsOf(locals, distinct)
 	}
 	var ownUnits []int64

@@ -6,14 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/pelletier/go-toml/v2"
 
 	"smelt/internal/skeleton"
 	"smelt/internal/source"
@@ -257,28 +253,16 @@ func Members(root string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	return memberNames(src, root)
+	names, _, err := memberNames(src, root)
+	return names, err
 }
 
-// memberNames lists the packages of the Cargo.toml files in a source tree.
-func memberNames(src source.Tree, root string) ([]string, error) {
-	var names []string
-	for _, f := range src {
-		if path.Base(f.Path) != "Cargo.toml" {
-			continue
-		}
-		var m struct {
-			Package struct {
-				Name string `toml:"name"`
-			} `toml:"package"`
-		}
-		if err := toml.Unmarshal(f.Data, &m); err != nil {
-			return nil, fmt.Errorf("%s: %w", filepath.Join(root, f.Path), err)
-		}
-		if m.Package.Name != "" {
-			names = append(names, m.Package.Name)
-		}
+// memberNames lists the packages of the Cargo.toml files in a source tree,
+// and those the deps skeleton builds as other units (skeleton.Packages).
+func memberNames(src source.Tree, root string) ([]string, map[string]bool, error) {
+	names, distinct, err := skeleton.Packages(src.Map())
+	if err != nil {
+		return nil, nil, fmt.Errorf("read the manifests in %s: %w", root, err)
 	}
-	sort.Strings(names)
-	return names, nil
+	return names, distinct, nil
 }

@@ -46,7 +46,7 @@ type localPackage struct {
 	manifest     map[string]any
 }
 
-// wsInfo is what Make and Distinct read from a workspace's manifests.
+// wsInfo is what Make and Packages read from a workspace's manifests.
 type wsInfo struct {
 	paths     []string // every file, sorted
 	manifests map[string]map[string]any
@@ -103,16 +103,17 @@ func parse(files map[string][]byte) (*wsInfo, error) {
 	return &wsInfo{paths: paths, manifests: manifests, pkgs: pkgs, patched: patched, masked: masked, maskWS: maskWorkspaceVersion}, nil
 }
 
-// Distinct returns the names of the workspace's packages whose version
-// differs between the skeleton and the real workspace. cargo's units of such
-// a package (build scripts: every other target is a stub that fails) are
+// Packages lists the names of the workspace's own packages (every
+// Cargo.toml with a [package]), sorted, and tells which of them the skeleton
+// builds under another version than the real one. cargo's units of such a
+// package (build scripts: every other target is a stub that fails) are
 // other units than the real build's, so they can never be mistaken for
 // them; a package that keeps its version (patched, or versioned 0.0.0)
 // shares its build-script units with the real build.
-func Distinct(files map[string][]byte) (map[string]bool, error) {
+func Packages(files map[string][]byte) (names []string, distinct map[string]bool, err error) {
 	ws, err := parse(files)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	wsVersion := ""
 	for _, m := range ws.manifests {
@@ -122,18 +123,22 @@ func Distinct(files map[string][]byte) (map[string]bool, error) {
 			}
 		}
 	}
-	out := map[string]bool{}
+	distinct = map[string]bool{}
 	for _, pkg := range ws.pkgs {
+		if pkg.name != "" {
+			names = append(names, pkg.name)
+		}
 		if !ws.masked[pkg.name] {
 			continue
 		}
 		pt, _ := pkg.manifest["package"].(map[string]any)
 		if v, ok := pt["version"].(string); ok && v != maskedVersion ||
 			inheritsVersion(pkg.manifest) && ws.maskWS && wsVersion != "" && wsVersion != maskedVersion {
-			out[pkg.name] = true
+			distinct[pkg.name] = true
 		}
 	}
-	return out, nil
+	sort.Strings(names)
+	return names, distinct, nil
 }
 
 // Make turns a cleaned Cargo workspace source (slash-separated paths relative to the workspace root → file contents)

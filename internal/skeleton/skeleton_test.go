@@ -678,7 +678,7 @@ func runCargo(t *testing.T, cargo, dir string, args ...string) {
 	}
 }
 
-func TestDistinct(t *testing.T) {
+func TestPackages(t *testing.T) {
 	files := map[string][]byte{
 		"Cargo.toml": []byte(`[workspace]
 members = ["app", "zero", "inherit", "fork"]
@@ -692,14 +692,17 @@ fork = { path = "fork" }
 		"inherit/Cargo.toml": []byte("[package]\nname = \"inherit\"\nversion.workspace = true\n"),
 		"fork/Cargo.toml":    []byte("[package]\nname = \"fork\"\nversion = \"2.0.0\"\n"),
 	}
-	got, err := Distinct(files)
+	names, got, err := Packages(files)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if want := []string{"app", "fork", "inherit", "zero"}; !slices.Equal(names, want) {
+		t.Errorf("Packages names = %v, want %v", names, want)
 	}
 	// zero keeps 0.0.0 (the mask itself) and fork its real version (patched):
 	// their skeleton build scripts are the real build's units.
 	want := map[string]bool{"app": true, "inherit": true}
 	if !maps.Equal(got, want) {
-		t.Errorf("Distinct = %v, want %v", got, want)
+		t.Errorf("Packages distinct = %v, want %v", got, want)
 	}
 }
