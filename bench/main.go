@@ -359,8 +359,21 @@ func timeCmd(tag, dir string, name string, args ...string) result {
 }
 
 func runSmelt(p *project, tag string, args ...string) result {
+	start := time.Now()
 	r := timeCmd("smelt-"+tag, "", smeltBin, smeltArgs(p, args...)...)
 	r.detail["ran"] = ranSteps(r.out)
+	// Where each step that ran spent its time (the last line of its log).
+	logs, _ := filepath.Glob(filepath.Join(p.store, "logs", "*", "*.log"))
+	for _, l := range logs {
+		if fi, err := os.Stat(l); err != nil || fi.ModTime().Before(start) {
+			continue
+		}
+		for _, line := range strings.Split(string(readFileQuiet(l)), "\n") {
+			if t, ok := strings.CutPrefix(line, "# smelt: time: "); ok {
+				r.detail["time:"+strings.TrimSuffix(filepath.Base(l), ".log")] = t
+			}
+		}
+	}
 	return r
 }
 
