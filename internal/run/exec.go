@@ -214,14 +214,20 @@ func (e *engine) startFrom(n *plan.Node, parent *store.Result, src source.Tree, 
 		o.layer, prevSource, newest = parent.Artifacts, parent.Source, parent.MaxMTime
 	}
 	o.restored = o.base
+	var ownTree store.Tree
 	own := e.warmStart(n)
-	if own == nil || !plan.KeepsArtifacts(kind) || kind == "command" {
+	if own != nil && plan.KeepsArtifacts(kind) && kind != "command" {
+		if ownTree, err = st.Flatten(own.Artifacts); err != nil {
+			// A warm start is an optimisation: start from what it inherits.
+			o.note = fmt.Sprintf("no warm start: %v", err)
+			own = nil
+		}
+	} else {
+		own = nil
+	}
+	if own == nil {
 		o.times = source.MTimes(src, prevSource, newest, timeNow(), tick)
 		return o, nil
-	}
-	ownTree, err := st.Flatten(own.Artifacts)
-	if err != nil {
-		return nil, err
 	}
 	o.note = fmt.Sprintf("warm start: its own target/ of its last success (%d files) under what it inherits (%d files)", len(ownTree), len(o.base))
 	if parent == nil {
