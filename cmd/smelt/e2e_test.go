@@ -515,6 +515,41 @@ exit $rc
 	}
 }
 
+// A warm start is an optimisation: when the layer of the step's last
+// success is gone from the store, the step runs from what it inherits.
+func TestWarmStartMissingLayer(t *testing.T) {
+	p := newProject(t, "workspace")
+	p.write("smelt.toml", "[step.deps]\nkind = \"deps\"\n\n[step.test]\nkind = \"test\"\nartifacts = \"deps\"\n")
+	p.mustSmelt("check")
+	states, _ := filepath.Glob(filepath.Join(p.store, "state", "projects", "*", "test.json"))
+	if len(states) != 1 {
+		t.Fatalf("state files of test: %v", states)
+	}
+	var state struct {
+		LastGood string `json:"last_good"`
+	}
+	if err := json.Unmarshal([]byte(readAbs(t, states[0])), &state); err != nil || state.LastGood == "" {
+		t.Fatalf("state of test: %v %+v", err, state)
+	}
+	var res struct {
+		Artifacts string `json:"artifacts"`
+	}
+	k := state.LastGood
+	if err := json.Unmarshal([]byte(readAbs(t, filepath.Join(p.store, "results", k[:2], k[2:]+".json"))), &res); err != nil || res.Artifacts == "" {
+		t.Fatalf("result of test: %v %+v", err, res)
+	}
+	a := res.Artifacts
+	if err := os.Remove(filepath.Join(p.store, "layers", a[:2], a[2:]+".json")); err != nil {
+		t.Fatal(err)
+	}
+	p.replace("app/src/main.rs", "greet::greet(1,", "greet::greet(2,")
+	o := p.mustSmelt("check")
+	wantStatus(t, o, map[string]string{"deps": "cached", "test": "built"})
+	if l := p.log("test"); !strings.Contains(l, "no warm start") {
+		t.Errorf("test's log does not say it started cold:\n%s", l)
+	}
+}
+
 // Adding a dependency reruns deps.
 func TestDependencyAdded(t *testing.T) {
 	p := newProject(t, "hello")
