@@ -88,8 +88,7 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 	if from.note != "" {
 		fmt.Fprintf(logf, "# %s\n", from.note)
 	}
-	times, parentTree, parentLayer, restored := from.times, from.base, from.layer, from.restored
-	if err := source.Layout(sr.srcDir, src, times); err != nil {
+	if err := source.Layout(sr.srcDir, src, from.times); err != nil {
 		return nil, err
 	}
 	sr.phase("source")
@@ -97,7 +96,7 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 	if keeps {
 		// Always restore, even to nothing: a step must never see a target/
 		// left over from some other state of its working directory.
-		if err := st.RestoreLinking(sr.targetDir, restored, linkable(s.Kind)); err != nil {
+		if err := st.RestoreLinking(sr.targetDir, from.restored, linkable(s.Kind)); err != nil {
 			return nil, err
 		}
 		sr.phase("restore")
@@ -152,10 +151,10 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 		sr.phase(c.Program + " " + firstArg(c.Args))
 	}
 
-	res := &store.Result{Key: key, Step: n.Name(), Kind: s.Kind, Inputs: in, Source: times, Created: time.Now().UTC()}
+	res := &store.Result{Key: key, Step: n.Name(), Kind: s.Kind, Inputs: in, Source: from.times, Created: time.Now().UTC()}
 	var tree store.Tree
 	if keeps {
-		id, t, err := st.SnapshotLinking(sr.targetDir, parentLayer, parentTree, restored, linkable(s.Kind))
+		id, t, err := st.SnapshotLinking(sr.targetDir, from.layer, from.base, from.restored, linkable(s.Kind))
 		if err != nil {
 			return nil, err
 		}

@@ -242,10 +242,7 @@ var BaseTime = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()
 // all inherited artifacts, so cargo can never take it for fresh. tick is the
 // file system's mtime granularity (Tick): "newer" must survive its rounding.
 func MTimes(t Tree, prev []store.SourceFile, newest int64, now time.Time, tick time.Duration) []store.SourceFile {
-	old := make(map[string]store.SourceFile, len(prev))
-	for _, f := range prev {
-		old[f.Path] = f
-	}
+	old := sourceMap(prev)
 	changed := now.UnixNano()
 	if min := newest + int64(tick); changed < min {
 		changed = min
