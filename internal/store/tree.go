@@ -207,13 +207,26 @@ func scan(dir string) ([]Entry, error) {
 
 // parallel runs fn over items with one worker per CPU and returns the first error.
 func parallel[T any](items []T, fn func(T) error) error {
+	return parallelN(runtime.GOMAXPROCS(0), items, fn)
+}
+
+// ioWorkers is how many files a restore copies or links at once. Restoring
+// is bound by the disk, not the CPU: with a cold page cache each file costs
+// a few random reads (directory, inode, data), and more requests in flight
+// let the device overlap them. Measured on fd-find's 519 MiB release
+// target/ with caches dropped (6 runs each, 2 CPUs): median 0.54 s with 2
+// workers, 0.465 s with 8, 0.455 s with 32.
+func ioWorkers() int { return max(8, 4*runtime.GOMAXPROCS(0)) }
+
+// parallelN runs fn over items with n workers and returns the first error.
+func parallelN[T any](n int, items []T, fn func(T) error) error {
 	var (
 		wg    sync.WaitGroup
 		mu    sync.Mutex
 		first error
 		next  = make(chan T)
 	)
-	for i := 0; i < runtime.GOMAXPROCS(0); i++ {
+	for i := 0; i < n; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -378,7 +391,7 @@ func (s *Store) RestoreLinking(dir string, tree Tree, linkable func(string) bool
 			files = append(files, e)
 		}
 	}
-	return parallel(files, func(e Entry) error {
+	return parallelN(ioWorkers(), files, func(e Entry) error {
 		dst := filepath.Join(dir, filepath.FromSlash(e.Path))
 		if linkable != nil && linkable(e.Path) && s.link(e, dst) == nil {
 			return nil
