@@ -2,8 +2,11 @@
 // verified against the lock file's checksums, into the store, so that every
 // build step after it runs offline.
 //
-// It drives `cargo vendor`, so registry mirrors, alternate registries and git
-// dependencies configured for cargo keep working exactly as cargo sees them.
+// Crates from crates.io that cargo has downloaded before are unpacked from
+// its download cache, checked against the lock file (see fromCache); for
+// anything else it drives `cargo vendor`, so registry mirrors, alternate
+// registries and git dependencies configured for cargo keep working exactly
+// as cargo sees them.
 package vendor
 
 import (
@@ -58,22 +61,23 @@ func Fetch(ctx context.Context, st *store.Store, wsDir, id string, env []string,
 		return nil, err
 	}
 	defer os.RemoveAll(tmp)
-	cmd := exec.CommandContext(ctx, "cargo", "vendor", "--locked", "--versioned-dirs", "--respect-source-config", filepath.Join(tmp, "crates"))
-	cmd.Dir, cmd.Env = wsDir, env
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout = &stdout
-	cmd.Stderr = &stderr
-	if log != nil {
-		cmd.Stderr = io.MultiWriter(&stderr, log)
+	crates := filepath.Join(tmp, "crates")
+	conf, err := "", errNoCache
+	if lock, rerr := os.ReadFile(filepath.Join(wsDir, "Cargo.lock")); rerr == nil {
+		var w io.Writer
+		if log != nil {
+			w = log
+		}
+		conf, err = fromCache(st, lock, env, crates, w)
 	}
-	if err := cmd.Run(); err != nil {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
+	if errors.Is(err, errNoCache) {
+		if err := os.RemoveAll(crates); err != nil {
+			return nil, err
 		}
-		if msg := cargo.Explain(stderr.String()); msg != "" {
-			return nil, errors.New(msg)
-		}
-		return nil, fmt.Errorf("fetch dependency sources with `cargo vendor`: %s", cargo.FirstError(stderr.String()))
+		conf, err = cargoVendor(ctx, wsDir, crates, env, log)
+	}
+	if err != nil {
+		return nil, err
 	}
 	final := filepath.Join(st.Dir, "vendor", id)
 	if err := dedupe(st, filepath.Join(tmp, "crates")); err != nil {
@@ -89,9 +93,9 @@ func Fetch(ctx context.Context, st *store.Store, wsDir, id string, env []string,
 	} else if pooled {
 		dir = PoolDir(st)
 	}
-	// cargo prints the config that uses the vendored directory; point it at
-	// the directory's final place.
-	conf := strings.ReplaceAll(stdout.String(), filepath.Join(tmp, "crates"), dir)
+	// Point the config that uses the vendored directory at the
+	// directory's final place.
+	conf = strings.ReplaceAll(conf, crates, dir)
 	if !strings.Contains(conf, "vendored-sources") {
 		// No dependencies at all: cargo prints nothing useful. An empty
 		// config keeps the command lines uniform.
@@ -114,6 +118,29 @@ func Fetch(ctx context.Context, st *store.Store, wsDir, id string, env []string,
 	return s, nil
 }
 
+// cargoVendor runs `cargo vendor` into dir and returns the cargo config
+// it prints, which uses dir.
+func cargoVendor(ctx context.Context, wsDir, dir string, env []string, log *os.File) (string, error) {
+	cmd := exec.CommandContext(ctx, "cargo", "vendor", "--locked", "--versioned-dirs", "--respect-source-config", dir)
+	cmd.Dir, cmd.Env = wsDir, env
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout = &stdout
+	cmd.Stderr = &stderr
+	if log != nil {
+		cmd.Stderr = io.MultiWriter(&stderr, log)
+	}
+	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			return "", ctx.Err()
+		}
+		if msg := cargo.Explain(stderr.String()); msg != "" {
+			return "", errors.New(msg)
+		}
+		return "", fmt.Errorf("fetch dependency sources with `cargo vendor`: %s", cargo.FirstError(stderr.String()))
+	}
+	return stdout.String(), nil
+}
+
 // dedupe makes every vendored file a hard link to a store object, so that
 // the sources of a crate version are stored once however many lock files
 // name it (adding one dependency must not copy all the others). cargo only
@@ -132,7 +159,7 @@ func dedupe(st *store.Store, dir string) error {
 		if err != nil {
 			return fmt.Errorf("vendored crate %s: %w", c.Name(), err)
 		}
-		if pooled, err := os.ReadFile(filepath.Join(PoolDir(st), c.Name(), ".cargo-checksum.json")); err == nil && bytes.Equal(pooled, sums) {
+		if pooled, err := os.ReadFile(filepath.Join(PoolDir(st), c.Name(), ".cargo-checksum.json")); err == nil && sameCrate(pooled, sums) {
 			continue
 		}
 		var checksums struct {
@@ -168,9 +195,24 @@ func dedupe(st *store.Store, dir string) error {
 // crate version ("name-version"), each added once and never changed.
 func PoolDir(st *store.Store) string { return filepath.Join(st.Dir, "vendor", "pool") }
 
+// sameCrate reports whether two vendored crates, given their
+// .cargo-checksum.json, are the same: the same package checksum (the
+// .crate they came from) if both have one, else the same files. smelt and
+// cargo vendor unpack a registry crate alike, but a difference in which
+// files they keep must not make the crate look like another one.
+func sameCrate(a, b []byte) bool {
+	var x, y struct {
+		Package string `json:"package"`
+	}
+	if json.Unmarshal(a, &x) == nil && json.Unmarshal(b, &y) == nil && x.Package != "" && y.Package != "" {
+		return x.Package == y.Package
+	}
+	return bytes.Equal(a, b)
+}
+
 // pool moves the crate directories vendored in dir into the pool, leaving
 // dir empty. A crate directory already pooled must be identical (the same
-// .cargo-checksum.json); if one is not (two git revisions with the same
+// package checksum, see sameCrate); if one is not (two git revisions with the same
 // name and version), nothing moves and pool reports false: this lock file's
 // crates stay private.
 func pool(st *store.Store, dir string) (bool, error) {
@@ -188,7 +230,7 @@ func pool(st *store.Store, dir string) (bool, error) {
 			return false, false
 		}
 		want, _ := os.ReadFile(filepath.Join(dir, name, ".cargo-checksum.json"))
-		return true, bytes.Equal(have, want)
+		return true, sameCrate(have, want)
 	}
 	for _, e := range entries {
 		if exists, equal := same(e.Name()); exists && !equal {

@@ -1,0 +1,286 @@
+package vendor
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+
+	"github.com/pelletier/go-toml/v2"
+
+	"smelt/internal/store"
+)
+
+// The sources crates.io's packages carry in Cargo.lock (git index, sparse).
+var cratesIO = map[string]bool{
+	"registry+https://github.com/rust-lang/crates.io-index": true,
+	"sparse+https://index.crates.io/":                       true,
+}
+
+// cratesIOConfig is what `cargo vendor` prints for a lock file whose only
+// remote source is crates.io, given the vendored directory.
+const cratesIOConfig = `[source.crates-io]
+replace-with = "vendored-sources"
+
+[source.vendored-sources]
+directory = "%s"
+`
+
+type lockPackage struct {
+	Name     string `toml:"name"`
+	Version  string `toml:"version"`
+	Source   string `toml:"source"`
+	Checksum string `toml:"checksum"`
+}
+
+// crate is one crates.io package of a lock file.
+type crate struct {
+	dir      string // "name-version", as cargo vendor --versioned-dirs names it
+	checksum string // SHA-256 of the .crate file, from Cargo.lock
+}
+
+// errNoCache says the download cache cannot stand in for `cargo vendor`.
+var errNoCache = errors.New("not vendorable from cargo's download cache")
+
+// fromCache vendors into dir those of the lock file's crates that the pool
+// lacks, by unpacking the .crate files cargo already downloaded into
+// $CARGO_HOME/registry/cache, each verified against the lock file's
+// checksum. Adding one dependency then unpacks one crate, where `cargo
+// vendor` would copy all of them again. It returns the cargo config that
+// uses dir, or errNoCache when
+// only `cargo vendor` can do the job: a source other than crates.io (git,
+// another registry), a crate not downloaded yet, a lock file it cannot
+// read (cargo then says what is wrong with it), or a pooled crate of the
+// same name and version from another source. log, if not nil, gets one
+// line saying what was unpacked.
+func fromCache(st *store.Store, lock []byte, env []string, dir string, log io.Writer) (string, error) {
+	var parsed struct {
+		Package []lockPackage `toml:"package"`
+	}
+	if err := toml.Unmarshal(lock, &parsed); err != nil {
+		return "", errNoCache
+	}
+	var missing []crate
+	remote := 0
+	for _, p := range parsed.Package {
+		if p.Source == "" {
+			continue // the workspace's own packages and path dependencies
+		}
+		if !cratesIO[p.Source] || p.Checksum == "" || !safeName(p.Name) || !safeName(p.Version) {
+			return "", errNoCache
+		}
+		remote++
+		c := crate{dir: p.Name + "-" + p.Version, checksum: p.Checksum}
+		switch pooledChecksum(st, c.dir) {
+		case c.checksum:
+			continue
+		case "":
+			missing = append(missing, c)
+		default:
+			return "", errNoCache
+		}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	if remote == 0 {
+		return "", nil
+	}
+	home := cargoHome(env)
+	files := make([]string, len(missing))
+	for i, c := range missing {
+		if files[i] = cached(home, c); files[i] == "" {
+			return "", errNoCache
+		}
+	}
+	jobs := make(chan int)
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+	)
+	for w := 0; w < runtime.GOMAXPROCS(0); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				if err := unpack(files[i], missing[i], filepath.Join(dir, missing[i].dir)); err != nil {
+					mu.Lock()
+					if first == nil {
+						first = err
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for i := range missing {
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+	if first != nil {
+		return "", first
+	}
+	if log != nil {
+		fmt.Fprintf(log, "smelt: %d of %d crates unpacked from %s, the others already in the store\n", len(missing), remote, filepath.Join(home, "registry", "cache"))
+	}
+	return fmt.Sprintf(cratesIOConfig, dir), nil
+}
+
+// safeName refuses what could step out of a directory when used in a path.
+func safeName(s string) bool {
+	return s != "" && !strings.ContainsAny(s, `/\`) && !strings.HasPrefix(s, ".")
+}
+
+func cargoHome(env []string) string {
+	for i := len(env) - 1; i >= 0; i-- {
+		if v, ok := strings.CutPrefix(env[i], "CARGO_HOME="); ok && v != "" {
+			return v
+		}
+	}
+	home, _ := os.UserHomeDir()
+	return filepath.Join(home, ".cargo")
+}
+
+// cached finds c's .crate file in cargo's download cache (one directory
+// per registry index), and checks it against the lock file's checksum: a
+// truncated or tampered download is not used.
+func cached(home string, c crate) string {
+	matches, _ := filepath.Glob(filepath.Join(home, "registry", "cache", "*", c.dir+".crate"))
+	for _, m := range matches {
+		f, err := os.Open(m)
+		if err != nil {
+			continue
+		}
+		h := sha256.New()
+		_, err = io.Copy(h, f)
+		f.Close()
+		if err == nil && hex.EncodeToString(h.Sum(nil)) == c.checksum {
+			return m
+		}
+	}
+	return ""
+}
+
+// pooledChecksum is the package checksum of the pooled crate directory
+// name, or "" if there is none.
+func pooledChecksum(st *store.Store, name string) string {
+	b, err := os.ReadFile(filepath.Join(PoolDir(st), name, ".cargo-checksum.json"))
+	if err != nil {
+		return ""
+	}
+	var sums struct {
+		Package string `json:"package"`
+	}
+	if json.Unmarshal(b, &sums) != nil || sums.Package == "" {
+		return "\x00unknown" // some crate is there, of no known checksum
+	}
+	return sums.Package
+}
+
+// skipped are the files `cargo vendor` leaves out of a vendored crate:
+// git's own files, which mean nothing to a build, and cargo's marker that
+// it finished unpacking.
+var skipped = map[string]bool{".gitignore": true, ".gitattributes": true, ".git": true, ".cargo-ok": true}
+
+// unpack extracts the .crate file at file into dst, as `cargo vendor
+// --versioned-dirs` lays a crate out, with the .cargo-checksum.json that
+// cargo requires of a vendored crate (each file's SHA-256, and the .crate's
+// own as "package").
+func unpack(file string, c crate, dst string) error {
+	f, err := os.Open(file)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		return fmt.Errorf("unpack %s: %w", file, err)
+	}
+	tr := tar.NewReader(zr)
+	sums := map[string]string{}
+	prefix := c.dir + "/"
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("unpack %s: %w", file, err)
+		}
+		name := path.Clean(hdr.Name)
+		rel, ok := strings.CutPrefix(name, prefix)
+		if !ok || rel == "" || rel == ".." || strings.HasPrefix(rel, "../") || path.IsAbs(rel) {
+			return fmt.Errorf("unpack %s: entry %q lies outside %s", file, hdr.Name, c.dir)
+		}
+		if skip(rel) {
+			continue
+		}
+		p := filepath.Join(dst, filepath.FromSlash(rel))
+		switch hdr.Typeflag {
+		case tar.TypeDir:
+			if err := os.MkdirAll(p, 0o755); err != nil {
+				return err
+			}
+			continue
+		case tar.TypeReg:
+		default:
+			// Links and the like: cargo's own extraction has rules of its
+			// own for them; leave such a crate to cargo vendor.
+			return errNoCache
+		}
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+		mode := os.FileMode(0o644)
+		if hdr.Mode&0o111 != 0 {
+			mode = 0o755
+		}
+		out, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, mode)
+		if err != nil {
+			return fmt.Errorf("unpack %s: %w", file, err)
+		}
+		h := sha256.New()
+		_, err = io.Copy(io.MultiWriter(out, h), tr)
+		if cerr := out.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("unpack %s: %w", file, err)
+		}
+		sums[rel] = hex.EncodeToString(h.Sum(nil))
+	}
+	if _, ok := sums["Cargo.toml"]; !ok {
+		return fmt.Errorf("unpack %s: no Cargo.toml in %s", file, c.dir)
+	}
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(struct {
+		Files   map[string]string `json:"files"`
+		Package string            `json:"package"`
+	}{sums, c.checksum}); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dst, ".cargo-checksum.json"), bytes.TrimSpace(buf.Bytes()), 0o644)
+}
+
+// skip reports whether a crate's file is one cargo vendor leaves out.
+func skip(rel string) bool {
+	for _, part := range strings.Split(rel, "/") {
+		if skipped[part] {
+			return true
+		}
+	}
+	return false
+}
