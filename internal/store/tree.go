@@ -503,21 +503,32 @@ func (s *Store) CopyOut(e Entry, dst string) error {
 	if e.Type == TypeExec {
 		mode = 0o755
 	}
-	tmp := dst + ".smelt-tmp"
-	out, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, mode)
+	// Where dst does not exist yet (a fresh directory), write it in place:
+	// a file left half-written by an interruption lacks e's mtime, which
+	// is set last, so the next restore replaces it. Else write a temporary
+	// and rename it over dst, so that dst is never seen half-written.
+	tmp := dst
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, mode)
+	if errors.Is(err, fs.ErrExist) {
+		tmp = dst + ".smelt-tmp"
+		out, err = os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, mode)
+	}
 	if err != nil {
 		return err
 	}
-	if _, err := io.Copy(out, src); err != nil {
+	fail := func(err error) error {
 		out.Close()
 		os.Remove(tmp)
 		return fmt.Errorf("restore %s: %w", dst, err)
 	}
+	if _, err := io.Copy(out, src); err != nil {
+		return fail(err)
+	}
+	if err := out.Chmod(mode); err != nil { // whatever the umask
+		return fail(err)
+	}
 	if err := out.Close(); err != nil {
 		os.Remove(tmp)
-		return err
-	}
-	if err := os.Chmod(tmp, mode); err != nil {
 		return err
 	}
 	if e.MTime != 0 {
@@ -525,6 +536,9 @@ func (s *Store) CopyOut(e Entry, dst string) error {
 		if err := os.Chtimes(tmp, t, t); err != nil {
 			return err
 		}
+	}
+	if tmp == dst {
+		return nil
 	}
 	return os.Rename(tmp, dst)
 }
