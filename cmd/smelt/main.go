@@ -291,7 +291,7 @@ func restore(ctx context.Context, o options, pos []string) (int, error) {
 	if err := run.RestoreArtifacts(st, r.Result, pos[1], o.link); err != nil {
 		return 1, err
 	}
-	fmt.Fprintf(os.Stderr, "restored %s's target/ into %s in %.2fs\n", names[0], pos[1], time.Since(start).Seconds())
+	fmt.Fprintf(os.Stderr, "restored %s's target/ into %s in %.3fs\n", names[0], pos[1], time.Since(start).Seconds())
 	return 0, nil
 }
 
