@@ -11,9 +11,10 @@ import (
 	"runtime"
 	"sort"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
+
+	"smelt/internal/par"
 )
 
 // Entry types.
@@ -205,11 +206,6 @@ func scan(dir string) ([]Entry, error) {
 	return out, err
 }
 
-// parallel runs fn over items with one worker per CPU and returns the first error.
-func parallel[T any](items []T, fn func(T) error) error {
-	return parallelN(runtime.GOMAXPROCS(0), items, fn)
-}
-
 // ioWorkers is how many files a restore copies or links at once. Restoring
 // is bound by the disk, not the CPU: with a cold page cache each file costs
 // a few random reads (directory, inode, data), and more requests in flight
@@ -217,37 +213,6 @@ func parallel[T any](items []T, fn func(T) error) error {
 // target/ with caches dropped (6 runs each, 2 CPUs): median 0.54 s with 2
 // workers, 0.465 s with 8, 0.455 s with 32.
 func ioWorkers() int { return max(8, 4*runtime.GOMAXPROCS(0)) }
-
-// parallelN runs fn over items with n workers and returns the first error.
-func parallelN[T any](n int, items []T, fn func(T) error) error {
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		first error
-		next  = make(chan T)
-	)
-	for i := 0; i < n; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for it := range next {
-				if err := fn(it); err != nil {
-					mu.Lock()
-					if first == nil {
-						first = err
-					}
-					mu.Unlock()
-				}
-			}
-		}()
-	}
-	for _, it := range items {
-		next <- it
-	}
-	close(next)
-	wg.Wait()
-	return first
-}
 
 // Snapshot stores the contents of dir as a layer over base (whose id is
 // parent). Files whose type, size and mtime equal base's are taken as
@@ -286,7 +251,7 @@ func (s *Store) SnapshotLinking(dir, parent string, base, known Tree, linkable f
 		}
 		toHash = append(toHash, e)
 	}
-	err = parallel(toHash, func(e *Entry) error {
+	err = par.Each(runtime.GOMAXPROCS(0), toHash, func(e *Entry) error {
 		p := filepath.Join(dir, filepath.FromSlash(e.Path))
 		h, _, err := HashFile(p)
 		if err != nil {
@@ -391,7 +356,7 @@ func (s *Store) RestoreLinking(dir string, tree Tree, linkable func(string) bool
 			files = append(files, e)
 		}
 	}
-	return parallelN(ioWorkers(), files, func(e Entry) error {
+	return par.Each(ioWorkers(), files, func(e Entry) error {
 		dst := filepath.Join(dir, filepath.FromSlash(e.Path))
 		if linkable != nil && linkable(e.Path) && s.link(e, dst) == nil {
 			return nil

@@ -15,10 +15,10 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 
 	"github.com/pelletier/go-toml/v2"
 
+	"smelt/internal/par"
 	"smelt/internal/store"
 )
 
@@ -48,6 +48,7 @@ type lockPackage struct {
 type crate struct {
 	dir      string // "name-version", as cargo vendor --versioned-dirs names it
 	checksum string // SHA-256 of the .crate file, from Cargo.lock
+	file     string // the .crate file in cargo's download cache
 }
 
 // errNoCache says the download cache cannot stand in for `cargo vendor`.
@@ -98,40 +99,16 @@ func fromCache(st *store.Store, lock []byte, env []string, dir string, log io.Wr
 		return "", nil
 	}
 	home := cargoHome(env)
-	files := make([]string, len(missing))
-	for i, c := range missing {
-		if files[i] = cached(home, c); files[i] == "" {
+	for i := range missing {
+		if missing[i].file = cached(home, missing[i]); missing[i].file == "" {
 			return "", errNoCache
 		}
 	}
-	jobs := make(chan int)
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		first error
-	)
-	for w := 0; w < runtime.GOMAXPROCS(0); w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range jobs {
-				if err := unpack(files[i], missing[i], filepath.Join(dir, missing[i].dir)); err != nil {
-					mu.Lock()
-					if first == nil {
-						first = err
-					}
-					mu.Unlock()
-				}
-			}
-		}()
-	}
-	for i := range missing {
-		jobs <- i
-	}
-	close(jobs)
-	wg.Wait()
-	if first != nil {
-		return "", first
+	err := par.Each(runtime.GOMAXPROCS(0), missing, func(c crate) error {
+		return unpack(c, filepath.Join(dir, c.dir))
+	})
+	if err != nil {
+		return "", err
 	}
 	if log != nil {
 		fmt.Fprintf(log, "smelt: %d of %d crates unpacked from %s, the others already in the store\n", len(missing), remote, filepath.Join(home, "registry", "cache"))
@@ -195,11 +172,12 @@ func pooledChecksum(st *store.Store, name string) string {
 // it finished unpacking.
 var skipped = map[string]bool{".gitignore": true, ".gitattributes": true, ".git": true, ".cargo-ok": true}
 
-// unpack extracts the .crate file at file into dst, as `cargo vendor
+// unpack extracts c's .crate file into dst, as `cargo vendor
 // --versioned-dirs` lays a crate out, with the .cargo-checksum.json that
 // cargo requires of a vendored crate (each file's SHA-256, and the .crate's
 // own as "package").
-func unpack(file string, c crate, dst string) error {
+func unpack(c crate, dst string) error {
+	file := c.file
 	f, err := os.Open(file)
 	if err != nil {
 		return err

@@ -211,10 +211,10 @@ func sameCrate(a, b []byte) bool {
 }
 
 // pool moves the crate directories vendored in dir into the pool, leaving
-// dir empty. A crate directory already pooled must be identical (the same
-// package checksum, see sameCrate); if one is not (two git revisions with the same
-// name and version), nothing moves and pool reports false: this lock file's
-// crates stay private.
+// dir empty. A crate directory already pooled must be the same crate (see
+// sameCrate); if one is not (two git revisions with the same name and
+// version), nothing moves and pool reports false: this lock file's crates
+// stay private.
 func pool(st *store.Store, dir string) (bool, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
