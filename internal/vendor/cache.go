@@ -2,7 +2,6 @@ package vendor
 
 import (
 	"archive/tar"
-	"bytes"
 	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
@@ -59,12 +58,11 @@ var errNoCache = errors.New("not vendorable from cargo's download cache")
 // $CARGO_HOME/registry/cache, each verified against the lock file's
 // checksum. Adding one dependency then unpacks one crate, where `cargo
 // vendor` would copy all of them again. It returns the cargo config that
-// uses dir, or errNoCache when
-// only `cargo vendor` can do the job: a source other than crates.io (git,
-// another registry), a crate not downloaded yet, a lock file it cannot
-// read (cargo then says what is wrong with it), or a pooled crate of the
-// same name and version from another source. log, if not nil, gets one
-// line saying what was unpacked.
+// uses dir, or errNoCache when only `cargo vendor` can do the job: a
+// source other than crates.io (git, another registry), a crate not
+// downloaded yet, a lock file it cannot read (cargo then says what is
+// wrong with it), or a pooled crate of the same name and version from
+// another source. log, if not nil, gets one line saying what was unpacked.
 func fromCache(st *store.Store, lock []byte, env []string, dir string, log io.Writer) (string, error) {
 	var parsed struct {
 		Package []lockPackage `toml:"package"`
@@ -137,14 +135,7 @@ func cargoHome(env []string) string {
 func cached(home string, c crate) string {
 	matches, _ := filepath.Glob(filepath.Join(home, "registry", "cache", "*", c.dir+".crate"))
 	for _, m := range matches {
-		f, err := os.Open(m)
-		if err != nil {
-			continue
-		}
-		h := sha256.New()
-		_, err = io.Copy(h, f)
-		f.Close()
-		if err == nil && hex.EncodeToString(h.Sum(nil)) == c.checksum {
+		if h, _, err := store.HashFile(m); err == nil && h == c.checksum {
 			return m
 		}
 	}
@@ -158,11 +149,21 @@ func pooledChecksum(st *store.Store, name string) string {
 	if err != nil {
 		return ""
 	}
+	if sum := packageChecksum(b); sum != "" {
+		return sum
+	}
+	return "\x00unknown" // some crate is there, of no known checksum
+}
+
+// packageChecksum is the "package" field of a .cargo-checksum.json (the
+// SHA-256 of the .crate the crate came from), or "" if it has none (a git
+// dependency) or cannot be read.
+func packageChecksum(b []byte) string {
 	var sums struct {
 		Package string `json:"package"`
 	}
-	if json.Unmarshal(b, &sums) != nil || sums.Package == "" {
-		return "\x00unknown" // some crate is there, of no known checksum
+	if json.Unmarshal(b, &sums) != nil {
+		return ""
 	}
 	return sums.Package
 }
@@ -177,15 +178,14 @@ var skipped = map[string]bool{".gitignore": true, ".gitattributes": true, ".git"
 // cargo requires of a vendored crate (each file's SHA-256, and the .crate's
 // own as "package").
 func unpack(c crate, dst string) error {
-	file := c.file
-	f, err := os.Open(file)
+	f, err := os.Open(c.file)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
 	zr, err := gzip.NewReader(f)
 	if err != nil {
-		return fmt.Errorf("unpack %s: %w", file, err)
+		return fmt.Errorf("unpack %s: %w", c.file, err)
 	}
 	tr := tar.NewReader(zr)
 	sums := map[string]string{}
@@ -196,12 +196,12 @@ func unpack(c crate, dst string) error {
 			break
 		}
 		if err != nil {
-			return fmt.Errorf("unpack %s: %w", file, err)
+			return fmt.Errorf("unpack %s: %w", c.file, err)
 		}
 		name := path.Clean(hdr.Name)
 		rel, ok := strings.CutPrefix(name, prefix)
 		if !ok || rel == "" || rel == ".." || strings.HasPrefix(rel, "../") || path.IsAbs(rel) {
-			return fmt.Errorf("unpack %s: entry %q lies outside %s", file, hdr.Name, c.dir)
+			return fmt.Errorf("unpack %s: entry %q lies outside %s", c.file, hdr.Name, c.dir)
 		}
 		if skip(rel) {
 			continue
@@ -228,7 +228,7 @@ func unpack(c crate, dst string) error {
 		}
 		out, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, mode)
 		if err != nil {
-			return fmt.Errorf("unpack %s: %w", file, err)
+			return fmt.Errorf("unpack %s: %w", c.file, err)
 		}
 		h := sha256.New()
 		_, err = io.Copy(io.MultiWriter(out, h), tr)
@@ -236,21 +236,21 @@ func unpack(c crate, dst string) error {
 			err = cerr
 		}
 		if err != nil {
-			return fmt.Errorf("unpack %s: %w", file, err)
+			return fmt.Errorf("unpack %s: %w", c.file, err)
 		}
 		sums[rel] = hex.EncodeToString(h.Sum(nil))
 	}
 	if _, ok := sums["Cargo.toml"]; !ok {
-		return fmt.Errorf("unpack %s: no Cargo.toml in %s", file, c.dir)
+		return fmt.Errorf("unpack %s: no Cargo.toml in %s", c.file, c.dir)
 	}
-	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(struct {
+	b, err := json.Marshal(struct {
 		Files   map[string]string `json:"files"`
 		Package string            `json:"package"`
-	}{sums, c.checksum}); err != nil {
+	}{sums, c.checksum})
+	if err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(dst, ".cargo-checksum.json"), bytes.TrimSpace(buf.Bytes()), 0o644)
+	return os.WriteFile(filepath.Join(dst, ".cargo-checksum.json"), b, 0o644)
 }
 
 // skip reports whether a crate's file is one cargo vendor leaves out.

@@ -80,7 +80,7 @@ func Fetch(ctx context.Context, st *store.Store, wsDir, id string, env []string,
 		return nil, err
 	}
 	final := filepath.Join(st.Dir, "vendor", id)
-	if err := dedupe(st, filepath.Join(tmp, "crates")); err != nil {
+	if err := dedupe(st, crates); err != nil {
 		return nil, err
 	}
 	// The crates go to the store's shared pool, so that a crate's sources
@@ -88,7 +88,7 @@ func Fetch(ctx context.Context, st *store.Store, wsDir, id string, env []string,
 	// dependency by its path, and a new path would rebuild every
 	// dependency when only one was added.
 	dir := filepath.Join(final, "crates")
-	if pooled, err := pool(st, filepath.Join(tmp, "crates")); err != nil {
+	if pooled, err := pool(st, crates); err != nil {
 		return nil, err
 	} else if pooled {
 		dir = PoolDir(st)
@@ -100,7 +100,7 @@ func Fetch(ctx context.Context, st *store.Store, wsDir, id string, env []string,
 		// No dependencies at all: cargo prints nothing useful. An empty
 		// config keeps the command lines uniform.
 		conf = ""
-		if err := os.MkdirAll(filepath.Join(tmp, "crates"), 0o755); err != nil {
+		if err := os.MkdirAll(crates, 0o755); err != nil {
 			return nil, err
 		}
 	}
@@ -201,11 +201,8 @@ func PoolDir(st *store.Store) string { return filepath.Join(st.Dir, "vendor", "p
 // cargo vendor unpack a registry crate alike, but a difference in which
 // files they keep must not make the crate look like another one.
 func sameCrate(a, b []byte) bool {
-	var x, y struct {
-		Package string `json:"package"`
-	}
-	if json.Unmarshal(a, &x) == nil && json.Unmarshal(b, &y) == nil && x.Package != "" && y.Package != "" {
-		return x.Package == y.Package
+	if x, y := packageChecksum(a), packageChecksum(b); x != "" && y != "" {
+		return x == y
 	}
 	return bytes.Equal(a, b)
 }
