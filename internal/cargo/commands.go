@@ -2,6 +2,7 @@ package cargo
 
 import (
 	"fmt"
+	"maps"
 	"path"
 	"slices"
 	"strings"
@@ -234,6 +235,31 @@ func warmup(h *config.Step) []Command {
 		return []Command{c(nil, "build")}
 	}
 	return nil
+}
+
+// DropCoveredBuilds removes from a deps step's warm-ups every `cargo build`
+// that a `cargo build --tests` of the same flags and environment covers. It
+// is only sound for a workspace without dev-dependencies (see
+// skeleton.HasDevDependencies): then both build the same dependency units
+// with the same features, and the plain build would be a no-op that still
+// costs a cargo start and a resolve.
+func DropCoveredBuilds(cmds []Command) (kept, dropped []Command) {
+	covers := func(tests, plain Command) bool {
+		i := slices.Index(tests.Args, "--tests")
+		if tests.Program != "cargo" || plain.Program != "cargo" || i < 0 || len(plain.Args) == 0 || plain.Args[0] != "build" {
+			return false
+		}
+		return slices.Equal(slices.Delete(slices.Clone(tests.Args), i, i+1), plain.Args) &&
+			maps.Equal(tests.Env, plain.Env)
+	}
+	for _, c := range cmds {
+		if slices.ContainsFunc(cmds, func(t Command) bool { return covers(t, c) }) {
+			dropped = append(dropped, c)
+		} else {
+			kept = append(kept, c)
+		}
+	}
+	return kept, dropped
 }
 
 // OutDir is the directory under target/ where a step's profile puts its

@@ -279,3 +279,40 @@ func TestUnitPackage(t *testing.T) {
 		}
 	}
 }
+
+func TestDropCoveredBuilds(t *testing.T) {
+	deps := mkStep("deps", nil)
+	rel := func(kind string) *config.Step { return mkStep(kind, nil) }
+	dev := func(kind string) *config.Step { return mkStep(kind, func(s *config.Step) { s.Profile = "dev" }) }
+	cov := mkStep("coverage", nil)
+	tests := []struct {
+		name        string
+		heirs       []*config.Step
+		wantDropped []string
+	}{
+		{"test covers package", []*config.Step{rel("clippy"), rel("test"), rel("package")},
+			[]string{"build --keep-going " + base + " --profile release --workspace"}},
+		{"other profile", []*config.Step{rel("test"), dev("package")}, nil},
+		{"other environment (coverage)", []*config.Step{cov, rel("package")}, nil},
+		{"no test heir", []*config.Step{rel("clippy"), rel("package")}, nil},
+		{"other package selection", []*config.Step{rel("test"),
+			mkStep("package", func(s *config.Step) { s.Args = []string{"--bins"} })}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			all := Commands(deps, tt.heirs, 0, 0)
+			kept, dropped := DropCoveredBuilds(all)
+			if got := args(dropped); !slices.Equal(got, append([]string{}, tt.wantDropped...)) {
+				t.Errorf("dropped %q, want %q", got, tt.wantDropped)
+			}
+			if len(kept)+len(dropped) != len(all) || len(kept) == 0 {
+				t.Errorf("kept %q of %q", args(kept), args(all))
+			}
+			for _, c := range kept {
+				if c.Args[0] == "build" && !slices.Contains(c.Args, "--tests") && len(tt.wantDropped) > 0 {
+					t.Errorf("kept a covered build: %q", c.Args)
+				}
+			}
+		})
+	}
+}

@@ -144,7 +144,13 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 	for _, k := range sortedKeys(s.Env) {
 		sr.env = append(sr.env, k+"="+s.Env[k])
 	}
-	for _, c := range n.Commands {
+	cmds := n.Commands
+	if s.Kind == "deps" {
+		if cmds, err = sr.warmups(src, cmds); err != nil {
+			return nil, err
+		}
+	}
+	for _, c := range cmds {
 		if err := sr.command(ctx, c.Expand(vendorConfig, sr.scratch)); err != nil {
 			return nil, err
 		}
@@ -178,6 +184,25 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 		return nil, err
 	}
 	return res, nil
+}
+
+// warmups leaves out the deps step's warm-ups that another one covers: in a
+// workspace without dev-dependencies, `cargo build --tests` builds every
+// dependency unit that `cargo build` would. The skeleton is part of the
+// step's key, so the commands run stay a function of the key.
+func (sr *stepRun) warmups(src source.Tree, cmds []cargo.Command) ([]cargo.Command, error) {
+	dev, err := skeleton.HasDevDependencies(src.Map())
+	if err != nil {
+		return nil, fmt.Errorf("read the manifests in %s: %w", sr.e.p.root, err)
+	}
+	if dev {
+		return cmds, nil
+	}
+	kept, dropped := cargo.DropCoveredBuilds(cmds)
+	for _, c := range dropped {
+		fmt.Fprintf(sr.logf, "# smelt: not run, as no package has dev-dependencies and `cargo build --tests` builds the same dependencies: %s\n", c.Program+" "+strings.Join(c.Args[:min(len(c.Args), 2)], " "))
+	}
+	return kept, nil
 }
 
 // origin is what a step starts from.

@@ -22,12 +22,14 @@ const maskedVersion = "0.0.0"
 // Stub contents. Every target fails to compile at once: the deps step runs
 // cargo with --keep-going, so all dependencies are built and no stub is
 // ever linked (with lto = true, linking stub binaries costs as much as
-// linking the real ones). Build scripts stay runnable.
+// linking the real ones). Build scripts fail too: their build-dependencies
+// are still built, and a stub build script that compiled would cost a link
+// (about 0.1 s each) for a unit the real build never reuses, its source
+// being different.
 const (
-	libStub  = "compile_error!(\"" + Marker + "\");\n"
-	mainStub = libStub
-	// buildStub is a build script's stub.
-	buildStub = "fn main() {}\n"
+	libStub   = "compile_error!(\"" + Marker + "\");\n"
+	mainStub  = libStub
+	buildStub = libStub
 )
 
 // depTableNames are the dependency tables of a manifest (or of a
@@ -305,6 +307,37 @@ func rewriteManifest(m map[string]any, maskOwn, maskWS bool) {
 			}
 		}
 	}
+}
+
+// HasDevDependencies reports whether any manifest declares a dev-dependency
+// (also under a target.'<cfg>' table or in the legacy spelling). Without
+// one, `cargo build --tests` builds every dependency unit that `cargo
+// build` would, with the same features, whatever the resolver.
+func HasDevDependencies(files map[string][]byte) (bool, error) {
+	ws, err := parse(files)
+	if err != nil {
+		return false, err
+	}
+	nonEmpty := func(t map[string]any) bool {
+		for _, name := range []string{"dev-dependencies", "dev_dependencies"} {
+			if deps, ok := t[name].(map[string]any); ok && len(deps) > 0 {
+				return true
+			}
+		}
+		return false
+	}
+	for _, m := range ws.manifests {
+		if nonEmpty(m) {
+			return true, nil
+		}
+		targets, _ := m["target"].(map[string]any)
+		for _, t := range targets {
+			if tt, ok := t.(map[string]any); ok && nonEmpty(tt) {
+				return true, nil
+			}
+		}
+	}
+	return false, nil
 }
 
 func stripPathVersions(table any) {

@@ -706,3 +706,30 @@ fork = { path = "fork" }
 		t.Errorf("Packages distinct = %v, want %v", got, want)
 	}
 }
+
+func TestHasDevDependencies(t *testing.T) {
+	const ws = "[workspace]\nmembers = [\"a\"]\n"
+	tests := []struct {
+		name  string
+		files map[string][]byte
+		want  bool
+	}{
+		{"none", fs("Cargo.toml", ws, "a/Cargo.toml", "[package]\nname = \"a\"\n[dependencies]\nitoa = \"1\"\n"), false},
+		{"empty table", fs("Cargo.toml", ws, "a/Cargo.toml", "[package]\nname = \"a\"\n[dev-dependencies]\n"), false},
+		{"member", fs("Cargo.toml", ws, "a/Cargo.toml", "[package]\nname = \"a\"\n[dev-dependencies]\nitoa = \"1\"\n"), true},
+		{"legacy spelling", fs("Cargo.toml", "[package]\nname = \"r\"\n[dev_dependencies]\nitoa = \"1\"\n"), true},
+		{"target table", fs("Cargo.toml", ws, "a/Cargo.toml", "[package]\nname = \"a\"\n[target.'cfg(unix)'.dev-dependencies]\nitoa = \"1\"\n"), true},
+		{"root package", fs("Cargo.toml", "[package]\nname = \"r\"\n[dev-dependencies]\na = { path = \"a\" }\n"), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := HasDevDependencies(tt.files)
+			if err != nil || got != tt.want {
+				t.Errorf("HasDevDependencies = %v, %v; want %v", got, err, tt.want)
+			}
+		})
+	}
+	if _, err := HasDevDependencies(fs("a/Cargo.toml", "[package\n")); err == nil || !strings.Contains(err.Error(), "a/Cargo.toml") {
+		t.Errorf("broken manifest: err = %v, want one naming a/Cargo.toml", err)
+	}
+}
