@@ -582,6 +582,19 @@ func TestWorkspace(t *testing.T) {
 	p := newProject(t, "workspace")
 	o := p.mustSmelt("check")
 	wantStatus(t, o, each("built", allSteps...))
+	// The deps step built everything, itoa as greet's build-dependency
+	// too, though the skeleton's build script fails; and without
+	// dev-dependencies it left out its plain `cargo build`.
+	for _, step := range allSteps[1:] {
+		for dep := range compiled(p.log(step)) {
+			if dep != "greet" && dep != "app" {
+				t.Errorf("step %s compiled dependency %s", step, dep)
+			}
+		}
+	}
+	if log := p.log("deps"); !strings.Contains(log, "not run, as no package has dev-dependencies") {
+		t.Errorf("the deps step ran its plain cargo build:\n%s", log)
+	}
 	p.mustSmelt("build", "app")
 	if got := p.runResult("app"); got != "1 hello from build.rs: workspace" {
 		t.Fatalf("result/bin/app printed %q", got)
