@@ -200,7 +200,7 @@ func (sr *stepRun) warmups(src source.Tree, cmds []cargo.Command) ([]cargo.Comma
 	}
 	kept, dropped := cargo.DropCoveredBuilds(cmds)
 	for _, c := range dropped {
-		fmt.Fprintf(sr.logf, "# smelt: not run, as no package has dev-dependencies and `cargo build --tests` builds the same dependencies: %s\n", c.Program+" "+strings.Join(c.Args[:min(len(c.Args), 2)], " "))
+		fmt.Fprintf(sr.logf, "# smelt: not run, as no package has dev-dependencies and `cargo build --tests` builds the same dependencies: %s\n", c)
 	}
 	return kept, nil
 }
