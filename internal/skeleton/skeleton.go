@@ -23,8 +23,8 @@ const maskedVersion = "0.0.0"
 // cargo with --keep-going, so all dependencies are built and no stub is
 // ever linked (with lto = true, linking stub binaries costs as much as
 // linking the real ones). Build scripts fail too: their build-dependencies
-// are still built, and a stub build script that compiled would cost a link
-// (about 0.1 s each) for a unit the real build never reuses, its source
+// are still built, and a stub build script that compiled would cost a
+// rustc run and a link for a unit the real build never reuses, its source
 // being different.
 const (
 	libStub   = "compile_error!(\"" + Marker + "\");\n"
