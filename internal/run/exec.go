@@ -149,6 +149,19 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 		if cmds, err = sr.warmups(src, cmds); err != nil {
 			return nil, err
 		}
+		if !userWrapper(s.Env) {
+			// Only an optimisation: where the store cannot hold programs
+			// (a noexec mount), rustc fails the stubs instead.
+			w, err := skeleton.InstallStubRustc(filepath.Join(st.Dir, "bin"))
+			if err == nil {
+				err = exec.CommandContext(ctx, w, "true").Run()
+			}
+			if err != nil {
+				fmt.Fprintf(logf, "# smelt: rustc fails the stubs (the stub wrapper cannot run: %v)\n", err)
+			} else {
+				sr.env = append(sr.env, "RUSTC_WORKSPACE_WRAPPER="+w)
+			}
+		}
 	}
 	for _, c := range cmds {
 		if err := sr.command(ctx, c.Expand(vendorConfig, sr.scratch)); err != nil {
@@ -203,6 +216,18 @@ func (sr *stepRun) warmups(src source.Tree, cmds []cargo.Command) ([]cargo.Comma
 		fmt.Fprintf(sr.logf, "# smelt: not run, as no package has dev-dependencies and `cargo build --tests` builds the same dependencies: %s\n", c)
 	}
 	return kept, nil
+}
+
+// userWrapper reports whether a step's environment names a rustc wrapper
+// of its own. The deps step then keeps it and leaves its stubs to rustc:
+// a wrapper such as sccache takes the one after it for the compiler.
+func userWrapper(env map[string]string) bool {
+	for _, k := range []string{"RUSTC_WRAPPER", "RUSTC_WORKSPACE_WRAPPER", "CARGO_BUILD_RUSTC_WRAPPER", "CARGO_BUILD_RUSTC_WORKSPACE_WRAPPER"} {
+		if env[k] != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // origin is what a step starts from.
