@@ -27,7 +27,7 @@ import (
 
 var (
 	flagCases    = flag.String("cases", "all", "comma-separated cases: cold,cached,edit,dep,growth,restore,verify (or all)")
-	flagProjects = flag.String("projects", "crate,workspace", "comma-separated projects: crate (the published crate), workspace (testdata/workspace)")
+	flagProjects = flag.String("projects", "crate,ripgrep,workspace", "comma-separated projects: crate (the published crate), ripgrep (ripgrep 14.1.1's workspace, from its published crates), workspace (testdata/workspace)")
 	flagReps     = flag.Int("reps", 3, "repetitions per timed case")
 	flagColdReps = flag.Int("cold-reps", 0, "repetitions of the cold case (0: same as -reps)")
 	flagWork     = flag.String("work", "/tmp/smelt-bench", "work directory (wiped for each project at start)")
@@ -74,6 +74,7 @@ type project struct {
 	depToml   string // relative Cargo.toml that gets the added dependency
 	bin       string // binary for the correctness check
 	depLocks  []depVariant
+	clippy    []string // the clippy step's args, on both sides (default --all-targets)
 	baseToml  []byte
 	baseLock  []byte
 	editCount int
@@ -135,6 +136,8 @@ func main() {
 		switch pname {
 		case "crate":
 			p = prepareCrate(*flagCrate)
+		case "ripgrep":
+			p = prepareRipgrep()
 		case "workspace":
 			p = prepareWorkspace()
 		default:
@@ -236,6 +239,75 @@ func prepareCrate(spec string) *project {
 	return p
 }
 
+// ripgrepMembers are ripgrep 14.1.1's workspace members (directory under
+// crates/, package, the version its published Cargo.lock pins).
+var ripgrepMembers = [][3]string{
+	{"globset", "globset", "0.4.15"},
+	{"grep", "grep", "0.3.2"},
+	{"cli", "grep-cli", "0.1.11"},
+	{"matcher", "grep-matcher", "0.1.7"},
+	{"pcre2", "grep-pcre2", "0.1.8"},
+	{"printer", "grep-printer", "0.2.2"},
+	{"regex", "grep-regex", "0.1.13"},
+	{"searcher", "grep-searcher", "0.1.14"},
+	{"ignore", "ignore", "0.4.23"},
+}
+
+// prepareRipgrep assembles ripgrep 14.1.1's workspace (ten packages) from
+// its published crates: each package's original Cargo.toml (the
+// Cargo.toml.orig that cargo publish keeps) in its place under crates/,
+// so the members depend on each other by path as in the repository. The
+// lock is ripgrep's published one, updated by cargo for the members'
+// dev-dependencies (three crates added), kept in bench/ so every run
+// builds the same versions. The edit is in grep-searcher, a library four
+// other members depend on.
+func prepareRipgrep() *project {
+	p := newProject("ripgrep")
+	p.name = "ripgrep"
+	crates := append([][3]string{{"", "ripgrep", "14.1.1"}}, ripgrepMembers...)
+	for _, c := range crates {
+		file := filepath.Join(*flagWork, c[1]+"-"+c[2]+".crate")
+		if _, err := os.Stat(file); err != nil {
+			url := fmt.Sprintf("https://static.crates.io/crates/%s/%s-%s.crate", c[1], c[1], c[2])
+			mustRun("", "curl", "-sSfL", "-o", file, url)
+		}
+	}
+	for _, d := range []string{p.smeltDir, p.cargoDir} {
+		for _, c := range crates {
+			dst := d
+			if c[0] != "" {
+				dst = filepath.Join(d, "crates", c[0])
+			}
+			tmp := dst + ".unpack"
+			must(os.MkdirAll(tmp, 0o755))
+			mustRun("", "tar", "xzf", filepath.Join(*flagWork, c[1]+"-"+c[2]+".crate"), "-C", tmp)
+			must(os.Rename(filepath.Join(tmp, c[1]+"-"+c[2]), dst))
+			must(os.RemoveAll(tmp))
+			must(os.Rename(filepath.Join(dst, "Cargo.toml.orig"), filepath.Join(dst, "Cargo.toml")))
+		}
+		must(os.WriteFile(filepath.Join(d, "Cargo.lock"), readFile(filepath.Join(repoRoot, "bench", "ripgrep-14.1.1-workspace.lock")), 0o644))
+	}
+	p.editFile = "crates/searcher/src/lib.rs"
+	p.depToml = "Cargo.toml"
+	p.bin = "rg"
+	// Every target but benches: globset's need nightly (#![feature(test)]).
+	// clippy 1.95 denies unused_io_amount in grep-printer 0.2.2: lints are
+	// warnings here, as a team would set them until fixed.
+	p.clippy = []string{"--lib", "--bins", "--tests", "--examples", "--", "--cap-lints", "warn"}
+	finishPrepare(p)
+	return p
+}
+
+// cutArgs splits args at the first sep (tool is nil without one).
+func cutArgs(args []string, sep string) (own, tool []string, found bool) {
+	for i, a := range args {
+		if a == sep {
+			return args[:i], append([]string{}, args[i+1:]...), true
+		}
+	}
+	return args, nil, false
+}
+
 func prepareWorkspace() *project {
 	p := newProject("workspace")
 	p.name = "workspace"
@@ -262,7 +334,12 @@ func finishPrepare(p *project) {
 		data = append(data, []byte("\n"+editLine("base")+"\n")...)
 		must(os.WriteFile(f, data, 0o644))
 	}
-	must(os.WriteFile(filepath.Join(p.smeltDir, "smelt.toml"), []byte(smeltTOML), 0o644))
+	toml := smeltTOML
+	if p.clippy != nil {
+		q, _ := json.Marshal(p.clippy)
+		toml = strings.Replace(toml, `args = ["--all-targets"]`, "args = "+string(q), 1)
+	}
+	must(os.WriteFile(filepath.Join(p.smeltDir, "smelt.toml"), []byte(toml), 0o644))
 	// One initial fetch (network) so that every later cargo command runs
 	// --offline; smelt vendors from the same registry cache.
 	mustRun(p.cargoDir, "cargo", "fetch", "--locked")
@@ -328,10 +405,23 @@ func smeltArgs(p *project, args ...string) []string {
 	return append(args, "-C", p.smeltDir, "--store", p.store, "-j", strconv.Itoa(*flagJobs))
 }
 
-var cargoChain = [][]string{
-	{"clippy", "--release", "--all-targets", "--offline"},
-	{"test", "--release", "--offline"},
-	{"build", "--release", "--offline"},
+// cargoChain is the cargo side: smelt's steps build the whole workspace
+// (`--workspace` unless the step selects packages), so cargo does too.
+func cargoChain(p *project) [][]string {
+	args := p.clippy
+	if args == nil {
+		args = []string{"--all-targets"}
+	}
+	own, tool, _ := cutArgs(args, "--")
+	clippy := append(append([]string{"clippy", "--release"}, own...), "--workspace", "--offline")
+	if tool != nil {
+		clippy = append(append(clippy, "--"), tool...)
+	}
+	return [][]string{
+		clippy,
+		{"test", "--release", "--workspace", "--offline"},
+		{"build", "--release", "--workspace", "--offline"},
+	}
 }
 
 type result struct {
@@ -380,7 +470,7 @@ func runSmelt(p *project, tag string, args ...string) result {
 // runCargoChain runs the three cargo commands; the time is their sum.
 func runCargoChain(p *project, tag string) result {
 	total := result{ok: true, detail: map[string]string{}}
-	for _, a := range cargoChain {
+	for _, a := range cargoChain(p) {
 		r := timeCmd("cargo-"+tag+"-"+a[0], p.cargoDir, "cargo", a...)
 		total.secs += r.secs
 		total.ok = total.ok && r.ok
@@ -878,7 +968,7 @@ func writeResults(elapsed time.Duration) {
 	must(os.WriteFile(*flagJSON, js, 0o644))
 }
 
-const method = `- smelt runs ` + "`smelt check -C DIR --store STORE -j 2`" + ` with the sequential chain deps → clippy (` + "`--all-targets`" + `) → test → package, profile release (see ` + "`smeltTOML`" + ` in bench/main.go). The cargo side runs ` + "`cargo clippy --release --all-targets`, `cargo test --release`, `cargo build --release`" + ` (all ` + "`--offline`" + `) on its own copy; its time is the sum of the three.
+const method = `- smelt runs ` + "`smelt check -C DIR --store STORE -j 2`" + ` with the sequential chain deps → clippy (` + "`--all-targets`" + `) → test → package, profile release (see ` + "`smeltTOML`" + ` in bench/main.go). The cargo side runs ` + "`cargo clippy --release --all-targets --workspace`, `cargo test --release --workspace`, `cargo build --release --workspace`" + ` (all ` + "`--offline`" + `; smelt's steps take the whole workspace too) on its own copy; its time is the sum of the three. On ripgrep clippy takes ` + "`--lib --bins --tests --examples -- --cap-lints warn`" + ` on both sides instead of ` + "`--all-targets`" + `: globset's benches need nightly, and clippy 1.95 denies a lint in grep-printer 0.2.2.
 - Both copies share the same cargo registry (one ` + "`cargo fetch --locked`" + ` online at preparation, then offline); smelt vendors from that cache.
 - Cold: before each run the side's previous store / target/ is renamed aside, and all of them are deleted after the case's last run, so that neither side's file creations pay for the other's deletions (ext4 scans the inodes freed in the last minute when it allocates one).
 - Edits append one line ` + "`#[used] static SMELT_BENCH_EDIT: &str = \"…\";`" + ` (kept in the binary) to the edited file at preparation and change its value at each edit to a value never used before (so that every repetition is a real change for cargo and for smelt's store).
