@@ -259,8 +259,8 @@ var ripgrepMembers = [][3]string{
 // so the members depend on each other by path as in the repository. The
 // lock is ripgrep's published one, updated by cargo for the members'
 // dev-dependencies (three crates added), kept in bench/ so every run
-// builds the same versions. The edit is in grep-searcher, a library four
-// other members depend on.
+// builds the same versions. The edit is in grep-searcher, which grep-printer
+// and grep use, and ripgrep through grep.
 func prepareRipgrep() *project {
 	p := newProject("ripgrep")
 	p.name = "ripgrep"
