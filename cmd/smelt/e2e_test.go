@@ -515,6 +515,31 @@ exit $rc
 	}
 }
 
+// A step keeps its own cache of cargo's compiler queries
+// (target/.rustc_info.json): the one it inherits from clippy was written
+// for clippy-driver, and cargo would query rustc again on every run of the
+// step. Cargo rewrites the file only when it queried.
+func TestOwnRustcInfo(t *testing.T) {
+	p := newProject(t, "workspace")
+	p.write("smelt.toml", "[step.deps]\nkind = \"deps\"\n\n[step.clippy]\nkind = \"clippy\"\nartifacts = \"deps\"\n\n[step.test]\nkind = \"test\"\nartifacts = \"clippy\"\n")
+	p.mustSmelt("check")
+	infos, _ := filepath.Glob(filepath.Join(p.store, "work", "*", "test", "src", "target", ".rustc_info.json"))
+	if len(infos) != 1 {
+		t.Fatalf("the test step's .rustc_info.json: %v", infos)
+	}
+	p.write("app/src/main.rs", p.read("app/src/main.rs")+"\n// an edit\n")
+	before := time.Now()
+	o := p.mustSmelt("check")
+	wantStatus(t, o, map[string]string{"deps": "cached", "clippy": "built", "test": "built"})
+	fi, err := os.Stat(infos[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.ModTime().After(before) {
+		t.Errorf("cargo rewrote the test step's .rustc_info.json at %v (run started %v): it queried the compiler again", fi.ModTime(), before)
+	}
+}
+
 // A warm start is an optimisation: when the layer of the step's last
 // success is gone from the store, the step runs from what it inherits.
 func TestWarmStartMissingLayer(t *testing.T) {

@@ -305,6 +305,11 @@ func Replaced(p string) bool {
 	return path.Base(path.Dir(path.Dir(p))) == "build" && strings.HasPrefix(base, "build_script_") && !strings.Contains(base, ".")
 }
 
+// RustcInfo is where, under target/, cargo caches the output of its
+// compiler queries (`rustc -vV`, `--print`), keyed by the compiler and
+// wrappers that gave it.
+const RustcInfo = ".rustc_info.json"
+
 // UnitDir returns the directory under target/ that holds one unit's state
 // as a whole, when p lies in one: PROFILE/.fingerprint/UNIT or
 // PROFILE/build/UNIT (a build script's executable or its run's output).

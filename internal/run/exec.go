@@ -287,6 +287,14 @@ func (e *engine) startFrom(n *plan.Node, parent *store.Result, src source.Tree, 
 		return o, nil
 	}
 	o.restored = store.Overlay(ownTree, o.base, cargo.UnitDir)
+	// Cargo's cache of its compiler queries: the step's own, not the one
+	// it inherits. Cargo keys it by the compiler and the wrappers it runs
+	// with, and the parent ran other ones (clippy-driver, the deps step's
+	// stub wrapper), so the inherited cache would send every run of the
+	// step back to rustc (about 40 ms); cargo checks the one it finds.
+	if e, ok := ownTree[cargo.RustcInfo]; ok {
+		o.restored[cargo.RustcInfo] = e
+	}
 	// Only the workspace's own units were built from its source files; a
 	// dependency's never depend on them.
 	ours := unitsOf(locals, nil)
