@@ -217,17 +217,9 @@ func prepareCrate(spec string) *project {
 	}
 	p := newProject(name)
 	p.name = name
-	file := filepath.Join(*flagWork, name+"-"+version+".crate")
-	if _, err := os.Stat(file); err != nil {
-		url := fmt.Sprintf("https://static.crates.io/crates/%s/%s-%s.crate", name, name, version)
-		mustRun("", "curl", "-sSfL", "-o", file, url)
-	}
+	file := fetchCrate(name, version)
 	for _, d := range []string{p.smeltDir, p.cargoDir} {
-		tmp := d + ".unpack"
-		must(os.MkdirAll(tmp, 0o755))
-		mustRun("", "tar", "xzf", file, "-C", tmp)
-		must(os.Rename(filepath.Join(tmp, name+"-"+version), d))
-		must(os.RemoveAll(tmp))
+		unpackCrate(file, name, version, d)
 	}
 	if _, err := os.Stat(filepath.Join(p.cargoDir, "Cargo.lock")); err != nil {
 		fatalf("%s ships no Cargo.lock", spec)
@@ -237,6 +229,26 @@ func prepareCrate(spec string) *project {
 	p.bin = binName(p.cargoDir, name)
 	finishPrepare(p)
 	return p
+}
+
+// fetchCrate downloads NAME-VERSION.crate from crates.io into the work
+// directory, once, and returns its path.
+func fetchCrate(name, version string) string {
+	file := filepath.Join(*flagWork, name+"-"+version+".crate")
+	if _, err := os.Stat(file); err != nil {
+		url := fmt.Sprintf("https://static.crates.io/crates/%s/%s-%s.crate", name, name, version)
+		mustRun("", "curl", "-sSfL", "-o", file, url)
+	}
+	return file
+}
+
+// unpackCrate unpacks a .crate file's NAME-VERSION/ directory as dst.
+func unpackCrate(file, name, version, dst string) {
+	tmp := dst + ".unpack"
+	must(os.MkdirAll(tmp, 0o755))
+	mustRun("", "tar", "xzf", file, "-C", tmp)
+	must(os.Rename(filepath.Join(tmp, name+"-"+version), dst))
+	must(os.RemoveAll(tmp))
 }
 
 // ripgrepMembers are ripgrep 14.1.1's workspace members (directory under
@@ -265,24 +277,13 @@ func prepareRipgrep() *project {
 	p := newProject("ripgrep")
 	p.name = "ripgrep"
 	crates := append([][3]string{{"", "ripgrep", "14.1.1"}}, ripgrepMembers...)
-	for _, c := range crates {
-		file := filepath.Join(*flagWork, c[1]+"-"+c[2]+".crate")
-		if _, err := os.Stat(file); err != nil {
-			url := fmt.Sprintf("https://static.crates.io/crates/%s/%s-%s.crate", c[1], c[1], c[2])
-			mustRun("", "curl", "-sSfL", "-o", file, url)
-		}
-	}
 	for _, d := range []string{p.smeltDir, p.cargoDir} {
 		for _, c := range crates {
 			dst := d
 			if c[0] != "" {
 				dst = filepath.Join(d, "crates", c[0])
 			}
-			tmp := dst + ".unpack"
-			must(os.MkdirAll(tmp, 0o755))
-			mustRun("", "tar", "xzf", filepath.Join(*flagWork, c[1]+"-"+c[2]+".crate"), "-C", tmp)
-			must(os.Rename(filepath.Join(tmp, c[1]+"-"+c[2]), dst))
-			must(os.RemoveAll(tmp))
+			unpackCrate(fetchCrate(c[1], c[2]), c[1], c[2], dst)
 			must(os.Rename(filepath.Join(dst, "Cargo.toml.orig"), filepath.Join(dst, "Cargo.toml")))
 		}
 		must(os.WriteFile(filepath.Join(d, "Cargo.lock"), readFile(filepath.Join(repoRoot, "bench", "ripgrep-14.1.1-workspace.lock")), 0o644))
