@@ -300,13 +300,13 @@ func prepareRipgrep() *project {
 }
 
 // cutArgs splits args at the first sep (tool is nil without one).
-func cutArgs(args []string, sep string) (own, tool []string, found bool) {
+func cutArgs(args []string, sep string) (own, tool []string) {
 	for i, a := range args {
 		if a == sep {
-			return args[:i], append([]string{}, args[i+1:]...), true
+			return args[:i], append([]string{}, args[i+1:]...)
 		}
 	}
-	return args, nil, false
+	return args, nil
 }
 
 func prepareWorkspace() *project {
@@ -413,7 +413,7 @@ func cargoChain(p *project) [][]string {
 	if args == nil {
 		args = []string{"--all-targets"}
 	}
-	own, tool, _ := cutArgs(args, "--")
+	own, tool := cutArgs(args, "--")
 	clippy := append(append([]string{"clippy", "--release"}, own...), "--workspace", "--offline")
 	if tool != nil {
 		clippy = append(append(clippy, "--"), tool...)
