@@ -149,7 +149,9 @@ func main() {
 		if want("cold") {
 			caseCold(p)
 		}
-		warm(p)
+		if want("cached") || want("edit") || want("dep") || want("growth") || want("restore") || want("verify") {
+			warm(p)
+		}
 		if want("cached") {
 			caseCached(p)
 		}
