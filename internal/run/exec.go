@@ -152,7 +152,7 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 		if !userWrapper(s.Env) {
 			// Only an optimisation: where the store cannot hold programs
 			// (a noexec mount), rustc fails the stubs instead.
-			w, err := skeleton.InstallStubRustc(filepath.Join(st.Dir, "bin"))
+			w, err := st.Program("stub-rustc", []byte(skeleton.StubRustc))
 			if err == nil {
 				err = exec.CommandContext(ctx, w, "true").Run()
 			}

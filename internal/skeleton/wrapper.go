@@ -1,14 +1,5 @@
 package skeleton
 
-import (
-	"crypto/sha256"
-	"encoding/hex"
-	"errors"
-	"fmt"
-	"os"
-	"path/filepath"
-)
-
 // StubRustc is a rustc workspace wrapper for the deps step. There every
 // workspace member is a stub that must fail; cargo runs the workspace
 // wrapper only for members (their build scripts included), so failing
@@ -36,32 +27,3 @@ for a in "$@"; do
 done
 exec "$@"
 `
-
-// InstallStubRustc writes StubRustc under dir, named by its content so
-// that a file once written never changes (another smelt may be running
-// it), and returns its path.
-func InstallStubRustc(dir string) (string, error) {
-	sum := sha256.Sum256([]byte(StubRustc))
-	path := filepath.Join(dir, "stub-rustc-"+hex.EncodeToString(sum[:6]))
-	if fi, err := os.Stat(path); err == nil && fi.Mode()&0o111 != 0 {
-		return path, nil
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
-	}
-	f, err := os.CreateTemp(dir, ".stub-rustc-*")
-	if err != nil {
-		return "", err
-	}
-	_, werr := f.WriteString(StubRustc)
-	cerr := f.Close()
-	if err := errors.Join(werr, cerr, os.Chmod(f.Name(), 0o755)); err != nil {
-		os.Remove(f.Name())
-		return "", fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		os.Remove(f.Name())
-		return "", err
-	}
-	return path, nil
-}

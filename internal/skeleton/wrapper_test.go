@@ -12,12 +12,9 @@ import (
 // the compiler, and fails every compile of a crate with the stubs' message.
 func TestStubRustc(t *testing.T) {
 	dir := t.TempDir()
-	w, err := InstallStubRustc(dir)
-	if err != nil {
+	w := filepath.Join(dir, "stub-rustc")
+	if err := os.WriteFile(w, []byte(StubRustc), 0o755); err != nil {
 		t.Fatal(err)
-	}
-	if again, err := InstallStubRustc(dir); err != nil || again != w {
-		t.Fatalf("second install: %q, %v; want %q", again, err, w)
 	}
 	// A stand-in compiler that says how it was called.
 	fake := filepath.Join(dir, "rustc")

@@ -181,21 +181,41 @@ func (s *Store) ReadObject(hash string) ([]byte, error) {
 	return os.ReadFile(s.ObjectPath(hash))
 }
 
-func (s *Store) writeAtomic(dst string, b []byte) error {
+func (s *Store) writeAtomic(dst string, b []byte) error { return s.writeAtomicMode(dst, b, 0) }
+
+// writeAtomicMode is writeAtomic giving the file mode perm (0: the
+// temporary file's own).
+func (s *Store) writeAtomicMode(dst string, b []byte, perm fs.FileMode) error {
 	tmp, err := s.TempFile("w-*")
 	if err != nil {
 		return err
 	}
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return err
+	_, werr := tmp.Write(b)
+	if cerr := tmp.Close(); werr == nil {
+		werr = cerr
 	}
-	if err := tmp.Close(); err != nil {
+	if werr == nil && perm != 0 {
+		werr = os.Chmod(tmp.Name(), perm)
+	}
+	if werr != nil {
 		os.Remove(tmp.Name())
-		return err
+		return werr
 	}
 	return publish(tmp.Name(), dst)
+}
+
+// Program returns the path of an executable file under bin/ holding b,
+// writing it the first time. It is named by its content: a file another
+// smelt may be running never changes.
+func (s *Store) Program(name string, b []byte) (string, error) {
+	dst := filepath.Join(s.Dir, "bin", name+"-"+HashBytes(b)[:12])
+	if fi, err := os.Stat(dst); err == nil && fi.Mode()&0o111 != 0 {
+		return dst, nil
+	}
+	if err := s.writeAtomicMode(dst, b, 0o755); err != nil {
+		return "", fmt.Errorf("write %s: %w", dst, err)
+	}
+	return dst, nil
 }
 
 // WriteJSON atomically writes v as JSON to a path relative to the store.
