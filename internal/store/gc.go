@@ -2,6 +2,7 @@ package store
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -131,6 +132,9 @@ func (s *Store) GC(maxAge time.Duration) (*GCStats, error) {
 	if err := sweep("objects", func(n string) bool { return liveObjects[n] }, &st.Objects); err != nil {
 		return nil, err
 	}
+	if err := s.sweepPool(liveVendor, st); err != nil {
+		return nil, err
+	}
 	// Directories that are caches of the store's contents: rebuilt on demand.
 	for _, sub := range []string{"vendor", "out", "work", "tmp"} {
 		entries, _ := os.ReadDir(filepath.Join(s.Dir, sub))
@@ -151,4 +155,55 @@ func (s *Store) GC(maxAge time.Duration) (*GCStats, error) {
 		}
 	}
 	return st, nil
+}
+
+// PoolList is the file of a vendored set (vendor/ID/) that lists the crate
+// directories it uses in the shared pool (vendor/pool/), as JSON.
+const PoolList = "pool.json"
+
+// sweepPool removes the pooled crates that no live vendored set lists. A
+// live set without a list (from an older smelt) could use any: then the
+// pool stays whole.
+func (s *Store) sweepPool(liveVendor map[string]bool, st *GCStats) error {
+	used := map[string]bool{}
+	for id := range liveVendor {
+		var names []string
+		err := s.ReadJSON(filepath.Join("vendor", id, PoolList), &names)
+		if errors.Is(err, fs.ErrNotExist) {
+			if _, serr := os.Stat(filepath.Join(s.Dir, "vendor", id)); errors.Is(serr, fs.ErrNotExist) {
+				continue // not vendored here: it uses nothing
+			}
+			return nil
+		}
+		if err != nil {
+			return nil // unreadable: keep everything
+		}
+		for _, n := range names {
+			used[n] = true
+		}
+	}
+	pool := filepath.Join(s.Dir, "vendor", "pool")
+	entries, err := os.ReadDir(pool)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return fmt.Errorf("gc: %w", err)
+	}
+	for _, e := range entries {
+		if used[e.Name()] {
+			continue
+		}
+		// Out of the pool in one step, so that an interrupted gc never
+		// leaves a crate there half deleted; tmp/ is swept below.
+		tmp, err := s.TempDir("gc-pool-")
+		if err != nil {
+			return fmt.Errorf("gc: %w", err)
+		}
+		if err := os.Rename(filepath.Join(pool, e.Name()), filepath.Join(tmp, e.Name())); err != nil {
+			return fmt.Errorf("gc: %w", err)
+		}
+		st.Other++
+	}
+	return nil
 }

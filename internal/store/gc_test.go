@@ -3,6 +3,7 @@ package store
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 )
@@ -50,5 +51,82 @@ func TestGC(t *testing.T) {
 	}
 	if r, _ := st.LookupResult("aa" + HashBytes([]byte("k"))[2:]); r == nil {
 		t.Error("gc removed a recent result")
+	}
+}
+
+// GC removes the pooled crates that no live vendored set lists, and keeps
+// the whole pool when a live set has no list (made by an older smelt).
+func TestGCVendorPool(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		lists    map[string]string // vendored set → its pool.json ("" for none)
+		live     []string          // vendored sets a recent result uses
+		wantPool []string
+	}{
+		{
+			name:     "unlisted crates go",
+			lists:    map[string]string{"v1": `["a-1.0.0","b-1.0.0"]`, "v2": `["a-1.0.0","c-2.0.0"]`},
+			live:     []string{"v1"},
+			wantPool: []string{"a-1.0.0", "b-1.0.0"},
+		},
+		{
+			name:     "every live set counts",
+			lists:    map[string]string{"v1": `["a-1.0.0"]`, "v2": `["c-2.0.0"]`},
+			live:     []string{"v1", "v2"},
+			wantPool: []string{"a-1.0.0", "c-2.0.0"},
+		},
+		{
+			name:     "a set without a list keeps the pool",
+			lists:    map[string]string{"v1": `["a-1.0.0"]`, "v2": ""},
+			live:     []string{"v1", "v2"},
+			wantPool: []string{"a-1.0.0", "b-1.0.0", "c-2.0.0"},
+		},
+		{
+			name:     "a set not vendored here uses nothing",
+			lists:    map[string]string{"v1": `["b-1.0.0"]`},
+			live:     []string{"v1", "gone"},
+			wantPool: []string{"b-1.0.0"},
+		},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			st := openStore(t)
+			for _, c := range []string{"a-1.0.0", "b-1.0.0", "c-2.0.0"} {
+				writeFixture(t, filepath.Join(st.Dir, "vendor", "pool", c), []fixture{{path: "src/lib.rs", typ: TypeFile, data: c, mtimeN: t1}})
+			}
+			for id, list := range tt.lists {
+				dir := filepath.Join(st.Dir, "vendor", id)
+				if err := os.MkdirAll(dir, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if list != "" {
+					if err := os.WriteFile(filepath.Join(dir, PoolList), []byte(list), 0o644); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			for i, id := range tt.live {
+				r := &Result{Key: HashBytes([]byte{byte(i)}), Inputs: map[string]string{"vendor": id}}
+				if err := st.SaveResult(r); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := st.GC(time.Hour); err != nil {
+				t.Fatal(err)
+			}
+			entries, err := os.ReadDir(filepath.Join(st.Dir, "vendor", "pool"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, e := range entries {
+				got = append(got, e.Name())
+			}
+			if !slices.Equal(got, tt.wantPool) {
+				t.Errorf("pool after gc: %v, want %v", got, tt.wantPool)
+			}
+			if tmp, _ := os.ReadDir(filepath.Join(st.Dir, "tmp")); len(tmp) != 0 {
+				t.Errorf("gc left %d entries in tmp/", len(tmp))
+			}
+		})
 	}
 }

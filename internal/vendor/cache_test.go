@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -12,9 +13,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"smelt/internal/store"
 )
@@ -290,4 +293,66 @@ func listFiles(t *testing.T, dir string) []string {
 	})
 	sort.Strings(out)
 	return out
+}
+
+// Each vendored set lists the pooled crates it uses, those it found in the
+// pool included, so that gc keeps exactly what the live sets need.
+func TestFetchListsPooledCrates(t *testing.T) {
+	home := t.TempDir()
+	st, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"CARGO_HOME=" + home}
+	pkg := map[string]lockPackage{}
+	for _, c := range []string{"a", "b", "c"} {
+		sum := makeCrate(t, home, c+"-1.0.0", []tarFile{{name: c + "-1.0.0/Cargo.toml", body: c}})
+		pkg[c] = lockPackage{Name: c, Version: "1.0.0", Source: registry, Checksum: sum}
+	}
+	fetch := func(names ...string) string {
+		var pkgs []lockPackage
+		for _, n := range names {
+			pkgs = append(pkgs, pkg[n])
+		}
+		ws := t.TempDir()
+		lock := lockFor(pkgs...)
+		if err := os.WriteFile(filepath.Join(ws, "Cargo.lock"), lock, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		id := ID(lock)
+		if _, err := Fetch(context.Background(), st, ws, id, env, nil); err != nil {
+			t.Fatal(err)
+		}
+		var listed []string
+		if err := st.ReadJSON(filepath.Join("vendor", id, store.PoolList), &listed); err != nil {
+			t.Fatal(err)
+		}
+		var want []string
+		for _, n := range names {
+			want = append(want, n+"-1.0.0")
+		}
+		if !slices.Equal(listed, want) {
+			t.Errorf("vendored set of %v lists %v", names, listed)
+		}
+		return id
+	}
+	fetch("a", "b")
+	second := fetch("a", "c") // a comes from the pool
+	if err := st.SaveResult(&store.Result{Key: store.HashBytes([]byte("r")), Inputs: map[string]string{"vendor": second}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.GC(time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	var pooled []string
+	entries, _ := os.ReadDir(PoolDir(st))
+	for _, e := range entries {
+		pooled = append(pooled, e.Name())
+	}
+	if !slices.Equal(pooled, []string{"a-1.0.0", "c-1.0.0"}) {
+		t.Errorf("pool after gc: %v, want the live set's a and c", pooled)
+	}
+	if s, ok := Lookup(st, second); !ok || s.Dir != PoolDir(st) {
+		t.Errorf("the live set is gone after gc: %+v %v", s, ok)
+	}
 }

@@ -20,7 +20,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
+
+	"github.com/pelletier/go-toml/v2"
 
 	"smelt/internal/cargo"
 	"smelt/internal/store"
@@ -83,6 +86,7 @@ func Fetch(ctx context.Context, st *store.Store, wsDir, id string, env []string,
 	if err := dedupe(st, crates); err != nil {
 		return nil, err
 	}
+	uses := crateDirs(crates, filepath.Join(wsDir, "Cargo.lock"))
 	// The crates go to the store's shared pool, so that a crate's sources
 	// keep one path whatever the lock file: cargo fingerprints a
 	// dependency by its path, and a new path would rebuild every
@@ -92,6 +96,19 @@ func Fetch(ctx context.Context, st *store.Store, wsDir, id string, env []string,
 		return nil, err
 	} else if pooled {
 		dir = PoolDir(st)
+	} else {
+		uses = []string{}
+	}
+	// What it takes from the pool, for gc (see store.PoolList). Without
+	// the list, gc keeps the whole pool.
+	if uses != nil {
+		b, err := json.Marshal(uses)
+		if err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(filepath.Join(tmp, store.PoolList), b, 0o644); err != nil {
+			return nil, err
+		}
 	}
 	// Point the config that uses the vendored directory at the
 	// directory's final place.
@@ -189,6 +206,40 @@ func dedupe(st *store.Store, dir string) error {
 		}
 	}
 	return nil
+}
+
+// crateDirs names the crate directories a vendored set uses: those in dir
+// (what was vendored now) and, as the crates already pooled were not, one
+// per package of the lock file that has a source ("name-version", as both
+// fromCache and `cargo vendor --versioned-dirs` name them). It returns nil
+// when it cannot tell.
+func crateDirs(dir, lockPath string) []string {
+	entries, err := os.ReadDir(dir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	var parsed struct {
+		Package []lockPackage `toml:"package"`
+	}
+	lock, err := os.ReadFile(lockPath)
+	if err != nil || toml.Unmarshal(lock, &parsed) != nil {
+		return nil
+	}
+	seen := map[string]bool{}
+	for _, e := range entries {
+		seen[e.Name()] = true
+	}
+	for _, p := range parsed.Package {
+		if p.Source != "" {
+			seen[p.Name+"-"+p.Version] = true
+		}
+	}
+	out := make([]string, 0, len(seen))
+	for n := range seen {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // PoolDir holds the vendored crates of every lock file, one directory per
