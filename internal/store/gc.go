@@ -139,7 +139,7 @@ func (s *Store) GC(maxAge time.Duration) (*GCStats, error) {
 	for _, sub := range []string{"vendor", "out", "work", "tmp"} {
 		entries, _ := os.ReadDir(filepath.Join(s.Dir, sub))
 		for _, e := range entries {
-			if sub == "vendor" && (liveVendor[e.Name()] || e.Name() == "pool") {
+			if sub == "vendor" && (liveVendor[e.Name()] || filepath.Join(s.Dir, sub, e.Name()) == s.VendorPool()) {
 				continue
 			}
 			// No run holds the store (the lock is exclusive), so all of
@@ -158,8 +158,12 @@ func (s *Store) GC(maxAge time.Duration) (*GCStats, error) {
 }
 
 // PoolList is the file of a vendored set (vendor/ID/) that lists the crate
-// directories it uses in the shared pool (vendor/pool/), as JSON.
+// directories it uses in the shared pool (VendorPool), as JSON.
 const PoolList = "pool.json"
+
+// VendorPool is the directory of the vendored crates that every lock file's
+// set shares (see the vendor package).
+func (s *Store) VendorPool() string { return filepath.Join(s.Dir, "vendor", "pool") }
 
 // sweepPool removes the pooled crates that no live vendored set lists. A
 // live set without a list (from an older smelt) could use any: then the
@@ -182,7 +186,7 @@ func (s *Store) sweepPool(liveVendor map[string]bool, st *GCStats) error {
 			used[n] = true
 		}
 	}
-	pool := filepath.Join(s.Dir, "vendor", "pool")
+	pool := s.VendorPool()
 	entries, err := os.ReadDir(pool)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -190,15 +194,17 @@ func (s *Store) sweepPool(liveVendor map[string]bool, st *GCStats) error {
 		}
 		return fmt.Errorf("gc: %w", err)
 	}
+	tmp := ""
 	for _, e := range entries {
 		if used[e.Name()] {
 			continue
 		}
 		// Out of the pool in one step, so that an interrupted gc never
 		// leaves a crate there half deleted; tmp/ is swept below.
-		tmp, err := s.TempDir("gc-pool-")
-		if err != nil {
-			return fmt.Errorf("gc: %w", err)
+		if tmp == "" {
+			if tmp, err = s.TempDir("gc-pool-"); err != nil {
+				return fmt.Errorf("gc: %w", err)
+			}
 		}
 		if err := os.Rename(filepath.Join(pool, e.Name()), filepath.Join(tmp, e.Name())); err != nil {
 			return fmt.Errorf("gc: %w", err)

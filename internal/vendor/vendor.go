@@ -244,7 +244,7 @@ func crateDirs(dir, lockPath string) []string {
 
 // PoolDir holds the vendored crates of every lock file, one directory per
 // crate version ("name-version"), each added once and never changed.
-func PoolDir(st *store.Store) string { return filepath.Join(st.Dir, "vendor", "pool") }
+func PoolDir(st *store.Store) string { return st.VendorPool() }
 
 // sameCrate reports whether two vendored crates, given their
 // .cargo-checksum.json, are the same: the same package checksum (the
