@@ -43,6 +43,15 @@ type lockPackage struct {
 	Checksum string `toml:"checksum"`
 }
 
+// lockPackages reads the packages of a Cargo.lock.
+func lockPackages(lock []byte) ([]lockPackage, error) {
+	var parsed struct {
+		Package []lockPackage `toml:"package"`
+	}
+	err := toml.Unmarshal(lock, &parsed)
+	return parsed.Package, err
+}
+
 // crate is one crates.io package of a lock file.
 type crate struct {
 	dir      string // "name-version", as cargo vendor --versioned-dirs names it
@@ -64,15 +73,13 @@ var errNoCache = errors.New("not vendorable from cargo's download cache")
 // wrong with it), or a pooled crate of the same name and version from
 // another source. log, if not nil, gets one line saying what was unpacked.
 func fromCache(st *store.Store, lock []byte, env []string, dir string, log io.Writer) (string, error) {
-	var parsed struct {
-		Package []lockPackage `toml:"package"`
-	}
-	if err := toml.Unmarshal(lock, &parsed); err != nil {
+	pkgs, err := lockPackages(lock)
+	if err != nil {
 		return "", errNoCache
 	}
 	var missing []crate
 	remote := 0
-	for _, p := range parsed.Package {
+	for _, p := range pkgs {
 		if p.Source == "" {
 			continue // the workspace's own packages and path dependencies
 		}
@@ -102,7 +109,7 @@ func fromCache(st *store.Store, lock []byte, env []string, dir string, log io.Wr
 			return "", errNoCache
 		}
 	}
-	err := par.Each(runtime.GOMAXPROCS(0), missing, func(c crate) error {
+	err = par.Each(runtime.GOMAXPROCS(0), missing, func(c crate) error {
 		return unpack(c, filepath.Join(dir, c.dir))
 	})
 	if err != nil {

@@ -20,13 +20,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
-	"strings"
-
-	"github.com/pelletier/go-toml/v2"
-
 	"smelt/internal/cargo"
 	"smelt/internal/store"
+	"sort"
+	"strings"
 )
 
 // Sources is a vendored dependency set.
@@ -66,7 +63,8 @@ func Fetch(ctx context.Context, st *store.Store, wsDir, id string, env []string,
 	defer os.RemoveAll(tmp)
 	crates := filepath.Join(tmp, "crates")
 	conf, err := "", errNoCache
-	if lock, rerr := os.ReadFile(filepath.Join(wsDir, "Cargo.lock")); rerr == nil {
+	lock, lockErr := os.ReadFile(filepath.Join(wsDir, "Cargo.lock"))
+	if lockErr == nil {
 		var w io.Writer
 		if log != nil {
 			w = log
@@ -86,7 +84,11 @@ func Fetch(ctx context.Context, st *store.Store, wsDir, id string, env []string,
 	if err := dedupe(st, crates); err != nil {
 		return nil, err
 	}
-	uses := crateDirs(crates, filepath.Join(wsDir, "Cargo.lock"))
+	// Listed before pooling, which moves the crates out of crates.
+	var uses []string
+	if lockErr == nil {
+		uses = crateDirs(crates, lock)
+	}
 	// The crates go to the store's shared pool, so that a crate's sources
 	// keep one path whatever the lock file: cargo fingerprints a
 	// dependency by its path, and a new path would rebuild every
@@ -213,23 +215,20 @@ func dedupe(st *store.Store, dir string) error {
 // per package of the lock file that has a source ("name-version", as both
 // fromCache and `cargo vendor --versioned-dirs` name them). It returns nil
 // when it cannot tell.
-func crateDirs(dir, lockPath string) []string {
+func crateDirs(dir string, lock []byte) []string {
 	entries, err := os.ReadDir(dir)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
-	var parsed struct {
-		Package []lockPackage `toml:"package"`
-	}
-	lock, err := os.ReadFile(lockPath)
-	if err != nil || toml.Unmarshal(lock, &parsed) != nil {
+	pkgs, err := lockPackages(lock)
+	if err != nil {
 		return nil
 	}
 	seen := map[string]bool{}
 	for _, e := range entries {
 		seen[e.Name()] = true
 	}
-	for _, p := range parsed.Package {
+	for _, p := range pkgs {
 		if p.Source != "" {
 			seen[p.Name+"-"+p.Version] = true
 		}
