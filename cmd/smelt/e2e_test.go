@@ -787,7 +787,8 @@ func TestInit(t *testing.T) {
 		t.Errorf("init over an existing smelt.toml: exit %d\n%s", o.code, o.output)
 	}
 	p.mustSmelt("init", "--sequential", "--force")
-	cmd := exec.Command(smeltBin, "why", "-C", p.dir, "--store", p.store)
+	// Flags before the command, as the usage says they may come.
+	cmd := exec.Command(smeltBin, "-C", p.dir, "--store", p.store, "why")
 	out, err := cmd.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "crate") || !strings.Contains(string(out), "would run") {
 		t.Errorf("smelt why on the sequential smelt.toml: %v\n%s", err, out)

@@ -67,8 +67,7 @@ func mainErr(args []string) int {
 		fmt.Print(usage)
 		return 0
 	}
-	cmd := args[0]
-	fl := flag.NewFlagSet("smelt "+cmd, flag.ContinueOnError)
+	fl := flag.NewFlagSet("smelt", flag.ContinueOnError)
 	var o options
 	fl.StringVar(&o.dir, "C", ".", "project directory")
 	fl.StringVar(&o.store, "store", "", "store directory")
@@ -85,7 +84,7 @@ func mainErr(args []string) int {
 	// and -jN as make and cargo do.
 	var pos []string
 	var rest []string
-	for _, a := range args[1:] {
+	for _, a := range args {
 		if len(a) > 2 && strings.HasPrefix(a, "-j") && a[2] >= '0' && a[2] <= '9' {
 			rest = append(rest, "-j", a[2:])
 			continue
@@ -102,6 +101,14 @@ func mainErr(args []string) int {
 		pos = append(pos, fl.Arg(0))
 		rest = fl.Args()[1:]
 	}
+	// The command is the first word that is not a flag, so flags may come
+	// before it too (`smelt -C app check`).
+	if len(pos) == 0 {
+		fmt.Fprint(os.Stderr, usage)
+		return 2
+	}
+	cmd := pos[0]
+	pos = pos[1:]
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	var err error
