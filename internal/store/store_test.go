@@ -269,6 +269,53 @@ func TestRestoreMissingObject(t *testing.T) {
 	}
 }
 
+// Files of at most InlineMax bytes are restored from the layer itself, not
+// from their objects (which are still stored); larger ones from objects.
+func TestRestoreInlineSmallFiles(t *testing.T) {
+	st := openStore(t)
+	src := filepath.Join(t.TempDir(), "src")
+	small, big := strings.Repeat("s\x00", InlineMax/2), strings.Repeat("b", InlineMax+1)
+	writeFixture(t, src, []fixture{
+		{path: "small", typ: TypeExec, data: small, mtimeN: t1},
+		{path: "big", typ: TypeFile, data: big, mtimeN: t2},
+		{path: "zero", typ: TypeFile, mtimeN: t1},
+	})
+	id, tree, err := st.Snapshot(src, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"small", "big", "zero"} {
+		if !st.HasObject(tree[name].Hash) {
+			t.Errorf("object for %s not stored", name)
+		}
+	}
+	if tree["small"].Data == "" || tree["big"].Data != "" {
+		t.Fatalf("small carries %d bytes of data, big %d", len(tree["small"].Data), len(tree["big"].Data))
+	}
+	for _, name := range []string{"small", "zero"} {
+		if err := os.Remove(st.ObjectPath(tree[name].Hash)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	flat, err := st.Flatten(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(t.TempDir(), "dst")
+	if err := st.Restore(dst, flat); err != nil {
+		t.Fatalf("restore without the small files' objects: %v", err)
+	}
+	if got, want := describe(t, dst), describe(t, src); !reflect.DeepEqual(got, want) {
+		t.Errorf("restored tree differs:\n got %v\nwant %v", got, want)
+	}
+	if err := os.Remove(st.ObjectPath(tree["big"].Hash)); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Restore(filepath.Join(t.TempDir(), "dst2"), flat); err == nil {
+		t.Error("a file larger than InlineMax was restored without its object")
+	}
+}
+
 func TestSnapshotMissingDirIsEmpty(t *testing.T) {
 	st := openStore(t)
 	id, tree, err := st.Snapshot(filepath.Join(t.TempDir(), "absent"), "", nil)

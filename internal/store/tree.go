@@ -1,6 +1,8 @@
 package store
 
 import (
+	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -34,6 +36,35 @@ type Entry struct {
 	Size  int64  `json:"s,omitempty"`
 	MTime int64  `json:"m,omitempty"`
 	Hash  string `json:"h,omitempty"`
+	// Data is the base64 content of a file of at most InlineMax bytes
+	// (empty for an empty file). The object is stored too; Data lets a
+	// restore write the small files (cargo's fingerprints, dep-info) from
+	// the manifest it has already read instead of opening one object each:
+	// with a cold page cache that open is a random read per file.
+	Data string `json:"d,omitempty"`
+}
+
+// InlineMax is the largest file whose content a layer carries in Data.
+// On fd-find's release target/ 943 of 2037 files are at most 1 KiB, and
+// together 203 KB.
+const InlineMax = 1024
+
+// inline returns e's content from the manifest, if it carries it.
+func (e Entry) inline() ([]byte, bool) {
+	if e.Type != TypeFile && e.Type != TypeExec {
+		return nil, false
+	}
+	if e.Size == 0 {
+		return nil, true
+	}
+	if e.Data == "" {
+		return nil, false
+	}
+	b, err := base64.StdEncoding.DecodeString(e.Data)
+	if err != nil || int64(len(b)) != e.Size {
+		return nil, false
+	}
+	return b, true
 }
 
 // Layer is a tree stored as the difference from its parent: the entries that
@@ -246,15 +277,24 @@ func (s *Store) SnapshotLinking(dir, parent string, base, known Tree, linkable f
 		if b, ok := known[e.Path]; ok && b.Type == e.Type && b.Size == e.Size &&
 			(b.MTime == e.MTime || s.isObject(filepath.Join(dir, filepath.FromSlash(e.Path)), b)) {
 			// Unchanged (or still the hard link RestoreLinking made).
-			e.Hash, e.MTime = b.Hash, b.MTime
+			e.Hash, e.MTime, e.Data = b.Hash, b.MTime, b.Data
 			continue
 		}
 		toHash = append(toHash, e)
 	}
 	err = par.Each(runtime.GOMAXPROCS(0), toHash, func(e *Entry) error {
 		p := filepath.Join(dir, filepath.FromSlash(e.Path))
-		h, _, err := HashFile(p)
-		if err != nil {
+		var h string
+		if e.Size <= InlineMax {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			h, e.Size = HashBytes(b), int64(len(b))
+			if len(b) <= InlineMax {
+				e.Data = base64.StdEncoding.EncodeToString(b)
+			}
+		} else if h, _, err = HashFile(p); err != nil {
 			return err
 		}
 		e.Hash = h
@@ -459,11 +499,17 @@ func same(want, have Entry) bool {
 // CopyOut writes the object of e to dst with e's mode and mtime. It never
 // links: cargo rewrites some files in place, which would corrupt the store.
 func (s *Store) CopyOut(e Entry, dst string) error {
-	src, err := os.Open(s.ObjectPath(e.Hash))
-	if err != nil {
-		return fmt.Errorf("store object for %s is missing (run `smelt gc --verify`, then rebuild): %w", e.Path, err)
+	var src io.Reader
+	if b, ok := e.inline(); ok {
+		src = bytes.NewReader(b)
+	} else {
+		f, err := os.Open(s.ObjectPath(e.Hash))
+		if err != nil {
+			return fmt.Errorf("store object for %s is missing (run `smelt gc --verify`, then rebuild): %w", e.Path, err)
+		}
+		defer f.Close()
+		src = f
 	}
-	defer src.Close()
 	mode := os.FileMode(0o644)
 	if e.Type == TypeExec {
 		mode = 0o755
