@@ -678,45 +678,6 @@ func TestSequentialChain(t *testing.T) {
 	wantStatus(t, o, map[string]string{"clippy": "failed"})
 }
 
-// On a first build the deps step builds the crate too, in the same cargo as
-// its dependencies (fused): the steps after it start from that and compile
-// nothing, and the result is the crate's. A crate that does not compile
-// fails the step that builds it, not the deps step.
-func TestFusedFirstBuild(t *testing.T) {
-	p := newProject(t, "sequential")
-	o := p.mustSmelt("check")
-	wantStatus(t, o, each("built", "deps", "clippy", "test", "crate"))
-	if deps := p.log("deps"); !compiled(deps)["seq"] || !strings.Contains(deps, "run on the source of the steps after this one") {
-		t.Errorf("the deps step did not build seq on its heirs' source:\n%s", deps)
-	}
-	for _, step := range []string{"test", "crate"} {
-		if c := compiled(p.log(step)); len(c) != 0 {
-			t.Errorf("step %s compiled %v; the deps step had built them", step, c)
-		}
-	}
-	if !strings.Contains(p.log("test"), "1 passed") {
-		t.Errorf("test did not run the test:\n%s", p.log("test"))
-	}
-	p.mustSmelt("build")
-	if got := p.runResult("seq"); got != "double: 42" {
-		t.Fatalf("result/bin/seq printed %q", got)
-	}
-
-	q := newProject(t, "sequential")
-	q.replace("src/main.rs", "n * 2", "n * \"2\"")
-	o = q.smelt("check")
-	wantStatus(t, o, map[string]string{"deps": "built", "clippy": "failed", "test": "skipped", "crate": "skipped"})
-	if !strings.Contains(o.output, "E0277") && !strings.Contains(o.output, "cannot multiply") {
-		t.Errorf("the failure does not show the compiler's error:\n%s", o.output)
-	}
-	q.replace("src/main.rs", "n * \"2\"", "n * 2")
-	o = q.mustSmelt("build")
-	wantStatus(t, o, map[string]string{"deps": "cached", "crate": "built"})
-	if got := q.runResult("seq"); got != "double: 42" {
-		t.Fatalf("after the fix, result/bin/seq printed %q", got)
-	}
-}
-
 // Bad input gets one clear message naming the file, and nothing is built.
 func TestBadInput(t *testing.T) {
 	t.Run("smelt.toml typo", func(t *testing.T) {

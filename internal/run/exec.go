@@ -152,13 +152,11 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 		if cmds, err = sr.warmups(src, cmds); err != nil {
 			return nil, err
 		}
-		if h := e.fusedHeir(n); h != nil {
-			cmds, fuseAt = fuseOrder(cmds, e.fusedFor(n))
-			if fuseAt == len(cmds) {
-				fuseAt = -1 // nothing to build on the real source
-			} else if fuseSrc, err = e.stepSource(h.Step); err != nil {
+		if h := e.fusedHeir(n); h != nil && slices.ContainsFunc(cmds, fusible) {
+			if fuseSrc, err = e.stepSource(h.Step); err != nil {
 				return nil, err
 			}
+			cmds, fuseAt = fuseOrder(cmds)
 		}
 		if !userWrapper(s.Env) {
 			// Only an optimisation: where the store cannot hold programs

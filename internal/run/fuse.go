@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"smelt/internal/cargo"
-	"smelt/internal/config"
 	"smelt/internal/plan"
 	"smelt/internal/source"
 	"smelt/internal/store"
@@ -31,10 +30,6 @@ import (
 // target/ (a warm start), under the same mtime rule: cargo rebuilds
 // whatever the seed holds that their source does not match.
 
-// buildsOwn are the kinds whose deps warm-ups, run on the real source, build
-// what the step itself would of the workspace's own code.
-var buildsOwn = map[string]bool{"test": true, "nextest": true, "package": true, "coverage": true}
-
 // fusedHeir returns the step whose source a deps step that runs builds its
 // `cargo build` warm-ups on, or nil: the first heir selected in this run
 // whose own build those warm-ups are, if it has no target/ of its own to
@@ -44,13 +39,16 @@ var buildsOwn = map[string]bool{"test": true, "nextest": true, "package": true, 
 // would build them all.
 func (e *engine) fusedHeir(n *plan.Node) *plan.Node {
 	for _, h := range n.Descendants() {
-		if !buildsOwn[h.Step.Kind] || !e.selected[h.Name()] {
-			continue
+		switch h.Step.Kind {
+		case "test", "nextest", "package", "coverage":
+			if !e.selected[h.Name()] {
+				continue
+			}
+			if e.warmStart(h) != nil {
+				return nil
+			}
+			return h
 		}
-		if e.warmStart(h) != nil {
-			return nil
-		}
-		return h
 	}
 	return nil
 }
@@ -61,28 +59,12 @@ func fusible(c cargo.Command) bool {
 	return c.Program == "cargo" && len(c.Args) > 0 && c.Args[0] == "build"
 }
 
-// fusedFor tells the warm-ups of deps step n to run on the real source:
-// the fusible ones that a heir selected in this run would run itself (a
-// `cargo build --tests` for a test step), so that none builds the
-// workspace's own code for a step that will not use it.
-func (e *engine) fusedFor(n *plan.Node) func(cargo.Command) bool {
-	want := map[string]bool{}
-	for _, h := range n.Descendants() {
-		if buildsOwn[h.Step.Kind] && e.selected[h.Name()] {
-			for _, c := range cargo.Commands(n.Step, []*config.Step{h.Step}, 0, 0) {
-				want[c.String()] = true
-			}
-		}
-	}
-	return func(c cargo.Command) bool { return fusible(c) && want[c.String()] }
-}
-
-// fuseOrder puts a deps step's skeleton warm-ups first and those to run on
-// the real source (fused) after, stably, and says where the latter begin.
-func fuseOrder(cmds []cargo.Command, fused func(cargo.Command) bool) ([]cargo.Command, int) {
+// fuseOrder puts a deps step's skeleton warm-ups first and its fusible ones
+// after, stably, and says where the latter begin.
+func fuseOrder(cmds []cargo.Command) ([]cargo.Command, int) {
 	var skel, real []cargo.Command
 	for _, c := range cmds {
-		if fused(c) {
+		if fusible(c) {
 			real = append(real, c)
 		} else {
 			skel = append(skel, c)

@@ -71,7 +71,7 @@ func TestDependencyPart(t *testing.T) {
 func TestFuseOrder(t *testing.T) {
 	c := func(args ...string) cargo.Command { return cargo.Command{Program: "cargo", Args: args} }
 	cmds := []cargo.Command{c("build", "--tests"), c("check"), c("build"), c("doc", "--no-deps")}
-	got, at := fuseOrder(cmds, fusible)
+	got, at := fuseOrder(cmds)
 	var names []string
 	for _, g := range got {
 		names = append(names, g.String())
