@@ -42,7 +42,6 @@ type stepRun struct {
 	tools     map[string]string // tool name → path
 	locals    []string          // the workspace's own packages
 	phases    []string          // where the step's time went, for its log
-	fused     bool              // a deps step now building on its heirs' source (see fuse.go)
 	mark      time.Time
 }
 
@@ -146,17 +145,9 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 		sr.env = append(sr.env, k+"="+s.Env[k])
 	}
 	cmds := n.Commands
-	fuseAt := -1 // the first command to run on the heirs' source
-	var fuseSrc source.Tree
 	if s.Kind == "deps" {
 		if cmds, err = sr.warmups(src, cmds); err != nil {
 			return nil, err
-		}
-		if h := e.fusedHeir(n); h != nil && slices.ContainsFunc(cmds, fusible) {
-			if fuseSrc, err = e.stepSource(h.Step); err != nil {
-				return nil, err
-			}
-			cmds, fuseAt = fuseOrder(cmds)
 		}
 		if !userWrapper(s.Env) {
 			// Only an optimisation: where the store cannot hold programs
@@ -172,14 +163,7 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 			}
 		}
 	}
-	var seedSource []store.SourceFile
-	for i, c := range cmds {
-		if i == fuseAt {
-			if seedSource, err = sr.layRealSource(fuseSrc); err != nil {
-				return nil, err
-			}
-			sr.phase("source")
-		}
+	for _, c := range cmds {
 		if err := sr.command(ctx, c.Expand(vendorConfig, sr.scratch)); err != nil {
 			return nil, err
 		}
@@ -192,18 +176,6 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 		id, t, err := st.SnapshotLinking(sr.targetDir, from.layer, from.base, from.restored, linkable(s.Kind))
 		if err != nil {
 			return nil, err
-		}
-		if s.Kind == "deps" {
-			// Only the dependencies' units, fused or not (the stubs'
-			// leftovers are nothing to keep), so that both give the same
-			// content and early cutoff holds between them.
-			if sr.fused {
-				res.Seed, res.SeedSource, res.SeedMaxMTime = id, seedSource, t.MaxMTime()
-			}
-			t = dependencyPart(t, locals)
-			if id, err = st.PutTree(from.layer, from.base, t); err != nil {
-				return nil, err
-			}
 		}
 		tree = t
 		res.Artifacts, res.ArtifactsID, res.MaxMTime = id, t.ContentID(), t.MaxMTime()
@@ -293,10 +265,6 @@ func (e *engine) startFrom(n *plan.Node, parent *store.Result, src source.Tree, 
 	o.restored = o.base
 	var ownTree store.Tree
 	own := e.warmStart(n)
-	what := "its own target/ of its last success"
-	if seed := seedOf(parent, own); seed != nil {
-		own, what = seed, "the target/ its deps step built the workspace's own code in"
-	}
 	if own != nil && plan.KeepsArtifacts(kind) && kind != "command" {
 		if ownTree, err = st.Flatten(own.Artifacts); err != nil {
 			// A warm start is an optimisation: start from what it inherits.
@@ -310,7 +278,7 @@ func (e *engine) startFrom(n *plan.Node, parent *store.Result, src source.Tree, 
 		o.times = source.MTimes(src, prevSource, newest, timeNow(), tick)
 		return o, nil
 	}
-	o.note = fmt.Sprintf("warm start: %s (%d files) under what it inherits (%d files)", what, len(ownTree), len(o.base))
+	o.note = fmt.Sprintf("warm start: its own target/ of its last success (%d files) under what it inherits (%d files)", len(ownTree), len(o.base))
 	if parent == nil {
 		// A root step's artifacts are all its own: it starts from them
 		// as from a parent's, and its layer is a delta over them.
@@ -470,12 +438,8 @@ func (sr *stepRun) command(ctx context.Context, c cargo.Command) error {
 	if err == nil {
 		return nil
 	}
-	if sr.n.Step.Kind == "deps" && !sr.fused && skeleton.OnlyStubsFailed(stderr.String(), sr.locals) {
+	if sr.n.Step.Kind == "deps" && skeleton.OnlyStubsFailed(stderr.String(), sr.locals) {
 		fmt.Fprintf(sr.logf, "# smelt: only the skeleton's stubs failed, as they must: every dependency is built\n")
-		return nil
-	}
-	if sr.fused && skeleton.OnlyOwnFailed(stderr.String(), sr.locals) {
-		fmt.Fprintf(sr.logf, "# smelt: only the workspace's own code failed to build: every dependency is built, and the steps after this one report the errors\n")
 		return nil
 	}
 	sr.r.Tail = tail(sr.r.Log, 25)

@@ -101,10 +101,8 @@ func (s *Store) GC(maxAge time.Duration) (*GCStats, error) {
 		if v := r.Inputs["vendor"]; v != "" {
 			liveVendor[v] = true
 		}
-		for _, l := range []string{r.Artifacts, r.Seed} {
-			if err := markLayer(l); err != nil {
-				return err
-			}
+		if err := markLayer(r.Artifacts); err != nil {
+			return err
 		}
 		return markLayer(r.Output)
 	})
