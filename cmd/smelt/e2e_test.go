@@ -431,6 +431,29 @@ func TestWarmStartChain(t *testing.T) {
 	}
 }
 
+// A build script that names no rerun-if-changed reruns when the newest
+// mtime among its package's files is not the one it ran with (cargo compares
+// them for equality). A step warm-started under a deps step must give the
+// files of a package that did not change exactly the times it built with,
+// or every edit anywhere rebuilds that package.
+func TestWarmStartBuildScriptWithoutRerunIf(t *testing.T) {
+	p := newProject(t, "workspace")
+	p.replace("greet/build.rs", "    println!(\"cargo:rerun-if-changed=build.rs\");\n", "")
+	p.write("smelt.toml", fmt.Sprintf(chainTOML, "1"))
+	p.mustSmelt("build")
+	for i := 2; i <= 3; i++ {
+		p.replace("app/src/main.rs", fmt.Sprintf("greet::greet(%d,", i-1), fmt.Sprintf("greet::greet(%d,", i))
+		o := p.mustSmelt("build")
+		wantStatus(t, o, map[string]string{"deps": "cached", "test": "built", "crate": "built"})
+		if c := compiled(p.log("test")); len(c) != 1 || !c["app"] {
+			t.Errorf("edit %d of app: test compiled %v; want app alone", i, c)
+		}
+		if got, want := p.runResult("app"), fmt.Sprintf("%d hello from build.rs: workspace", i); got != want {
+			t.Fatalf("edit %d of app: result/bin/app printed %q, want %q", i, got, want)
+		}
+	}
+}
+
 // A unit left in a step's own target/ from an older run, built from older
 // source and not used since, must not come back as fresh: crate builds app
 // with feature x (from main.rs v1), then with y (v2); back to x with v2, the

@@ -276,7 +276,10 @@ func MTimes(t Tree, prev []store.SourceFile, newest int64, now time.Time, tick t
 // just newer than its units older than its time for the file: by the
 // invariant those are the ones built from other content. The file gets the
 // larger bound, the oldest time that keeps every such unit stale, so that the
-// units of either side built from this content stay fresh.
+// units of either side built from this content stay fresh; except that where
+// the parent has no such units (parentNewest 0: a deps step's), a file equal
+// to the step's own keeps at least the step's own time for it, exactly.
+// A later time is always safe: it can only make more units stale.
 func MTimesOver(t Tree, parent []store.SourceFile, parentNewest int64, own []store.SourceFile, ownUnits []int64, tick time.Duration) []store.SourceFile {
 	par, mine := sourceMap(parent), sourceMap(own)
 	var ownNewest int64
@@ -295,6 +298,15 @@ func MTimesOver(t Tree, parent []store.SourceFile, parentNewest int64, own []sto
 			// The newest of the units older than o.MTime.
 			if k := sort.Search(len(ownUnits), func(k int) bool { return ownUnits[k] >= o.MTime }); k > 0 {
 				lo = max(lo, ownUnits[k-1]+int64(tick))
+			}
+			if parentNewest == 0 {
+				// No unit of the parent's can turn stale: keep the
+				// step's own time exactly. Cargo compares some times
+				// for equality: a build script that names no
+				// rerun-if-changed reruns (and its package rebuilds)
+				// when the newest time among its package's files is not
+				// the one it ran with.
+				lo = max(lo, o.MTime)
 			}
 		} else if ownNewest > 0 {
 			lo = max(lo, ownNewest+int64(tick))

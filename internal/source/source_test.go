@@ -348,7 +348,14 @@ func TestMTimesOver(t *testing.T) {
 		}},
 		{"own units all built from the current a", 1000, []int64{250, 500}, []int64{100, 500 + tick, 500 + tick, 1000 + tick, 1000 + tick}},
 		{"no own units survived", 1000, nil, []int64{100, 300, 100, 1000 + tick, 1000 + tick}},
-		{"no units anywhere", 0, nil, []int64{100, 300, 100, BaseTime, BaseTime}},
+		{"no units anywhere", 0, nil, []int64{200, 300, 100, 50, BaseTime}},
+		{"a parent without units: own times kept", 0, []int64{150, 500}, []int64{
+			150 + tick, // a: newer than own's unit older than own's time (150), which is later than own's time itself
+			500 + tick, // b: changed since own: newer than its units
+			500 + tick, // c: new to the step's own source
+			50,         // d: own's time, exactly (else BaseTime, there being no bound)
+			500 + tick, // e: new everywhere
+		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			got := MTimesOver(tree, parent, tt.parentNewest, own, tt.ownUnits, time.Duration(tick))
