@@ -628,8 +628,12 @@ func TestDependencyAdded(t *testing.T) {
 // A workspace with two members, a path dependency and a build.rs.
 func TestWorkspace(t *testing.T) {
 	p := newProject(t, "workspace")
-	o := p.mustSmelt("check")
-	wantStatus(t, o, each("built", allSteps...))
+	// The deps step alone, so on the skeleton only (not fused: no heir
+	// runs); then the rest from its result.
+	o := p.mustSmelt("check", "deps")
+	wantStatus(t, o, map[string]string{"deps": "built"})
+	o = p.mustSmelt("check")
+	wantStatus(t, o, map[string]string{"deps": "cached", "clippy": "built", "test": "built", "fmt": "built", "doc": "built", "package": "built"})
 	// The deps step built everything, itoa as greet's build-dependency
 	// too, though the skeleton's build script fails; and without
 	// dev-dependencies it left out its plain `cargo build`.
@@ -643,8 +647,8 @@ func TestWorkspace(t *testing.T) {
 			}
 		}
 	}
-	if log := p.log("deps"); !strings.Contains(log, "not run, as no package has dev-dependencies") {
-		t.Errorf("the deps step ran its plain cargo build:\n%s", log)
+	if log := p.log("deps"); !strings.Contains(log, "not run, as no package has dev-dependencies") || strings.Contains(log, "run on the source of the steps after this one") {
+		t.Errorf("the deps step ran its plain cargo build, or ran fused:\n%s", log)
 	}
 	p.mustSmelt("build", "app")
 	if got := p.runResult("app"); got != "1 hello from build.rs: workspace" {
@@ -699,6 +703,45 @@ func TestSequentialChain(t *testing.T) {
 	// The failure was not cached: the same input fails again.
 	o = p.smelt("check")
 	wantStatus(t, o, map[string]string{"clippy": "failed"})
+}
+
+// On a first build the deps step builds the crate too, in the same cargo as
+// its dependencies (fused): the steps after it start from that and compile
+// nothing, and the result is the crate's. A crate that does not compile
+// fails the step that builds it, not the deps step.
+func TestFusedFirstBuild(t *testing.T) {
+	p := newProject(t, "sequential")
+	o := p.mustSmelt("check")
+	wantStatus(t, o, each("built", "deps", "clippy", "test", "crate"))
+	if deps := p.log("deps"); !compiled(deps)["seq"] || !strings.Contains(deps, "run on the source of the steps after this one") {
+		t.Errorf("the deps step did not build seq on its heirs' source:\n%s", deps)
+	}
+	for _, step := range []string{"test", "crate"} {
+		if c := compiled(p.log(step)); len(c) != 0 {
+			t.Errorf("step %s compiled %v; the deps step had built them", step, c)
+		}
+	}
+	if !strings.Contains(p.log("test"), "1 passed") {
+		t.Errorf("test did not run the test:\n%s", p.log("test"))
+	}
+	p.mustSmelt("build")
+	if got := p.runResult("seq"); got != "double: 42" {
+		t.Fatalf("result/bin/seq printed %q", got)
+	}
+
+	q := newProject(t, "sequential")
+	q.replace("src/main.rs", "n * 2", "n * \"2\"")
+	o = q.smelt("check")
+	wantStatus(t, o, map[string]string{"deps": "built", "clippy": "failed", "test": "skipped", "crate": "skipped"})
+	if !strings.Contains(o.output, "E0277") && !strings.Contains(o.output, "cannot multiply") {
+		t.Errorf("the failure does not show the compiler's error:\n%s", o.output)
+	}
+	q.replace("src/main.rs", "n * \"2\"", "n * 2")
+	o = q.mustSmelt("build")
+	wantStatus(t, o, map[string]string{"deps": "cached", "crate": "built"})
+	if got := q.runResult("seq"); got != "double: 42" {
+		t.Fatalf("after the fix, result/bin/seq printed %q", got)
+	}
 }
 
 // Bad input gets one clear message naming the file, and nothing is built.

@@ -242,8 +242,10 @@ func warmup(h *config.Step) []Command {
 // is only sound for a workspace without dev-dependencies (see
 // skeleton.HasDevDependencies): then both build the same dependency units
 // with the same features, and the plain build would be a no-op that still
-// costs a cargo start and a resolve.
-func DropCoveredBuilds(cmds []Command) (kept, dropped []Command) {
+// costs a cargo start and a resolve. alsoRun are warm-ups that run too and
+// may cover, but are never dropped: those a fused deps step runs on its
+// heirs' source, where a plain build builds the heirs' binaries.
+func DropCoveredBuilds(cmds, alsoRun []Command) (kept, dropped []Command) {
 	covers := func(tests, plain Command) bool {
 		i := slices.Index(tests.Args, "--tests")
 		if tests.Program != "cargo" || plain.Program != "cargo" || i < 0 || len(plain.Args) == 0 || plain.Args[0] != "build" {
@@ -253,7 +255,8 @@ func DropCoveredBuilds(cmds []Command) (kept, dropped []Command) {
 			maps.Equal(tests.Env, plain.Env)
 	}
 	for _, c := range cmds {
-		if slices.ContainsFunc(cmds, func(t Command) bool { return covers(t, c) }) {
+		covered := func(t Command) bool { return covers(t, c) }
+		if slices.ContainsFunc(cmds, covered) || slices.ContainsFunc(alsoRun, covered) {
 			dropped = append(dropped, c)
 		} else {
 			kept = append(kept, c)

@@ -301,7 +301,7 @@ func TestDropCoveredBuilds(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			all := Commands(deps, tt.heirs, 0, 0)
-			kept, dropped := DropCoveredBuilds(all)
+			kept, dropped := DropCoveredBuilds(all, nil)
 			if got := args(dropped); !slices.Equal(got, tt.wantDropped) {
 				t.Errorf("dropped %q, want %q", got, tt.wantDropped)
 			}
@@ -314,5 +314,23 @@ func TestDropCoveredBuilds(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A build --tests run fused (on the heirs' source) covers a plain build on
+// the skeleton; a warm-up run fused is never dropped itself, as there a
+// plain build builds the heirs' own binaries too.
+func TestDropCoveredBuildsAlsoRun(t *testing.T) {
+	all := Commands(mkStep("deps", nil), []*config.Step{mkStep("test", nil), mkStep("package", nil)}, 0, 0)
+	i := slices.IndexFunc(all, func(c Command) bool { return slices.Contains(c.Args, "--tests") })
+	if len(all) != 2 || i < 0 {
+		t.Fatalf("warm-ups %q: want a build --tests and a build", args(all))
+	}
+	tests, plain := all[i], all[1-i]
+	if kept, dropped := DropCoveredBuilds([]Command{plain}, []Command{tests}); len(kept) != 0 || len(dropped) != 1 {
+		t.Errorf("skeleton build under a fused build --tests: kept %q, dropped %q; want it dropped", args(kept), args(dropped))
+	}
+	if kept, dropped := DropCoveredBuilds(nil, all); len(kept)+len(dropped) != 0 {
+		t.Errorf("nothing on the skeleton: kept %q, dropped %q", args(kept), args(dropped))
 	}
 }

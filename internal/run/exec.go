@@ -42,6 +42,7 @@ type stepRun struct {
 	tools     map[string]string // tool name → path
 	locals    []string          // the workspace's own packages
 	phases    []string          // where the step's time went, for its log
+	fused     bool              // a deps step now building on its heirs' source (see fuse.go)
 	mark      time.Time
 }
 
@@ -145,9 +146,23 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 		sr.env = append(sr.env, k+"="+s.Env[k])
 	}
 	cmds := n.Commands
+	fuseAt := -1 // the first command to run on the heirs' source
+	var fuseSrc source.Tree
 	if s.Kind == "deps" {
-		if cmds, err = sr.warmups(src, cmds); err != nil {
+		var fused []cargo.Command
+		if h := e.fusedHeir(n); h != nil {
+			if cmds, fused = fuseSplit(cmds, e.fusedFor(n)); len(fused) > 0 {
+				if fuseSrc, err = e.stepSource(h.Step); err != nil {
+					return nil, err
+				}
+			}
+		}
+		if cmds, err = sr.warmups(src, cmds, fused); err != nil {
 			return nil, err
+		}
+		if len(fused) > 0 {
+			fuseAt = len(cmds)
+			cmds = append(slices.Clip(cmds), fused...)
 		}
 		if !userWrapper(s.Env) {
 			// Only an optimisation: where the store cannot hold programs
@@ -163,7 +178,14 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 			}
 		}
 	}
-	for _, c := range cmds {
+	var seedSource []store.SourceFile
+	for i, c := range cmds {
+		if i == fuseAt {
+			if seedSource, err = sr.layRealSource(fuseSrc); err != nil {
+				return nil, err
+			}
+			sr.phase("source")
+		}
 		if err := sr.command(ctx, c.Expand(vendorConfig, sr.scratch)); err != nil {
 			return nil, err
 		}
@@ -176,6 +198,18 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 		id, t, err := st.SnapshotLinking(sr.targetDir, from.layer, from.base, from.restored, linkable(s.Kind))
 		if err != nil {
 			return nil, err
+		}
+		if s.Kind == "deps" {
+			// Only the dependencies' units, fused or not (the stubs'
+			// leftovers are nothing to keep), so that both give the same
+			// content and early cutoff holds between them.
+			if sr.fused {
+				res.Seed, res.SeedSource, res.SeedMaxMTime = id, seedSource, t.MaxMTime()
+			}
+			t = dependencyPart(t, locals)
+			if id, err = st.PutTree(from.layer, from.base, t); err != nil {
+				return nil, err
+			}
 		}
 		tree = t
 		res.Artifacts, res.ArtifactsID, res.MaxMTime = id, t.ContentID(), t.MaxMTime()
@@ -199,11 +233,12 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 	return res, nil
 }
 
-// warmups leaves out the deps step's warm-ups that another one covers: in a
-// workspace without dev-dependencies, `cargo build --tests` builds every
-// dependency unit that `cargo build` would. The skeleton is part of the
-// step's key, so the commands run stay a function of the key.
-func (sr *stepRun) warmups(src source.Tree, cmds []cargo.Command) ([]cargo.Command, error) {
+// warmups leaves out the deps step's skeleton warm-ups (cmds) that another
+// one covers, on the skeleton or among those run fused: in a workspace
+// without dev-dependencies, `cargo build --tests` builds every dependency
+// unit that `cargo build` would. The skeleton is part of the step's key, so
+// what the dependencies' part of target/ holds stays a function of the key.
+func (sr *stepRun) warmups(src source.Tree, cmds, fused []cargo.Command) ([]cargo.Command, error) {
 	dev, err := skeleton.HasDevDependencies(src.Map())
 	if err != nil {
 		return nil, fmt.Errorf("read the manifests in %s: %w", sr.e.p.root, err)
@@ -211,7 +246,7 @@ func (sr *stepRun) warmups(src source.Tree, cmds []cargo.Command) ([]cargo.Comma
 	if dev {
 		return cmds, nil
 	}
-	kept, dropped := cargo.DropCoveredBuilds(cmds)
+	kept, dropped := cargo.DropCoveredBuilds(cmds, fused)
 	for _, c := range dropped {
 		fmt.Fprintf(sr.logf, "# smelt: not run, as no package has dev-dependencies and `cargo build --tests` builds the same dependencies: %s\n", c)
 	}
@@ -265,6 +300,10 @@ func (e *engine) startFrom(n *plan.Node, parent *store.Result, src source.Tree, 
 	o.restored = o.base
 	var ownTree store.Tree
 	own := e.warmStart(n)
+	what := "its own target/ of its last success"
+	if seed := seedOf(parent, own); seed != nil {
+		own, what = seed, "the target/ its deps step built the workspace's own code in"
+	}
 	if own != nil && plan.KeepsArtifacts(kind) && kind != "command" {
 		if ownTree, err = st.Flatten(own.Artifacts); err != nil {
 			// A warm start is an optimisation: start from what it inherits.
@@ -278,7 +317,7 @@ func (e *engine) startFrom(n *plan.Node, parent *store.Result, src source.Tree, 
 		o.times = source.MTimes(src, prevSource, newest, timeNow(), tick)
 		return o, nil
 	}
-	o.note = fmt.Sprintf("warm start: its own target/ of its last success (%d files) under what it inherits (%d files)", len(ownTree), len(o.base))
+	o.note = fmt.Sprintf("warm start: %s (%d files) under what it inherits (%d files)", what, len(ownTree), len(o.base))
 	if parent == nil {
 		// A root step's artifacts are all its own: it starts from them
 		// as from a parent's, and its layer is a delta over them.
@@ -438,8 +477,12 @@ func (sr *stepRun) command(ctx context.Context, c cargo.Command) error {
 	if err == nil {
 		return nil
 	}
-	if sr.n.Step.Kind == "deps" && skeleton.OnlyStubsFailed(stderr.String(), sr.locals) {
+	if sr.n.Step.Kind == "deps" && !sr.fused && skeleton.OnlyStubsFailed(stderr.String(), sr.locals) {
 		fmt.Fprintf(sr.logf, "# smelt: only the skeleton's stubs failed, as they must: every dependency is built\n")
+		return nil
+	}
+	if sr.fused && skeleton.OnlyOwnFailed(stderr.String(), sr.locals) {
+		fmt.Fprintf(sr.logf, "# smelt: only the workspace's own code failed to build: every dependency is built, and the steps after this one report the errors\n")
 		return nil
 	}
 	sr.r.Tail = tail(sr.r.Log, 25)

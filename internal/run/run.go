@@ -118,7 +118,10 @@ func Run(ctx context.Context, root string, cfg *config.Config, names []string, o
 		return nil, err
 	}
 	defer js.close()
-	e := &engine{p: p, opt: opt, sem: make(chan struct{}, jobs), cancel: cancel, jobs: js}
+	e := &engine{p: p, opt: opt, sem: make(chan struct{}, jobs), cancel: cancel, jobs: js, selected: map[string]bool{}}
+	for _, n := range nodes {
+		e.selected[n.Name()] = true
+	}
 	rep := &Report{}
 	done := map[string]chan struct{}{}
 	reports := map[string]*StepReport{}
@@ -177,6 +180,8 @@ type engine struct {
 	cancel context.CancelFunc
 	jobs   *jobserver
 	mu     sync.Mutex
+
+	selected map[string]bool // the steps this run is to bring up to date
 
 	toolsMu    sync.Mutex
 	toolsCache map[string]map[string]string // by kind and toolchain

@@ -470,7 +470,17 @@ func OnlyStubsFailed(stderr string, locals []string) bool {
 	if !strings.Contains(stderr, Marker) || strings.Contains(stderr, "failed to run custom build command for `") {
 		return false
 	}
-	failed := reFailedUnit.FindAllStringSubmatch(stderr, -1)
+	return OnlyOwnFailed(stderr, locals)
+}
+
+// reFailedScript is cargo's report of a build script that failed as it ran.
+var reFailedScript = regexp.MustCompile("(?m)^error: failed to run custom build command for `([^` ]+)")
+
+// OnlyOwnFailed reports whether every unit that a failed cargo run names
+// as failed, compiled or run (a build script), is one of the workspace's
+// own packages (locals): with --keep-going every dependency was built.
+func OnlyOwnFailed(stderr string, locals []string) bool {
+	failed := append(reFailedUnit.FindAllStringSubmatch(stderr, -1), reFailedScript.FindAllStringSubmatch(stderr, -1)...)
 	for _, m := range failed {
 		if !slices.Contains(locals, m[1]) {
 			return false

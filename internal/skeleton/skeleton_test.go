@@ -733,3 +733,21 @@ func TestHasDevDependencies(t *testing.T) {
 		t.Errorf("broken manifest: err = %v, want one naming a/Cargo.toml", err)
 	}
 }
+
+func TestOnlyOwnFailed(t *testing.T) {
+	locals := []string{"app", "greet"}
+	for _, c := range []struct {
+		name, stderr string
+		want         bool
+	}{
+		{"own crate", "error[E0425]: cannot find value `x`\nerror: could not compile `app` (bin \"app\") due to 1 previous error\n", true},
+		{"own build script ran and failed", "error: failed to run custom build command for `greet v0.1.0 (/w/greet)`\n", true},
+		{"a dependency", "error: could not compile `itoa` (lib) due to 1 previous error\nerror: could not compile `app` (bin \"app\")\n", false},
+		{"a dependency's build script", "error: failed to run custom build command for `anyhow v1.0.86`\n", false},
+		{"nothing named", "error: failed to load manifest for workspace member `/w/app`\n", false},
+	} {
+		if got := OnlyOwnFailed(c.stderr, locals); got != c.want {
+			t.Errorf("%s: OnlyOwnFailed = %v, want %v", c.name, got, c.want)
+		}
+	}
+}

@@ -101,8 +101,10 @@ func (s *Store) GC(maxAge time.Duration) (*GCStats, error) {
 		if v := r.Inputs["vendor"]; v != "" {
 			liveVendor[v] = true
 		}
-		if err := markLayer(r.Artifacts); err != nil {
-			return err
+		for _, l := range []string{r.Artifacts, r.Seed} {
+			if err := markLayer(l); err != nil {
+				return err
+			}
 		}
 		return markLayer(r.Output)
 	})

@@ -250,12 +250,18 @@ type Result struct {
 	ArtifactsID string            `json:"artifacts_id,omitempty"` // content identity of the flattened target/
 	MaxMTime    int64             `json:"max_mtime,omitempty"`    // newest mtime in target/, for the mtime rule
 	Source      []SourceFile      `json:"source,omitempty"`       // the source laid out for this step, with the mtimes it got
-	Output      string            `json:"output,omitempty"`       // layer id of the step's output tree
-	Bins        map[string]string `json:"bins,omitempty"`         // binary name → workspace package that owns it
-	Summary     string            `json:"summary,omitempty"`
-	Log         string            `json:"log,omitempty"` // object hash of the step's log
-	Seconds     float64           `json:"seconds"`
-	Created     time.Time         `json:"created"`
+	// A deps step that also built the workspace's own code on its heirs'
+	// source (see run's fusing) keeps that whole target/ as a seed: its
+	// heirs start from it as from their own last target/.
+	Seed         string            `json:"seed,omitempty"`           // layer id of that target/
+	SeedSource   []SourceFile      `json:"seed_source,omitempty"`    // the source it was built from, with its mtimes
+	SeedMaxMTime int64             `json:"seed_max_mtime,omitempty"` // its newest mtime
+	Output       string            `json:"output,omitempty"`         // layer id of the step's output tree
+	Bins         map[string]string `json:"bins,omitempty"`           // binary name → workspace package that owns it
+	Summary      string            `json:"summary,omitempty"`
+	Log          string            `json:"log,omitempty"` // object hash of the step's log
+	Seconds      float64           `json:"seconds"`
+	Created      time.Time         `json:"created"`
 }
 
 // SourceFile records one source file as a step saw it.

@@ -306,6 +306,17 @@ func (s *Store) SnapshotLinking(dir, parent string, base, known Tree, linkable f
 	if err != nil {
 		return "", nil, fmt.Errorf("snapshot %s: %w", dir, err)
 	}
+	tree = Tree{}
+	for _, e := range entries {
+		tree[e.Path] = e
+	}
+	id, err = s.PutTree(parent, base, tree)
+	return id, tree, err
+}
+
+// PutTree stores tree, whose files' objects are in the store, as a layer
+// over base (whose id is parent) and returns the layer's id.
+func (s *Store) PutTree(parent string, base, tree Tree) (string, error) {
 	// Chains stay short, so that flattening one stays cheap: past
 	// MaxDepth a layer lists everything (only metadata: the file contents
 	// are shared objects either way).
@@ -313,17 +324,15 @@ func (s *Store) SnapshotLinking(dir, parent string, base, known Tree, linkable f
 	if parent != "" {
 		var pl Layer
 		if err := s.ReadJSON(s.layerRel(parent), &pl); err != nil {
-			return "", nil, fmt.Errorf("read layer %.12s: %w", parent, err)
+			return "", fmt.Errorf("read layer %.12s: %w", parent, err)
 		}
 		depth = pl.Depth + 1
 		if depth > MaxDepth {
 			parent, base, depth = "", nil, 0
 		}
 	}
-	tree = Tree{}
 	layer := &Layer{Parent: parent, Depth: depth, Entries: []Entry{}}
-	for _, e := range entries {
-		tree[e.Path] = e
+	for _, e := range tree.Sorted() {
 		if b, ok := base[e.Path]; !ok || b != e {
 			layer.Entries = append(layer.Entries, e)
 		}
@@ -334,8 +343,7 @@ func (s *Store) SnapshotLinking(dir, parent string, base, known Tree, linkable f
 		}
 	}
 	sort.Strings(layer.Deleted)
-	id, err = s.PutLayer(layer)
-	return id, tree, err
+	return s.PutLayer(layer)
 }
 
 // Restore makes dir hold exactly tree, with the recorded mtimes. Files that

@@ -1,0 +1,193 @@
+package run
+
+import (
+	"fmt"
+	"path"
+	"slices"
+	"strings"
+
+	"smelt/internal/cargo"
+	"smelt/internal/config"
+	"smelt/internal/plan"
+	"smelt/internal/source"
+	"smelt/internal/store"
+)
+
+// Fusing. A deps step that runs builds the dependencies on the skeleton, so
+// that its key and result depend on the manifests alone. Its heirs then
+// build the workspace's own code in a cargo of their own, which starts only
+// when the last dependency is done: cargo's pipelining (a crate starts as
+// soon as its dependencies' metadata is ready) is lost across the step
+// boundary, and on a first build of fd-find that cost 7 to 27 s.
+//
+// So when a deps step runs and a heir that builds (test, package, ...) is
+// to run too, the deps step lays out that heir's real source after its
+// `cargo check` warm-ups and runs its `cargo build` warm-ups on it: one
+// cargo builds the dependencies and the workspace's own code, pipelined.
+// Its result is still only the dependencies' part of target/ (see
+// dependencyPart), the same units a skeleton build gives, so its key and
+// what it means are unchanged. The whole target/ is kept beside it as a
+// seed, which the deps step's heirs start from as from their own last
+// target/ (a warm start), under the same mtime rule: cargo rebuilds
+// whatever the seed holds that their source does not match.
+
+// buildsOwn are the kinds whose deps warm-ups, run on the real source, build
+// what the step itself would of the workspace's own code.
+var buildsOwn = map[string]bool{"test": true, "nextest": true, "package": true, "coverage": true}
+
+// fusedHeir returns the step whose source a deps step that runs builds its
+// `cargo build` warm-ups on, or nil: the first heir selected in this run
+// whose own build those warm-ups are, if it has no target/ of its own to
+// start from. Only then: a heir that has one rebuilds only the workspace's
+// packages that the change reaches (a dependency added to one of them),
+// where the deps step, whose result never holds the workspace's own units,
+// would build them all.
+func (e *engine) fusedHeir(n *plan.Node) *plan.Node {
+	for _, h := range n.Descendants() {
+		if !buildsOwn[h.Step.Kind] || !e.selected[h.Name()] {
+			continue
+		}
+		if e.warmStart(h) != nil {
+			return nil
+		}
+		return h
+	}
+	return nil
+}
+
+// fusible reports whether a deps step's warm-up is a build of the
+// workspace's own code too when it runs on the real source.
+func fusible(c cargo.Command) bool {
+	return c.Program == "cargo" && len(c.Args) > 0 && c.Args[0] == "build"
+}
+
+// fusedFor tells the warm-ups of deps step n to run on the real source:
+// the fusible ones that a heir selected in this run would run itself (a
+// `cargo build --tests` for a test step), so that none builds the
+// workspace's own code for a step that will not use it.
+func (e *engine) fusedFor(n *plan.Node) func(cargo.Command) bool {
+	want := map[string]bool{}
+	for _, h := range n.Descendants() {
+		if buildsOwn[h.Step.Kind] && e.selected[h.Name()] {
+			for _, c := range cargo.Commands(n.Step, []*config.Step{h.Step}, 0, 0) {
+				want[c.String()] = true
+			}
+		}
+	}
+	return func(c cargo.Command) bool { return fusible(c) && want[c.String()] }
+}
+
+// fuseSplit parts a deps step's warm-ups into those that run on the
+// skeleton and those to run after them on the real source (fused), each in
+// their order.
+func fuseSplit(cmds []cargo.Command, fused func(cargo.Command) bool) (skel, real []cargo.Command) {
+	for _, c := range cmds {
+		if fused(c) {
+			real = append(real, c)
+		} else {
+			skel = append(skel, c)
+		}
+	}
+	return skel, real
+}
+
+// layRealSource replaces the skeleton in the deps step's source directory
+// with the heir's source, every file newer than anything in target/ (the
+// stubs' leftovers must be stale), and drops the stub wrapper.
+func (sr *stepRun) layRealSource(src source.Tree) ([]store.SourceFile, error) {
+	tick, err := sr.e.mtimeTick()
+	if err != nil {
+		return nil, err
+	}
+	now := timeNow()
+	times := source.MTimes(src, nil, now.UnixNano(), now, tick)
+	if err := source.Layout(sr.srcDir, src, times); err != nil {
+		return nil, err
+	}
+	sr.env = slices.DeleteFunc(sr.env, func(kv string) bool {
+		return strings.HasPrefix(kv, "RUSTC_WORKSPACE_WRAPPER=")
+	})
+	sr.fused = true
+	fmt.Fprintf(sr.logf, "\n# smelt: the builds below run on the source of the steps after this one, so that one cargo builds the dependencies and the workspace's own code; this step keeps only the dependencies' part of target/, and the rest is where its heirs start\n")
+	return times, nil
+}
+
+// dependencyPart is what of a target/ that the workspace's own code was
+// built in too belongs to the dependencies: all but the units of the
+// workspace's own packages (locals), the files cargo named after those units
+// in deps/, what it copied out of them (the profile directory's binaries and
+// libraries, examples/), incremental state, which only local code has, and
+// cargo's cache of compiler queries.
+func dependencyPart(t store.Tree, locals []string) store.Tree {
+	ours := unitsOf(locals, nil)
+	own := map[string]bool{} // the hashes of the workspace's own units
+	for p := range t {
+		if ours(p) {
+			own[unitHash(path.Base(cargo.UnitDir(p)))] = true
+		}
+	}
+	out := store.Tree{}
+	for p, e := range t {
+		if fromDependencies(t, p, e.Type == store.TypeDir, ours, own) {
+			out[p] = e
+		}
+	}
+	// Cargo's cache of its compiler queries is keyed by the wrappers it ran
+	// with: the stub wrapper's or none, as the last command had it. No heir
+	// runs with the stub wrapper, so it is no use to them, and it would
+	// make the content depend on which commands ran last.
+	delete(out, cargo.RustcInfo)
+	return out
+}
+
+func fromDependencies(t store.Tree, p string, isDir bool, ours func(string) bool, own map[string]bool) bool {
+	probe := p
+	if isDir {
+		probe = p + "/-"
+	}
+	if cargo.UnitDir(probe) != "" {
+		return !ours(probe)
+	}
+	if slices.Contains(strings.Split(path.Dir(p), "/"), "incremental") {
+		return false
+	}
+	if isDir {
+		return true
+	}
+	dir, base := path.Split(p)
+	dir = strings.TrimSuffix(dir, "/")
+	switch path.Base(dir) {
+	case "deps":
+		return !own[unitHash(base)]
+	case "examples":
+		return false // no dependency's examples are built
+	}
+	if _, ok := t[path.Join(dir, ".fingerprint")]; ok {
+		// A profile directory: only cargo's lock is not copied out of a unit.
+		return base == ".cargo-lock"
+	}
+	return true
+}
+
+// unitHash returns the 16 hex digits that end a unit's name (PACKAGE-HASH,
+// libCRATE-HASH.rlib, CRATE-HASH.d), or "".
+func unitHash(name string) string {
+	if i := strings.IndexByte(name, '.'); i >= 0 {
+		name = name[:i]
+	}
+	i := strings.LastIndexByte(name, '-')
+	if i < 0 || len(name)-i-1 != 16 {
+		return ""
+	}
+	return name[i+1:]
+}
+
+// seedOf is the target/ a deps step's heir starts from when the deps step
+// ran fused and the heir's own last target/ (own) is older than it: built
+// against other dependencies, or not at all.
+func seedOf(parent, own *store.Result) *store.Result {
+	if parent == nil || parent.Seed == "" || own != nil && !own.Created.Before(parent.Created) {
+		return nil
+	}
+	return &store.Result{Artifacts: parent.Seed, Source: parent.SeedSource, MaxMTime: parent.SeedMaxMTime, Created: parent.Created}
+}
