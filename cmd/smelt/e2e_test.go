@@ -563,6 +563,38 @@ func TestOwnRustcInfo(t *testing.T) {
 	}
 }
 
+// A fused deps step (a first build) keeps in its result the compiler-query
+// cache that its skeleton builds wrote, with the stub wrapper, not the one
+// its builds on the real source left: it starts from its result when it
+// runs again, with the stub wrapper, and then asks rustc nothing. (The
+// clippy step gives it a build on the skeleton, its cargo check.)
+func TestFusedDepsKeepsStubQueries(t *testing.T) {
+	p := newProject(t, "workspace")
+	p.write("smelt.toml", "[step.deps]\nkind = \"deps\"\n\n[step.clippy]\nkind = \"clippy\"\nartifacts = \"deps\"\n\n[step.test]\nkind = \"test\"\nartifacts = \"clippy\"\n")
+	p.mustSmelt("check")
+	if !strings.Contains(p.log("deps"), "run on the source of the steps after this one") {
+		t.Fatalf("the first build was not fused:\n%s", p.log("deps"))
+	}
+	p.replace("app/Cargo.toml", "anyhow = \"1\"\n", "anyhow = \"1\"\nfnv = \"1\"\n")
+	cmd := exec.Command("cargo", "update", "--workspace")
+	cmd.Dir = p.dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("cargo update: %v\n%s", err, out)
+	}
+	before := time.Now()
+	o := p.mustSmelt("check")
+	wantStatus(t, o, map[string]string{"deps": "built", "clippy": "built", "test": "built"})
+	infos, _ := filepath.Glob(filepath.Join(p.store, "work", "*", "deps", "src", "target", ".rustc_info.json"))
+	if len(infos) != 1 {
+		t.Fatalf("the deps step's .rustc_info.json: %v", infos)
+	}
+	if fi, err := os.Stat(infos[0]); err != nil {
+		t.Fatal(err)
+	} else if fi.ModTime().After(before) {
+		t.Errorf("cargo rewrote the deps step's .rustc_info.json at %v (run started %v): it queried the compiler again", fi.ModTime(), before)
+	}
+}
+
 // A warm start is an optimisation: when the layer of the step's last
 // success is gone from the store, the step runs from what it inherits.
 func TestWarmStartMissingLayer(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path"
@@ -179,8 +180,12 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 		}
 	}
 	var seedSource []store.SourceFile
+	var stubQueries *store.Entry // cargo's compiler-query cache as the skeleton's builds left it
 	for i, c := range cmds {
 		if i == fuseAt {
+			if stubQueries, err = sr.queryCache(); err != nil {
+				return nil, err
+			}
 			if seedSource, err = sr.layRealSource(fuseSrc); err != nil {
 				return nil, err
 			}
@@ -207,12 +212,17 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 				res.Seed, res.SeedSource, res.SeedMaxMTime = id, seedSource, t.MaxMTime()
 			}
 			t = dependencyPart(t, locals)
+			if stubQueries != nil {
+				// The deps step's next run starts from its result, with the
+				// stub wrapper: the cache keyed by it, not by none.
+				t[cargo.RustcInfo] = *stubQueries
+			}
 			if id, err = st.PutTree(from.layer, from.base, t); err != nil {
 				return nil, err
 			}
 		}
 		tree = t
-		res.Artifacts, res.ArtifactsID, res.MaxMTime = id, t.ContentID(), t.MaxMTime()
+		res.Artifacts, res.ArtifactsID, res.MaxMTime = id, artifactsID(t), t.MaxMTime()
 		sr.phase("snapshot")
 	}
 	if err := sr.outputs(ctx, res, tree); err != nil {
@@ -231,6 +241,20 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 		return nil, err
 	}
 	return res, nil
+}
+
+// artifactsID is the content identity of a target/ for early cutoff: all
+// but cargo's cache of its compiler queries, which is keyed by the wrappers
+// its last command ran with (a deps step's stub wrapper, or none when it ran
+// fused) and which cargo checks before it uses it. The cache itself stays
+// in the artifacts: a step that starts from them asks rustc nothing again
+// when its wrappers are the same.
+func artifactsID(t store.Tree) string {
+	if _, ok := t[cargo.RustcInfo]; ok {
+		t = maps.Clone(t)
+		delete(t, cargo.RustcInfo)
+	}
+	return t.ContentID()
 }
 
 // warmups leaves out the deps step's skeleton warm-ups (cmds) that another

@@ -1,8 +1,12 @@
 package run
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"path"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -112,12 +116,37 @@ func (sr *stepRun) layRealSource(src source.Tree) ([]store.SourceFile, error) {
 	return times, nil
 }
 
+// queryCache stores cargo's cache of its compiler queries as target/ holds
+// it now, and returns its entry, or nil if there is none. Cargo keys the
+// cache by the wrappers it ran with, so the fused builds, which run without
+// the stub wrapper, replace the one the skeleton's builds wrote.
+func (sr *stepRun) queryCache() (*store.Entry, error) {
+	p := filepath.Join(sr.targetDir, cargo.RustcInfo)
+	b, err := os.ReadFile(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	info, err := os.Stat(p)
+	if err != nil {
+		return nil, err
+	}
+	h, err := sr.e.p.st.PutBytes(b)
+	if err != nil {
+		return nil, err
+	}
+	return &store.Entry{Path: cargo.RustcInfo, Type: store.TypeFile, Size: int64(len(b)), MTime: info.ModTime().UnixNano(), Hash: h}, nil
+}
+
 // dependencyPart is what of a target/ that the workspace's own code was
 // built in too belongs to the dependencies: all but the units of the
 // workspace's own packages (locals), the files cargo named after those units
 // in deps/, what it copied out of them (the profile directory's binaries and
-// libraries, examples/), incremental state, which only local code has, and
-// cargo's cache of compiler queries.
+// libraries, examples/) and incremental state, which only local code has.
+// Cargo's cache of its compiler queries stays: the deps step starts from it
+// next time (artifactsID leaves it out of the content).
 func dependencyPart(t store.Tree, locals []string) store.Tree {
 	ours := unitsOf(locals, nil)
 	own := map[string]bool{} // the hashes of the workspace's own units
@@ -132,11 +161,6 @@ func dependencyPart(t store.Tree, locals []string) store.Tree {
 			out[p] = e
 		}
 	}
-	// Cargo's cache of its compiler queries is keyed by the wrappers it ran
-	// with: the stub wrapper's or none, as the last command had it. No heir
-	// runs with the stub wrapper, so it is no use to them, and it would
-	// make the content depend on which commands ran last.
-	delete(out, cargo.RustcInfo)
 	return out
 }
 

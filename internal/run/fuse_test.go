@@ -15,7 +15,7 @@ func TestDependencyPart(t *testing.T) {
 	const own, dep, ownScript = "14e5533f1c269798", "4410092c3df9ab34", "d376c872a752dbfb"
 	files := map[string]bool{
 		// cargo's own files
-		".rustc_info.json": false, "CACHEDIR.TAG": true, "release/.cargo-lock": true,
+		".rustc_info.json": true, "CACHEDIR.TAG": true, "release/.cargo-lock": true,
 		// a dependency's units
 		"release/.fingerprint/anyhow-" + dep + "/lib-anyhow.json":         true,
 		"release/build/anyhow-" + dep + "/out/x.rs":                       true,
@@ -83,5 +83,25 @@ func TestFuseSplit(t *testing.T) {
 	}
 	if got, want := names(real), []string{"cargo build --tests", "cargo build"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("fused part = %v, want %v", got, want)
+	}
+}
+
+// Early cutoff does not see cargo's cache of its compiler queries, which
+// depends on the wrappers the last command ran with, not on what was built.
+func TestArtifactsIDIgnoresRustcInfo(t *testing.T) {
+	lib := store.Entry{Path: "release/deps/libitoa-4410092c3df9ab34.rlib", Type: store.TypeFile, Hash: "aa"}
+	info := func(h string) store.Entry { return store.Entry{Path: cargo.RustcInfo, Type: store.TypeFile, Hash: h} }
+	a := store.Tree{lib.Path: lib, cargo.RustcInfo: info("stub-wrapper")}
+	b := store.Tree{lib.Path: lib, cargo.RustcInfo: info("no-wrapper")}
+	c := store.Tree{lib.Path: lib}
+	if artifactsID(a) != artifactsID(b) || artifactsID(a) != artifactsID(c) {
+		t.Errorf("artifactsID differs with .rustc_info.json alone")
+	}
+	if _, ok := a[cargo.RustcInfo]; !ok {
+		t.Errorf("artifactsID changed the tree it was given")
+	}
+	lib.Hash = "bb"
+	if artifactsID(store.Tree{lib.Path: lib}) == artifactsID(c) {
+		t.Errorf("artifactsID does not see a changed rlib")
 	}
 }

@@ -323,7 +323,7 @@ func (sr *stepRun) commandOutputs(res *store.Result, tree store.Tree) error {
 		for _, e := range layer.Entries {
 			out[e.Path] = e
 		}
-		res.ArtifactsID = store.HashBytes([]byte(tree.ContentID() + out.ContentID()))
+		res.ArtifactsID = store.HashBytes([]byte(artifactsID(tree) + out.ContentID()))
 	}
 	return nil
 }
