@@ -563,6 +563,34 @@ func TestOwnRustcInfo(t *testing.T) {
 	}
 }
 
+// After a fused first build, only the steps that build the workspace's code
+// start from the seed: were clippy to take it, its artifacts would carry the
+// seed's build of greet to the test step after it, standing over the test
+// step's own build of greet from an edit since, and every later run of
+// clippy would make the test step rebuild greet.
+func TestFusedSeedOnlyForBuilders(t *testing.T) {
+	p := newProject(t, "workspace")
+	p.write("smelt.toml", "[step.deps]\nkind = \"deps\"\n\n[step.clippy]\nkind = \"clippy\"\nartifacts = \"deps\"\n\n[step.test]\nkind = \"test\"\nartifacts = \"clippy\"\n")
+	p.mustSmelt("check")
+	if c := compiled(p.log("test")); len(c) != 0 {
+		t.Errorf("first build: the test step compiled %v; the deps step had built them", c)
+	}
+	p.replace("greet/src/lib.rs", `"{} {}: {}"`, `"{} {} to {}"`)
+	p.replace("greet/src/lib.rs", `"1 hello from build.rs: x"`, `"1 hello from build.rs to x"`)
+	p.mustSmelt("check")
+	p.replace("app/Cargo.toml", "anyhow = \"1\"\n", "anyhow = \"1\"\nfnv = \"1\"\n")
+	cmd := exec.Command("cargo", "update", "--workspace")
+	cmd.Dir = p.dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("cargo update: %v\n%s", err, out)
+	}
+	o := p.mustSmelt("check")
+	wantStatus(t, o, map[string]string{"deps": "built", "clippy": "built", "test": "built"})
+	if c := compiled(p.log("test")); c["greet"] || !c["app"] {
+		t.Errorf("a dependency added to app: the test step compiled %v; want app, not greet", c)
+	}
+}
+
 // A fused deps step (a first build) keeps in its result the compiler-query
 // cache that its skeleton builds wrote, with the stub wrapper, not the one
 // its builds on the real source left: it starts from its result when it

@@ -320,12 +320,19 @@ func (e *engine) startFrom(n *plan.Node, parent *store.Result, src source.Tree, 
 			return nil, err
 		}
 		o.layer, prevSource, newest = parent.Artifacts, parent.Source, parent.MaxMTime
+		if parent.Seed != "" {
+			// A fused deps step: its artifacts hold none of the
+			// workspace's units, so any times are safe for them, and
+			// those the seed was built with keep the seed's units fresh
+			// in the steps after this one that start from it.
+			prevSource = parent.SeedSource
+		}
 	}
 	o.restored = o.base
 	var ownTree store.Tree
 	own := e.warmStart(n)
 	what := "its own target/ of its last success"
-	if seed := seedOf(parent, own); seed != nil {
+	if seed := e.seedFor(n, own); seed != nil {
 		own, what = seed, "the target/ its deps step built the workspace's own code in"
 	}
 	if own != nil && plan.KeepsArtifacts(kind) && kind != "command" {

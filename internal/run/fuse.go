@@ -206,12 +206,28 @@ func unitHash(name string) string {
 	return name[i+1:]
 }
 
-// seedOf is the target/ a deps step's heir starts from when the deps step
-// ran fused and the heir's own last target/ (own) is older than it: built
-// against other dependencies, or not at all.
-func seedOf(parent, own *store.Result) *store.Result {
-	if parent == nil || parent.Seed == "" || own != nil && !own.Created.Before(parent.Created) {
+// seedFor is the target/ that step n starts from, as from its own last one,
+// when the deps step it descends from ran fused and n's own last target/
+// (own) is older than that deps result: built against other dependencies,
+// or not at all. Only a step that builds the workspace's own code takes it
+// (test, package, ...). Another (clippy, which checks) would carry the
+// seed's build units in its artifacts to the steps after it, where, being
+// inherited, they would stand over those steps' own units of the same
+// crates built since from newer source, and make cargo rebuild them.
+func (e *engine) seedFor(n *plan.Node, own *store.Result) *store.Result {
+	if !buildsOwn[n.Step.Kind] {
 		return nil
 	}
-	return &store.Result{Artifacts: parent.Seed, Source: parent.SeedSource, MaxMTime: parent.SeedMaxMTime, Created: parent.Created}
+	a := n.Parent
+	for a != nil && a.Step.Kind != "deps" {
+		a = a.Parent
+	}
+	if a == nil {
+		return nil
+	}
+	deps := e.reports[a.Name()].Result
+	if deps == nil || deps.Seed == "" || own != nil && !own.Created.Before(deps.Created) {
+		return nil
+	}
+	return &store.Result{Artifacts: deps.Seed, Source: deps.SeedSource, MaxMTime: deps.SeedMaxMTime, Created: deps.Created}
 }

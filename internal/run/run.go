@@ -118,13 +118,13 @@ func Run(ctx context.Context, root string, cfg *config.Config, names []string, o
 		return nil, err
 	}
 	defer js.close()
-	e := &engine{p: p, opt: opt, sem: make(chan struct{}, jobs), cancel: cancel, jobs: js, selected: map[string]bool{}}
+	reports := map[string]*StepReport{}
+	e := &engine{p: p, opt: opt, sem: make(chan struct{}, jobs), cancel: cancel, jobs: js, selected: map[string]bool{}, reports: reports}
 	for _, n := range nodes {
 		e.selected[n.Name()] = true
 	}
 	rep := &Report{}
 	done := map[string]chan struct{}{}
-	reports := map[string]*StepReport{}
 	for _, n := range nodes {
 		done[n.Name()] = make(chan struct{})
 		reports[n.Name()] = &StepReport{Name: n.Name(), Kind: n.Step.Kind}
@@ -182,6 +182,9 @@ type engine struct {
 	mu     sync.Mutex
 
 	selected map[string]bool // the steps this run is to bring up to date
+	// Each step's report, filled in before the steps after it start (they
+	// wait for it): a step may read those of the steps it descends from.
+	reports map[string]*StepReport
 
 	toolsMu    sync.Mutex
 	toolsCache map[string]map[string]string // by kind and toolchain
