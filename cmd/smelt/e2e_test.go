@@ -176,6 +176,17 @@ func (p *project) replace(rel, old, new string) {
 	p.write(rel, strings.Replace(s, old, new, 1))
 }
 
+// updateLock brings Cargo.lock up to date with the manifests (a dependency
+// added), as `cargo update --workspace` does.
+func (p *project) updateLock() {
+	p.t.Helper()
+	cmd := exec.Command("cargo", "update", "--workspace")
+	cmd.Dir = p.dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		p.t.Fatalf("cargo update: %v\n%s", err, out)
+	}
+}
+
 // log returns the last log of a step.
 func (p *project) log(step string) string {
 	p.t.Helper()
@@ -417,11 +428,7 @@ func TestWarmStartChain(t *testing.T) {
 	// A dependency added to app reruns deps; the steps after it rebuild app,
 	// whose dependencies changed, and not greet, whose did not.
 	p.replace("app/Cargo.toml", "anyhow = \"1\"\n", "anyhow = \"1\"\nfnv = \"1\"\n")
-	cmd := exec.Command("cargo", "update", "--workspace")
-	cmd.Dir = p.dir
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("cargo update: %v\n%s", err, out)
-	}
+	p.updateLock()
 	o = p.mustSmelt("build")
 	wantStatus(t, o, map[string]string{"deps": "built", "test": "built", "crate": "built"})
 	for _, step := range []string{"test", "crate"} {
@@ -579,11 +586,7 @@ func TestFusedSeedOnlyForBuilders(t *testing.T) {
 	p.replace("greet/src/lib.rs", `"1 hello from build.rs: x"`, `"1 hello from build.rs to x"`)
 	p.mustSmelt("check")
 	p.replace("app/Cargo.toml", "anyhow = \"1\"\n", "anyhow = \"1\"\nfnv = \"1\"\n")
-	cmd := exec.Command("cargo", "update", "--workspace")
-	cmd.Dir = p.dir
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("cargo update: %v\n%s", err, out)
-	}
+	p.updateLock()
 	o := p.mustSmelt("check")
 	wantStatus(t, o, map[string]string{"deps": "built", "clippy": "built", "test": "built"})
 	if c := compiled(p.log("test")); c["greet"] || !c["app"] {
@@ -604,11 +607,7 @@ func TestFusedDepsKeepsStubQueries(t *testing.T) {
 		t.Fatalf("the first build was not fused:\n%s", p.log("deps"))
 	}
 	p.replace("app/Cargo.toml", "anyhow = \"1\"\n", "anyhow = \"1\"\nfnv = \"1\"\n")
-	cmd := exec.Command("cargo", "update", "--workspace")
-	cmd.Dir = p.dir
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("cargo update: %v\n%s", err, out)
-	}
+	p.updateLock()
 	before := time.Now()
 	o := p.mustSmelt("check")
 	wantStatus(t, o, map[string]string{"deps": "built", "clippy": "built", "test": "built"})
@@ -664,11 +663,7 @@ func TestDependencyAdded(t *testing.T) {
 	p.mustSmelt("build")
 	p.replace("Cargo.toml", "itoa = \"1\"\n", "itoa = \"1\"\nfnv = \"1\"\n")
 	p.replace("src/lib.rs", "pub fn answer() -> u32 {", "/// A hasher from the new dependency.\npub type Hasher = fnv::FnvHasher;\n\n/// The number the binary prints.\npub fn answer() -> u32 {")
-	cmd := exec.Command("cargo", "update", "--workspace")
-	cmd.Dir = p.dir
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("cargo update: %v\n%s", err, out)
-	}
+	p.updateLock()
 	o := p.mustSmelt("build")
 	wantStatus(t, o, each("built", "deps", "package"))
 	c := compiled(p.log("deps"))

@@ -225,7 +225,11 @@ func (e *engine) seedFor(n *plan.Node, own *store.Result) *store.Result {
 	if a == nil {
 		return nil
 	}
-	deps := e.reports[a.Name()].Result
+	r := e.reports[a.Name()]
+	if r == nil {
+		return nil
+	}
+	deps := r.Result
 	if deps == nil || deps.Seed == "" || own != nil && !own.Created.Before(deps.Created) {
 		return nil
 	}
