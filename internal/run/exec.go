@@ -200,16 +200,20 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 	res := &store.Result{Key: key, Step: n.Name(), Kind: s.Kind, Inputs: in, Source: from.times, Created: time.Now().UTC()}
 	var tree store.Tree
 	if keeps {
-		id, t, err := st.SnapshotLinking(sr.targetDir, from.layer, from.base, from.restored, linkable(s.Kind))
+		t, err := st.Capture(sr.targetDir, from.base, from.restored, linkable(s.Kind))
 		if err != nil {
 			return nil, err
 		}
 		if s.Kind == "deps" {
 			// Only the dependencies' units, fused or not (the stubs'
 			// leftovers are nothing to keep), so that both give the same
-			// content and early cutoff holds between them.
+			// content and early cutoff holds between them; the whole
+			// target/ of a fused run is its heirs' seed.
 			if sr.fused {
-				res.Seed, res.SeedSource, res.SeedMaxMTime = id, seedSource, t.MaxMTime()
+				if res.Seed, err = st.PutTree(from.layer, from.base, t); err != nil {
+					return nil, err
+				}
+				res.SeedSource, res.SeedMaxMTime = seedSource, t.MaxMTime()
 			}
 			t = dependencyPart(t, locals)
 			if stubQueries != nil {
@@ -217,9 +221,10 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 				// stub wrapper: the cache keyed by it, not by none.
 				t[cargo.RustcInfo] = *stubQueries
 			}
-			if id, err = st.PutTree(from.layer, from.base, t); err != nil {
-				return nil, err
-			}
+		}
+		id, err := st.PutTree(from.layer, from.base, t)
+		if err != nil {
+			return nil, err
 		}
 		tree = t
 		res.Artifacts, res.ArtifactsID, res.MaxMTime = id, artifactsID(t), t.MaxMTime()

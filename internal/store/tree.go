@@ -261,9 +261,20 @@ func (s *Store) Snapshot(dir, parent string, base Tree) (id string, tree Tree, e
 // known, when not nil, is what smelt restored into dir (a superset of base):
 // its files too are taken as unchanged without being read.
 func (s *Store) SnapshotLinking(dir, parent string, base, known Tree, linkable func(string) bool) (id string, tree Tree, err error) {
+	if tree, err = s.Capture(dir, base, known, linkable); err != nil {
+		return "", nil, err
+	}
+	id, err = s.PutTree(parent, base, tree)
+	return id, tree, err
+}
+
+// Capture is SnapshotLinking without the layer: it stores dir's files as
+// objects and returns its tree, for a caller that stores (some of) it with
+// PutTree.
+func (s *Store) Capture(dir string, base, known Tree, linkable func(string) bool) (Tree, error) {
 	entries, err := scan(dir)
 	if err != nil {
-		return "", nil, fmt.Errorf("snapshot %s: %w", dir, err)
+		return nil, fmt.Errorf("snapshot %s: %w", dir, err)
 	}
 	if known == nil {
 		known = base
@@ -304,14 +315,13 @@ func (s *Store) SnapshotLinking(dir, parent string, base, known Tree, linkable f
 		return s.PutFileTime(p, h, e.MTime)
 	})
 	if err != nil {
-		return "", nil, fmt.Errorf("snapshot %s: %w", dir, err)
+		return nil, fmt.Errorf("snapshot %s: %w", dir, err)
 	}
-	tree = Tree{}
+	tree := make(Tree, len(entries))
 	for _, e := range entries {
 		tree[e.Path] = e
 	}
-	id, err = s.PutTree(parent, base, tree)
-	return id, tree, err
+	return tree, nil
 }
 
 // PutTree stores tree, whose files' objects are in the store, as a layer
