@@ -101,6 +101,32 @@ func TestPackageCommandReadsJSON(t *testing.T) {
 	}
 }
 
+// cargo test builds the examples too unless its arguments name targets,
+// so the warm-up of a test step must, or the step compiles them itself.
+func TestTestBuild(t *testing.T) {
+	tests := []struct {
+		kind string
+		args []string
+		want string
+	}{
+		{"test", nil, "build --tests --examples"},
+		{"test", []string{"--", "--nocapture"}, "build --tests --examples"},
+		{"test", []string{"--lib"}, "build --tests"},
+		{"test", []string{"--test=cli"}, "build --tests"},
+		{"test", []string{"--all-targets"}, "build --tests"},
+		{"nextest", nil, "build --tests --examples"},
+		{"coverage", nil, "build --tests --examples"},
+		{"doctest", nil, "build --tests"},
+	}
+	for _, tt := range tests {
+		h := mkStep(tt.kind, func(s *config.Step) { s.Args = tt.args })
+		w := Commands(mkStep("deps", nil), []*config.Step{h}, 0, 0)
+		if len(w) != 1 || !strings.HasPrefix(strings.Join(w[0].Args, " "), tt.want+" --keep-going ") {
+			t.Errorf("%s %q: warm-ups %q, want one %q", tt.kind, tt.args, args(w), tt.want)
+		}
+	}
+}
+
 func TestDepsWarmups(t *testing.T) {
 	deps := mkStep("deps", nil)
 	clippy := mkStep("clippy", func(s *config.Step) { s.Features = []string{"f"} })

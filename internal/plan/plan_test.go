@@ -93,7 +93,7 @@ func TestNewDefault(t *testing.T) {
 	common := "--offline --locked --config " + vc + " --profile release --workspace"
 	wantDeps := []string{
 		"cargo check --keep-going " + common + " --all-targets",
-		"cargo build --tests --keep-going " + common,
+		"cargo build --tests --examples --keep-going " + common,
 		"cargo doc --no-deps --keep-going " + common,
 		"cargo build --keep-going " + common,
 	}
