@@ -799,43 +799,6 @@ func TestFusedFirstBuild(t *testing.T) {
 	}
 }
 
-// While a fused deps step builds, the clippy step after it checks the
-// workspace ahead; its own run then finds it checked and still reports
-// what clippy says. With one step at a time nothing runs ahead.
-func TestCheckAhead(t *testing.T) {
-	p := newProject(t, "sequential")
-	p.replace("smelt.toml", `args = ["--all-targets", "--", "--deny", "warnings"]`, `args = ["--all-targets"]`)
-	p.replace("src/main.rs", "fn main() {\n", "fn main() {\n    let v: Vec<u8> = Vec::new();\n    if v.len() == 0 {\n        println!(\"empty\");\n    }\n")
-	o := p.mustSmelt("check", "-j", "2")
-	wantStatus(t, o, each("built", "deps", "clippy", "test", "crate"))
-	if deps := p.log("deps"); !strings.Contains(deps, "step clippy runs ahead") {
-		t.Errorf("clippy did not run ahead of the deps step's fused builds:\n%s", deps)
-	}
-	clippy := p.log("clippy")
-	if !strings.Contains(clippy, "checked the workspace in ahead") || compiled(clippy)["seq"] {
-		t.Errorf("the clippy step did not start from where it ran ahead, or checked seq again:\n%s", clippy)
-	}
-	if !strings.Contains(clippy, "len_zero") {
-		t.Errorf("the clippy step's log lacks clippy's warning:\n%s", clippy)
-	}
-	p.replace("src/main.rs", "n * 2", "2 * n")
-	o = p.mustSmelt("check", "-j", "2")
-	wantStatus(t, o, map[string]string{"deps": "cached", "clippy": "built", "test": "built", "crate": "built"})
-	if clippy := p.log("clippy"); !compiled(clippy)["seq"] || !strings.Contains(clippy, "len_zero") {
-		t.Errorf("after an edit, clippy did not check seq again:\n%s", clippy)
-	}
-	p.mustSmelt("build")
-	if got := p.runResult("seq"); got != "empty\ndouble: 42" {
-		t.Fatalf("result/bin/seq printed %q", got)
-	}
-
-	q := newProject(t, "sequential")
-	q.mustSmelt("check", "-j", "1")
-	if deps := q.log("deps"); strings.Contains(deps, "runs ahead") {
-		t.Errorf("with -j 1, clippy ran ahead:\n%s", deps)
-	}
-}
-
 // Bad input gets one clear message naming the file, and nothing is built.
 func TestBadInput(t *testing.T) {
 	t.Run("smelt.toml typo", func(t *testing.T) {

@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"smelt/internal/cargo"
-	"smelt/internal/config"
 	"smelt/internal/plan"
 	"smelt/internal/skeleton"
 	"smelt/internal/source"
@@ -60,10 +59,6 @@ func (sr *stepRun) phase(name string) {
 func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in plan.Inputs, key string, parent *store.Result, r *StepReport) (*store.Result, error) {
 	st, s := e.p.st, n.Step
 	start := time.Now()
-	ahead, aheadErr := e.awaitAhead(ctx, n)
-	if ctx.Err() != nil {
-		return nil, ctx.Err()
-	}
 	dir, unlock, err := e.workDir(n.Name())
 	if err != nil {
 		return nil, err
@@ -88,12 +83,9 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 		return nil, err
 	}
 	sr.locals = locals
-	from, err := e.startFrom(n, parent, src, locals, distinct, ahead)
+	from, err := e.startFrom(n, parent, src, locals, distinct)
 	if err != nil {
 		return nil, err
-	}
-	if aheadErr != nil {
-		fmt.Fprintf(logf, "# smelt: it did not run ahead: %v\n", aheadErr)
 	}
 	if from.note != "" {
 		fmt.Fprintf(logf, "# %s\n", from.note)
@@ -142,7 +134,18 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 	}
 	sr.phase("prepare")
 
-	sr.env = e.commandEnv(s, sr.targetDir)
+	sr.env = append(stepEnv(s.Toolchain),
+		"CARGO_TARGET_DIR="+sr.targetDir,
+		"CARGO_TERM_COLOR=never",
+		"CARGO_NET_OFFLINE=true",
+		"NO_COLOR=1", // logs are files: no escape codes (tarpaulin, nextest)
+	)
+	if e.jobs != nil {
+		sr.env = append(sr.env, e.jobs.env())
+	}
+	for _, k := range sortedKeys(s.Env) {
+		sr.env = append(sr.env, k+"="+s.Env[k])
+	}
 	cmds := n.Commands
 	fuseAt := -1 // the first command to run on the heirs' source
 	var fuseSrc source.Tree
@@ -178,7 +181,6 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 	}
 	var seedSource []store.SourceFile
 	var stubQueries *store.Entry // cargo's compiler-query cache as the skeleton's builds left it
-	var mid store.Tree           // target/ as the skeleton's builds left it, if captured
 	for i, c := range cmds {
 		if i == fuseAt {
 			if stubQueries, err = sr.queryCache(); err != nil {
@@ -186,14 +188,6 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 			}
 			if seedSource, err = sr.layRealSource(fuseSrc); err != nil {
 				return nil, err
-			}
-			if h := e.aheadHeir(n); h != nil {
-				// What the skeleton's check built, for h to start from.
-				if mid, err = st.Capture(sr.targetDir, from.base, from.restored, linkable(s.Kind)); err != nil {
-					return nil, err
-				}
-				e.runAhead(ctx, h, dependencyPart(mid, locals), seedSource)
-				fmt.Fprintf(logf, "# smelt: step %s runs ahead meanwhile, on what the check built (its log: %s)\n", h.Name(), filepath.Join(logDir, h.Name()+".ahead.log"))
 			}
 			sr.phase("source")
 		}
@@ -206,7 +200,7 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 	res := &store.Result{Key: key, Step: n.Name(), Kind: s.Kind, Inputs: in, Source: from.times, Created: time.Now().UTC()}
 	var tree store.Tree
 	if keeps {
-		t, err := st.Capture(sr.targetDir, from.base, withKnown(from.restored, mid), linkable(s.Kind))
+		t, err := st.Capture(sr.targetDir, from.base, from.restored, linkable(s.Kind))
 		if err != nil {
 			return nil, err
 		}
@@ -252,23 +246,6 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 		return nil, err
 	}
 	return res, nil
-}
-
-// commandEnv is the environment of a step's commands.
-func (e *engine) commandEnv(s *config.Step, targetDir string) []string {
-	env := append(stepEnv(s.Toolchain),
-		"CARGO_TARGET_DIR="+targetDir,
-		"CARGO_TERM_COLOR=never",
-		"CARGO_NET_OFFLINE=true",
-		"NO_COLOR=1", // logs are files: no escape codes (tarpaulin, nextest)
-	)
-	if e.jobs != nil {
-		env = append(env, e.jobs.env())
-	}
-	for _, k := range sortedKeys(s.Env) {
-		env = append(env, k+"="+s.Env[k])
-	}
-	return env
 }
 
 // artifactsID is the content identity of a target/ for early cutoff: all
@@ -332,7 +309,7 @@ type origin struct {
 // times that keep every artifact built from other source stale. Only
 // cargo's own freshness checks make a warm start sound: a user's command
 // could read anything left in target/.
-func (e *engine) startFrom(n *plan.Node, parent *store.Result, src source.Tree, locals []string, distinct map[string]bool, ahead *store.Result) (*origin, error) {
+func (e *engine) startFrom(n *plan.Node, parent *store.Result, src source.Tree, locals []string, distinct map[string]bool) (*origin, error) {
 	st, kind := e.p.st, n.Step.Kind
 	tick, err := e.mtimeTick()
 	if err != nil {
@@ -362,8 +339,6 @@ func (e *engine) startFrom(n *plan.Node, parent *store.Result, src source.Tree, 
 	what := "its own target/ of its last success"
 	if seed := e.seedFor(n, own); seed != nil {
 		own, what = seed, "the target/ its deps step built the workspace's own code in"
-	} else if own == nil && ahead != nil {
-		own, what = ahead, "the target/ it checked the workspace in ahead, while its deps step built"
 	}
 	if own != nil && plan.KeepsArtifacts(kind) && kind != "command" {
 		if ownTree, err = st.Flatten(own.Artifacts); err != nil {

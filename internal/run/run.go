@@ -136,7 +136,6 @@ func Run(ctx context.Context, root string, cfg *config.Config, names []string, o
 		go func(n *plan.Node) {
 			defer wg.Done()
 			defer close(done[n.Name()])
-			defer e.dropAhead(n.Name())
 			r := reports[n.Name()]
 			var parent *store.Result
 			if n.Parent != nil {
@@ -153,7 +152,6 @@ func Run(ctx context.Context, root string, cfg *config.Config, names []string, o
 		}(n)
 	}
 	wg.Wait()
-	e.stopAhead()
 	return rep, nil
 }
 
@@ -190,9 +188,6 @@ type engine struct {
 
 	toolsMu    sync.Mutex
 	toolsCache map[string]map[string]string // by kind and toolchain
-
-	aheads  map[string]*ahead // steps running ahead (see ahead.go), by name
-	aheadWG sync.WaitGroup
 
 	tickOnce sync.Once
 	tick     time.Duration
@@ -425,12 +420,6 @@ func isFailure(err error) bool {
 // runs so that restoring artifacts into it costs only what changed, and
 // locked so that two smelt processes never share it.
 func (e *engine) workDir(name string) (string, func(), error) {
-	return e.lockWorkDir(name, true)
-}
-
-// lockWorkDir is workDir; when wait is false, it fails with errBusy rather
-// than wait for another process.
-func (e *engine) lockWorkDir(name string, wait bool) (string, func(), error) {
 	dir := filepath.Join(e.p.st.Dir, "work", e.p.id, name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", nil, err
@@ -439,15 +428,8 @@ func (e *engine) lockWorkDir(name string, wait bool) (string, func(), error) {
 	if err != nil {
 		return "", nil, err
 	}
-	how := unix.LOCK_EX
-	if !wait {
-		how |= unix.LOCK_NB
-	}
-	if err := unix.Flock(int(f.Fd()), how); err != nil {
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
 		f.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			return "", nil, errBusy
-		}
 		return "", nil, fmt.Errorf("lock %s: %w", dir, err)
 	}
 	return dir, func() { f.Close() }, nil
