@@ -264,7 +264,8 @@ func selectsTargets(args []string) bool {
 }
 
 // DropCoveredBuilds removes from a deps step's warm-ups every `cargo build`
-// that a `cargo build --tests` of the same flags and environment covers. It
+// that a `cargo build --tests` (with or without --examples) of the same
+// flags and environment covers. It
 // is only sound for a workspace without dev-dependencies (see
 // skeleton.HasDevDependencies): then both build the same dependency units
 // with the same features, and the plain build would be a no-op that still

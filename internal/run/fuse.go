@@ -68,7 +68,7 @@ func fusible(c cargo.Command) bool {
 
 // fusedFor tells the warm-ups of deps step n to run on the real source:
 // the fusible ones that a heir selected in this run would run itself (a
-// `cargo build --tests` for a test step), so that none builds the
+// `cargo build --tests --examples` for a test step), so that none builds the
 // workspace's own code for a step that will not use it.
 func (e *engine) fusedFor(n *plan.Node) func(cargo.Command) bool {
 	want := map[string]bool{}
