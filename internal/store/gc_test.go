@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -12,9 +13,10 @@ import (
 func TestGC(t *testing.T) {
 	st := openStore(t)
 	keep := filepath.Join(t.TempDir(), "keep")
-	writeFixture(t, keep, []fixture{{path: "a", typ: TypeFile, data: "kept", mtimeN: t1}})
+	// Larger than InlineMax, so that each has an object.
+	writeFixture(t, keep, []fixture{{path: "a", typ: TypeFile, data: strings.Repeat("kept", InlineMax), mtimeN: t1}})
 	drop := filepath.Join(t.TempDir(), "drop")
-	writeFixture(t, drop, []fixture{{path: "b", typ: TypeFile, data: "dropped", mtimeN: t1}})
+	writeFixture(t, drop, []fixture{{path: "b", typ: TypeFile, data: strings.Repeat("dropped", InlineMax), mtimeN: t1}})
 	keptID, keptTree, err := st.Snapshot(keep, "", nil)
 	if err != nil {
 		t.Fatal(err)

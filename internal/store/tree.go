@@ -37,10 +37,11 @@ type Entry struct {
 	MTime int64  `json:"m,omitempty"`
 	Hash  string `json:"h,omitempty"`
 	// Data is the base64 content of a file of at most InlineMax bytes
-	// (empty for an empty file). The object is stored too; Data lets a
-	// restore write the small files (cargo's fingerprints, dep-info) from
-	// the manifest it has already read instead of opening one object each:
-	// with a cold page cache that open is a random read per file.
+	// (empty for an empty file). Such a file has no object of its own
+	// (unless it was linked: see SnapshotLinking): a restore writes the
+	// small files (cargo's fingerprints, dep-info) from the manifest it has
+	// already read, and a snapshot creates no store file per fingerprint
+	// (a file creation cost 0.3 ms on this project's test machine).
 	Data string `json:"d,omitempty"`
 }
 
@@ -312,6 +313,11 @@ func (s *Store) Capture(dir string, base, known Tree, linkable func(string) bool
 		if linkable != nil && linkable(e.Path) && s.adopt(p, h) == nil {
 			return nil
 		}
+		if _, ok := e.inline(); ok {
+			// The layer carries it: an object would be one more file to
+			// create (cargo's fingerprints are most of a target/'s files).
+			return nil
+		}
 		return s.PutFileTime(p, h, e.MTime)
 	})
 	if err != nil {
@@ -523,7 +529,9 @@ func (s *Store) CopyOut(e Entry, dst string) error {
 	} else {
 		f, err := os.Open(s.ObjectPath(e.Hash))
 		if err != nil {
-			return fmt.Errorf("store object for %s is missing (run `smelt gc --verify`, then rebuild): %w", e.Path, err)
+			// No command repairs a store that lost objects; only a new
+			// store rebuilds what needed them.
+			return fmt.Errorf("the store %s has lost the object of %s (was it cleaned by hand?): delete the store and run again: %w", s.Dir, e.Path, err)
 		}
 		defer f.Close()
 		src = f
