@@ -125,13 +125,22 @@ func Detect(ctx context.Context, st *store.Store, dir string, env []string) (*Id
 		}
 		return out.String(), nil
 	}
+	// Both at once: each goes through rustup's proxy, and on an empty
+	// store they are most of what smelt does before its first step.
+	var cargo string
+	var cargoErr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		cargo, cargoErr = run("cargo", "-V")
+	}()
 	rustc, err := run("rustc", "-vV")
+	<-done
 	if err != nil {
 		return nil, err
 	}
-	cargo, err := run("cargo", "-V")
-	if err != nil {
-		return nil, err
+	if cargoErr != nil {
+		return nil, cargoErr
 	}
 	id = Identity{Rustc: rustc, Cargo: cargo}
 	for _, line := range strings.Split(rustc, "\n") {
