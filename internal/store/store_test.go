@@ -82,7 +82,9 @@ var sample = []fixture{
 	{path: "bin/tool", typ: TypeExec, data: "#!/bin/sh\necho hi\n", mtimeN: t2},
 	{path: "link", typ: TypeSymlink, data: "a.txt"},
 	{path: "dangling", typ: TypeSymlink, data: "../nowhere"},
-	{path: "deep/er/still/f.o", typ: TypeFile, data: "object", mtimeN: t1 + 1},
+	// Larger than InlineMax: one file that the layer does not carry, so
+	// that it needs its object.
+	{path: "deep/er/still/f.o", typ: TypeFile, data: strings.Repeat("object", InlineMax), mtimeN: t1 + 1},
 	{path: "deep/er/empty", typ: TypeDir},
 	{path: "empty", typ: TypeDir},
 	{path: "zero", typ: TypeFile, data: "", mtimeN: t2 + 7},
@@ -343,7 +345,7 @@ func TestSnapshotLayerDelta(t *testing.T) {
 	writeFixture(t, dir, []fixture{
 		{path: "a.txt", typ: TypeFile, data: "ALPHA!", mtimeN: t2},
 		{path: "new/n.rlib", typ: TypeFile, data: "new", mtimeN: t2},
-		{path: "deep/er/still/f.o", typ: TypeFile, data: "object", mtimeN: t2}, // same bytes, new mtime
+		{path: "deep/er/still/f.o", typ: TypeFile, data: strings.Repeat("object", InlineMax), mtimeN: t2}, // same bytes, new mtime
 		{path: "zero", typ: TypeExec, data: "", mtimeN: t2 + 7},
 	})
 	if err := os.RemoveAll(filepath.Join(dir, "empty")); err != nil {
