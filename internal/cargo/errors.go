@@ -76,3 +76,54 @@ func crateName(s string) string {
 	}
 	return s
 }
+
+var (
+	reErrorLine = regexp.MustCompile(`^error(\[E\d+\])?: (.*)$`)
+	reLocation  = regexp.MustCompile(`^\s*--> (\S+:\d+:\d+)`)
+)
+
+// Headline says in one line why a cargo command failed: cargo's (or
+// rustc's) first error, with where it points, its causes, and the error of
+// a tool cargo ran (rustc asked about a target it does not know); "" when
+// stderr holds no error line.
+func Headline(stderr string) string {
+	lines := strings.Split(stderr, "\n")
+	start := -1
+	var parts []string
+	for i, l := range lines {
+		if m := reErrorLine.FindStringSubmatch(l); m != nil {
+			start, parts = i, []string{m[2]}
+			if m[1] != "" {
+				parts[0] += " (" + strings.Trim(m[1], "[]") + ")"
+			}
+			break
+		}
+	}
+	if start < 0 {
+		return ""
+	}
+	if strings.HasSuffix(parts[0], ":") && start+1 < len(lines) {
+		// A list follows ("not supported by the following packages:").
+		parts[0] += " " + strings.TrimSpace(lines[start+1])
+		start++
+	}
+	for i := start + 1; i < len(lines); i++ {
+		l := strings.TrimSpace(lines[i])
+		switch {
+		case i <= start+2 && reLocation.MatchString(lines[i]):
+			parts[len(parts)-1] += " at " + reLocation.FindStringSubmatch(lines[i])[1]
+		case l == "Caused by:" && i+1 < len(lines):
+			c := strings.TrimSpace(lines[i+1])
+			i++
+			if !strings.HasPrefix(c, "process didn't exit successfully") { // a command line, often long
+				parts = append(parts, c)
+			}
+		case strings.HasPrefix(l, "error: ") && lines[i] != l:
+			// An indented error: a tool's own stderr that cargo quotes.
+			parts = append(parts, strings.TrimPrefix(l, "error: "))
+		case reErrorLine.MatchString(lines[i]):
+			return strings.Join(parts, ": ") // the next error: one is enough
+		}
+	}
+	return strings.Join(parts, ": ")
+}

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -562,10 +563,26 @@ func (sr *stepRun) failure(c cargo.Command, stderr string, err error) error {
 		if hint := missingSubcommand(stderr, c.Args[0]); hint != "" {
 			return failed("%s", hint)
 		}
+		if h := cargo.Headline(stderr); h != "" {
+			return failed("`cargo %s` failed: %s", c.Args[0], sr.inProject(h))
+		}
 		return failed("`cargo %s` exited with status %d", c.Args[0], ee.ExitCode())
 	} else {
 		return failed("`%s` exited with status %d", c.Program, ee.ExitCode())
 	}
+}
+
+// reSkeletonAt is where an error points into a manifest of the deps step's
+// skeleton, whose lines are not the user's.
+var reSkeletonAt = regexp.MustCompile(` at (\S*Cargo\.toml):\d+:\d+`)
+
+// inProject rewrites a message about the step's copy of the project to
+// name the project's own files.
+func (sr *stepRun) inProject(msg string) string {
+	if sr.n.Step.Kind == "deps" && !sr.fused {
+		msg = reSkeletonAt.ReplaceAllString(msg, " in $1")
+	}
+	return strings.ReplaceAll(msg, sr.srcDir+string(filepath.Separator), sr.e.p.root+string(filepath.Separator))
 }
 
 // killGroupOnCancel runs cmd in a process group of its own and, when the

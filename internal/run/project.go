@@ -25,6 +25,15 @@ func FindRoot(dir string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	// A directory that is not there must not fall through to the project
+	// around it (`-C app` with a typo would build the enclosing project).
+	if info, err := os.Stat(abs); os.IsNotExist(err) {
+		return "", fmt.Errorf("project directory %s does not exist: pass -C an existing directory", abs)
+	} else if err != nil {
+		return "", fmt.Errorf("project directory %s: %w", abs, err)
+	} else if !info.IsDir() {
+		return "", fmt.Errorf("project directory %s is not a directory (pass -C the directory that holds Cargo.toml)", abs)
+	}
 	first := ""
 	for d := abs; ; d = filepath.Dir(d) {
 		data, err := os.ReadFile(filepath.Join(d, "Cargo.toml"))
@@ -185,7 +194,7 @@ func (p *project) skeleton(include, exclude []string) (source.Tree, error) {
 	}
 	m, err := skeleton.Make(src.Map())
 	if err != nil {
-		return nil, fmt.Errorf("make the dependency skeleton: %w", err)
+		return nil, p.inRoot(fmt.Errorf("make the dependency skeleton: %w", err))
 	}
 	t := source.FromMap(m)
 	p.skels[k] = t
@@ -240,10 +249,31 @@ func (p *project) vendor(ctx context.Context, log *os.File) (*vendor.Sources, er
 		if errors.Is(err, context.Canceled) {
 			return nil, err
 		}
-		return nil, fmt.Errorf("fetch dependency sources for %s: %w", filepath.Join(p.root, "Cargo.lock"), err)
+		// Name the project's files, not their copies in dir.
+		msg := strings.ReplaceAll(err.Error(), dir, p.root)
+		return nil, fmt.Errorf("fetch dependency sources for %s: %s", filepath.Join(p.root, "Cargo.lock"), msg)
 	}
 	p.vendored = s
 	return s, nil
+}
+
+// inRoot turns a file error of the workspace into one naming the file by
+// its path in the project (the user's file, not smelt's copy of it).
+func (p *project) inRoot(err error) error {
+	if fe := fileError(err, p.root); fe != nil {
+		return fe
+	}
+	return err
+}
+
+func fileError(err error, root string) error {
+	var fe *skeleton.FileError
+	if !errors.As(err, &fe) {
+		return nil
+	}
+	c := *fe
+	c.Path = filepath.Join(root, filepath.FromSlash(fe.Path))
+	return &c
 }
 
 // Members lists the names of the workspace's own packages (every Cargo.toml
@@ -262,6 +292,9 @@ func Members(root string) ([]string, error) {
 func memberNames(src source.Tree, root string) ([]string, map[string]bool, error) {
 	names, distinct, err := skeleton.Packages(src.Map())
 	if err != nil {
+		if fe := fileError(err, root); fe != nil {
+			return nil, nil, fe
+		}
 		return nil, nil, fmt.Errorf("read the manifests in %s: %w", root, err)
 	}
 	return names, distinct, nil

@@ -5,6 +5,7 @@
 package skeleton
 
 import (
+	"errors"
 	"fmt"
 	"path"
 	"regexp"
@@ -58,6 +59,32 @@ type wsInfo struct {
 	maskWS    bool            // whether [workspace.package] version is masked
 }
 
+// FileError is a file of the workspace that is not valid TOML, with the
+// place of the error when the parser gives one.
+type FileError struct {
+	Path      string // relative to the workspace root, until a caller knows the root
+	Line, Col int    // 0: unknown
+	Msg, Fix  string
+}
+
+func (e *FileError) Error() string {
+	at := e.Path
+	if e.Line > 0 {
+		at = fmt.Sprintf("%s:%d:%d", e.Path, e.Line, e.Col)
+	}
+	return at + ": " + e.Msg + "; " + e.Fix
+}
+
+// tomlError names the file and, for a syntax or type error, its line.
+func tomlError(p string, err error, fix string) error {
+	fe := &FileError{Path: p, Msg: strings.TrimPrefix(err.Error(), "toml: "), Fix: fix}
+	var de *toml.DecodeError
+	if errors.As(err, &de) {
+		fe.Line, fe.Col = de.Position()
+	}
+	return fe
+}
+
 func parse(files map[string][]byte) (*wsInfo, error) {
 	// Sorted iteration keeps error reporting (first failing file) deterministic.
 	paths := make([]string, 0, len(files))
@@ -74,7 +101,7 @@ func parse(files map[string][]byte) (*wsInfo, error) {
 		}
 		var m map[string]any
 		if err := toml.Unmarshal(files[p], &m); err != nil {
-			return nil, fmt.Errorf("%s: %w", p, err)
+			return nil, tomlError(p, err, "fix it: cargo cannot read it either")
 		}
 		if m == nil {
 			m = map[string]any{}
@@ -174,7 +201,7 @@ func Make(files map[string][]byte) (map[string][]byte, error) {
 		case path.Base(p) == "Cargo.lock":
 			b, err := rewriteLock(files[p], masked)
 			if err != nil {
-				return nil, fmt.Errorf("%s: %w", p, err)
+				return nil, tomlError(p, err, "fix it or regenerate it with `cargo generate-lockfile`")
 			}
 			out[p] = b
 		case keptVerbatim(p):
