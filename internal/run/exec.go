@@ -76,7 +76,9 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 	}
 	defer logf.Close()
 	fmt.Fprintf(logf, "# smelt step %s (kind %s), key %s\n# why: %s\n", n.Name(), s.Kind, key[:16], r.Reason)
-	sr := &stepRun{e: e, n: n, r: r, logf: logf, srcDir: filepath.Join(dir, "src"), scratch: filepath.Join(dir, "scratch"),
+	// A path dependency outside the workspace ("../lib") keeps its place
+	// relative to it: the workspace then lies deeper (source.Nest).
+	sr := &stepRun{e: e, n: n, r: r, logf: logf, srcDir: source.Nest(filepath.Join(dir, "src"), e.p.root, src.Depth()), scratch: filepath.Join(dir, "scratch"),
 		bins: map[string]string{}, binPaths: map[string]string{}, mark: start}
 	sr.targetDir = filepath.Join(sr.srcDir, "target")
 	locals, distinct, err := memberNames(src, e.p.root)
@@ -557,6 +559,8 @@ func (sr *stepRun) failure(c cargo.Command, stderr string, err error) error {
 			tc = " --toolchain " + tc
 		}
 		return failed("the standard library for target %s is not installed: run `rustup target add %s%s`", t, t, tc)
+	} else if rel := sr.unseenFile(stderr); rel != "" {
+		return failed("the build reads %s, which smelt left out of the step's source (it cannot tell that the build reads it): add it to smelt.toml, e.g. include = [%q] in [common]", rel, rel)
 	} else if msg := cargo.Explain(stderr); msg != "" {
 		return failed("%s", msg)
 	} else if c.Program == "cargo" && len(c.Args) > 0 {
@@ -570,6 +574,26 @@ func (sr *stepRun) failure(c cargo.Command, stderr string, err error) error {
 	} else {
 		return failed("`%s` exited with status %d", c.Program, ee.ExitCode())
 	}
+}
+
+// reCouldntRead is rustc's error for a file include_str!/include_bytes!
+// (or a #[path] module) names that is not there.
+var reCouldntRead = regexp.MustCompile("couldn't read `([^`]+)`")
+
+// unseenFile returns the path, relative to the workspace, of a file the
+// build failed to read because the cleaned source left it out: one that
+// exists in the project but not in the step's copy of it.
+func (sr *stepRun) unseenFile(stderr string) string {
+	for _, m := range reCouldntRead.FindAllStringSubmatch(stderr, -1) {
+		rel, err := filepath.Rel(sr.srcDir, m[1])
+		if err != nil || strings.HasPrefix(rel, "..") {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(sr.e.p.root, rel)); err == nil {
+			return filepath.ToSlash(rel)
+		}
+	}
+	return ""
 }
 
 // reSkeletonAt is where an error points into a manifest of the deps step's

@@ -238,19 +238,20 @@ func (p *project) vendor(ctx context.Context, log *os.File) (*vendor.Sources, er
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
+	ws := source.Nest(dir, p.root, skel.Depth())
 	times := source.MTimes(skel, nil, 0, timeNow(), time.Second)
-	if err := source.Layout(dir, skel, times); err != nil {
+	if err := source.Layout(ws, skel, times); err != nil {
 		return nil, err
 	}
 	// Fetching is the one step that may use the network, so it sees the
 	// whole environment (proxies, registry tokens).
-	s, err := vendor.Fetch(ctx, p.st, dir, id, os.Environ(), log)
+	s, err := vendor.Fetch(ctx, p.st, ws, id, os.Environ(), log)
 	if err != nil {
 		if errors.Is(err, context.Canceled) {
 			return nil, err
 		}
 		// Name the project's files, not their copies in dir.
-		msg := strings.ReplaceAll(err.Error(), dir, p.root)
+		msg := strings.ReplaceAll(err.Error(), ws, p.root)
 		return nil, fmt.Errorf("fetch dependency sources for %s: %s", filepath.Join(p.root, "Cargo.lock"), msg)
 	}
 	p.vendored = s

@@ -237,6 +237,15 @@ func keptVerbatim(p string) bool {
 	return false
 }
 
+// ups counts the leading ".." of a clean slash path.
+func ups(p string) int {
+	n := 0
+	for ; p == ".." || strings.HasPrefix(p, "../"); p = strings.TrimPrefix(p[2:], "/") {
+		n++
+	}
+	return n
+}
+
 func dirOf(p string) string {
 	d := path.Dir(p)
 	if d == "." {
@@ -246,13 +255,15 @@ func dirOf(p string) string {
 }
 
 // joinRel resolves a manifest-relative path to a workspace-relative one;
-// ok is false when it leaves the workspace (or is absolute).
+// ok is false when it leaves the workspace (or is absolute). A package
+// outside the workspace (a path dependency at "../lib") may name paths as
+// far out as itself.
 func joinRel(dir, rel string) (string, bool) {
 	if rel == "" || path.IsAbs(rel) || strings.Contains(rel, "\\") {
 		return "", false
 	}
 	j := path.Join(dir, rel)
-	if j == ".." || strings.HasPrefix(j, "../") {
+	if ups(j) > ups(dir) {
 		return "", false
 	}
 	if j == "." {
@@ -270,9 +281,12 @@ func patchedDirs(manifests map[string]map[string]any) map[string]bool {
 		if !ok {
 			return
 		}
-		if p, ok := t["path"].(string); ok {
-			if d, ok := joinRel(dirOf(manifestPath), p); ok {
+		if p, ok := t["path"].(string); ok && !path.IsAbs(p) {
+			// Outside the workspace too: a path dependency at "../lib".
+			if d := path.Join(dirOf(manifestPath), p); d != "." {
 				dirs[d] = true
+			} else {
+				dirs[""] = true
 			}
 		}
 	}
