@@ -14,6 +14,7 @@ var (
 	reParseLock = regexp.MustCompile(`failed to parse lock file at: (\S+)`)
 	reTOMLAt    = regexp.MustCompile(`TOML parse error at (line \d+, column \d+)`)
 	reNoMatch   = regexp.MustCompile("no matching package named `([^`]+)` found")
+	reSelect    = regexp.MustCompile("failed to select a version for the requirement `(([^` ]+) = [^`]+)`(?:\ncandidate versions found which didn't match: (.+))?")
 )
 
 // Explain turns cargo's stderr into one sentence naming the file or crate at
@@ -36,6 +37,13 @@ func Explain(stderr string) string {
 			detail = loc[1] + ": " + detail
 		}
 		return m[1] + " cannot be parsed (" + detail + "); fix it or regenerate it with `cargo generate-lockfile`"
+	}
+	if m := reSelect.FindStringSubmatch(stderr); m != nil {
+		have := ""
+		if m[3] != "" {
+			have = " (there is " + m[3] + ")"
+		}
+		return "no version of " + m[2] + " matches `" + m[1] + "`" + have + "; change the requirement in Cargo.toml, or run `cargo update -p " + m[2] + "` and commit Cargo.lock"
 	}
 	if m := reNoMatch.FindStringSubmatch(stderr); m != nil {
 		return "Cargo.lock is out of date: a Cargo.toml asks for " + m[1] + ", which Cargo.lock does not list; run `cargo update --workspace` and commit Cargo.lock"

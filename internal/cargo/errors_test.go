@@ -178,3 +178,11 @@ func TestHeadline(t *testing.T) {
 		})
 	}
 }
+
+func TestExplainUnmatchedPin(t *testing.T) {
+	got := Explain("error: failed to select a version for the requirement `itoa = \"=99\"`\ncandidate versions found which didn't match: 1.0.19\nlocation searched: directory source `/s/vendor/pool`\n")
+	want := "no version of itoa matches `itoa = \"=99\"` (there is 1.0.19); change the requirement in Cargo.toml, or run `cargo update -p itoa` and commit Cargo.lock"
+	if got != want {
+		t.Errorf("Explain =\n %q\nwant\n %q", got, want)
+	}
+}
