@@ -122,11 +122,15 @@ func TestInputErrors(t *testing.T) {
 		{name: "a toolchain that is not installed",
 			files: map[string]string{"smelt.toml": toolchainMissing},
 			env:   []string{"RUSTUP_AUTO_INSTALL=1"}, // rustup first prints "info: syncing channel updates"
-			want:  func(string) []string { return []string{"toolchain 1.999.0: ", "error: ", "rustup toolchain install 1.999.0"} },
-			not:   []string{"info: syncing"}},
+			want: func(string) []string {
+				return []string{"toolchain 1.999.0: ", "error: ", "rustup toolchain install 1.999.0"}
+			},
+			not: []string{"info: syncing"}},
 		{name: "a bad version string",
 			files: map[string]string{"Cargo.toml": "[package]\nname = \"tiny\"\nversion = \"0.1\"\nedition = \"2021\"\n"},
-			want:  func(string) []string { return []string{"failed: unexpected end of input while parsing minor version number at Cargo.toml:3:11"} }},
+			want: func(string) []string {
+				return []string{"failed: unexpected end of input while parsing minor version number at Cargo.toml:3:11"}
+			}},
 		{name: "a broken .cargo/config.toml",
 			files: map[string]string{".cargo/config.toml": "[build]\njobs = [\n"},
 			want: func(dir string) []string {
@@ -135,10 +139,14 @@ func TestInputErrors(t *testing.T) {
 			}},
 		{name: "an unknown target",
 			files: map[string]string{"smelt.toml": "[common]\ntarget = \"nosuch-unknown-none\"\n[step.package]\nkind = \"package\"\n"},
-			want:  func(string) []string { return []string{"could not find specification for target \"nosuch-unknown-none\""} }},
+			want: func(string) []string {
+				return []string{"could not find specification for target \"nosuch-unknown-none\""}
+			}},
 		{name: "an unmatched rust-version",
 			files: map[string]string{"Cargo.toml": "[package]\nname = \"tiny\"\nversion = \"0.1.0\"\nedition = \"2021\"\nrust-version = \"1.999\"\n"},
-			want:  func(string) []string { return []string{"is not supported by the following packages: tiny@", "requires rustc 1.999"} }},
+			want: func(string) []string {
+				return []string{"is not supported by the following packages: tiny@", "requires rustc 1.999"}
+			}},
 		{name: "an unmatched version pin", fixture: "hello",
 			files: map[string]string{"Cargo.toml": "[package]\nname = \"hello\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\nanyhow = \"1\"\nitoa = \"=99\"\n"},
 			want: func(dir string) []string {
@@ -165,7 +173,9 @@ func TestInputErrors(t *testing.T) {
 			want: func(string) []string { return []string{"--older-than -5: the number of days must be 0 or more"} }},
 		{name: "log of an unknown step",
 			args: func(dir string) []string { return []string{"log", "bogus", "-C", dir} },
-			want: func(string) []string { return []string{"no step named bogus (steps: deps, clippy, test, doc, package, fmt)"} }},
+			want: func(string) []string {
+				return []string{"no step named bogus (steps: deps, clippy, test, doc, package, fmt)"}
+			}},
 		{name: "log of a misspelt step",
 			args: func(dir string) []string { return []string{"log", "clipy", "-C", dir} },
 			want: func(string) []string { return []string{"no step named clipy; did you mean clippy?"} }},
