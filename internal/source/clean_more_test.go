@@ -50,6 +50,8 @@ func TestCleanReadsWhatCargoReads(t *testing.T) {
 	symlink(t, "../../serde_core/src", filepath.Join(root, "serde/src/core"))
 	symlink(t, "../../../elsewhere", filepath.Join(root, "serde/src/outside"))
 	symlink(t, "..", filepath.Join(root, "serde/src/loop/up"))
+	write(t, root, map[string]string{"target/release/build/x/out/gen.rs": "// generated\n"})
+	symlink(t, "../target/release", filepath.Join(root, "serde/latest"))
 	tr, err := Clean(root, nil, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -243,7 +243,23 @@ func (c *cleaner) follow(link, rel, name string, hops []string) error {
 	}
 	inside := false
 	for _, a := range c.allowed {
-		inside = inside || within(target, a)
+		if within(target, a) {
+			inside = true
+			// Not into what the walk skips (target/, .git, ...): a link
+			// such as latest -> target/release would bring in generated
+			// files that change with every build.
+			r, _ := filepath.Rel(a, target)
+			d, sub := a, ""
+			for _, name := range strings.Split(filepath.ToSlash(r), "/") {
+				if name == "." {
+					break
+				}
+				d, sub = filepath.Join(d, name), path.Join(sub, name)
+				if skipDir(d, sub, name) {
+					return nil
+				}
+			}
+		}
 	}
 	if !inside {
 		return nil
