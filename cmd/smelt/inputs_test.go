@@ -103,6 +103,9 @@ func TestInputErrors(t *testing.T) {
 		env     []string
 		want    func(dir string) []string // substrings of the output
 		not     []string                  // strings the output must not hold
+		// Run once before: the steps the fault does not reach (deps)
+		// pass and are stored, rightly; the second run must store nothing.
+		again bool
 	}{
 		{name: "-C names a missing directory inside a project",
 			args: func(dir string) []string { return []string{"check", "-C", filepath.Join(dir, "src", "nope")} },
@@ -162,6 +165,13 @@ func TestInputErrors(t *testing.T) {
 			want: func(dir string) []string {
 				return []string{filepath.Join(dir, "Cargo.lock") + ":3:10: expected ']]' to close array table name", "cargo generate-lockfile"}
 			}},
+		{name: "a build script reads a file smelt cannot know of",
+			files: map[string]string{"data/schema.json": "{}\n",
+				"build.rs": "fn main() {\n    let s = std::fs::read_to_string(\"data/schema.json\").unwrap();\n    println!(\"cargo:rustc-env=SCHEMA={}\", s.trim());\n}\n"},
+			again: true,
+			want: func(dir string) []string {
+				return []string{"failed to run custom build command for `tiny v0.1.0 (" + dir + ")`: a build script did not find a file", `include = ["GLOB"]`}
+			}},
 		{name: "-j 0",
 			args: func(dir string) []string { return []string{"check", "-C", dir, "-j", "0"} },
 			want: func(string) []string { return []string{"-j 0: the number of steps run at once must be at least 1"} }},
@@ -201,6 +211,9 @@ func TestInputErrors(t *testing.T) {
 			args := []string{"build", "-C", dir}
 			if tt.args != nil {
 				args = tt.args(dir)
+			}
+			if tt.again {
+				runSmelt(t, store, tt.env, args...)
 			}
 			before := storeListing(t, store)
 			code, out := runSmelt(t, store, tt.env, args...)

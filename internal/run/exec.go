@@ -568,6 +568,9 @@ func (sr *stepRun) failure(c cargo.Command, stderr string, err error) error {
 			return failed("%s", hint)
 		}
 		if h := cargo.Headline(stderr); h != "" {
+			if strings.Contains(stderr, "failed to run custom build command") && (strings.Contains(stderr, "NotFound") || strings.Contains(stderr, "No such file or directory")) {
+				return failed("`cargo %s` failed: %s: a build script did not find a file; the build sees only the cleaned source (Rust files, manifests, tests/, benches/, examples/, fixture directories): add what it reads to smelt.toml with include = [\"GLOB\"]", c.Args[0], sr.inProject(h))
+			}
 			return failed("`cargo %s` failed: %s", c.Args[0], sr.inProject(h))
 		}
 		return failed("`cargo %s` exited with status %d", c.Args[0], ee.ExitCode())
@@ -606,7 +609,7 @@ func (sr *stepRun) inProject(msg string) string {
 	if sr.n.Step.Kind == "deps" && !sr.fused {
 		msg = reSkeletonAt.ReplaceAllString(msg, " in $1")
 	}
-	return strings.ReplaceAll(msg, sr.srcDir+string(filepath.Separator), sr.e.p.root+string(filepath.Separator))
+	return strings.ReplaceAll(msg, sr.srcDir, sr.e.p.root)
 }
 
 // killGroupOnCancel runs cmd in a process group of its own and, when the
