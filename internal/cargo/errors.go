@@ -88,6 +88,7 @@ func crateName(s string) string {
 var (
 	reErrorLine = regexp.MustCompile(`^error(\[E\d+\])?: (.*)$`)
 	reLocation  = regexp.MustCompile(`^\s*--> (\S+:\d+:\d+)`)
+	reSnippet   = regexp.MustCompile(`^(\d+ )?\|`)
 )
 
 // Headline says in one line why a cargo command failed: cargo's (or
@@ -125,6 +126,17 @@ func Headline(stderr string) string {
 			i++
 			if !strings.HasPrefix(c, "process didn't exit successfully") { // a command line, often long
 				parts = append(parts, c)
+			}
+			if strings.HasPrefix(c, "TOML parse error at") {
+				// What is wrong follows the quoted line and its caret.
+				for j := i + 1; j < len(lines); j++ {
+					d := strings.TrimSpace(lines[j])
+					if d != "" && !reSnippet.MatchString(d) {
+						parts[len(parts)-1] += " (" + d + ")"
+						i = j
+						break
+					}
+				}
 			}
 		case strings.HasPrefix(l, "error: ") && lines[i] != l:
 			// An indented error: a tool's own stderr that cargo quotes.

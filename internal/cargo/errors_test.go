@@ -157,7 +157,7 @@ func TestHeadline(t *testing.T) {
 			"unexpected end of input while parsing minor version number at Cargo.toml:3:11"},
 		{"broken .cargo/config.toml",
 			"error: could not load Cargo configuration\n\nCaused by:\n  could not parse TOML configuration in `/p/.cargo/config.toml`\n\nCaused by:\n  TOML parse error at line 1, column 11\n    |\n  1 | build = [\n    |           ^\n  unclosed array, expected `]`\n",
-			"could not load Cargo configuration: could not parse TOML configuration in `/p/.cargo/config.toml`: TOML parse error at line 1, column 11"},
+			"could not load Cargo configuration: could not parse TOML configuration in `/p/.cargo/config.toml`: TOML parse error at line 1, column 11 (unclosed array, expected `]`)"},
 		{"unknown target",
 			"error: failed to run `rustc` to learn about target-specific information\n\nCaused by:\n  process didn't exit successfully: `rustc - --crate-name ___ --print=file-names --target nosuch` (exit status: 1)\n  --- stderr\n  error: error loading target specification: could not find specification for target \"nosuch\"\n    |\n    = help: run `rustc --print target-list` for a list of built-in targets\n",
 			"failed to run `rustc` to learn about target-specific information: error loading target specification: could not find specification for target \"nosuch\""},
