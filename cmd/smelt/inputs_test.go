@@ -124,7 +124,9 @@ func TestInputErrors(t *testing.T) {
 			}},
 		{name: "a toolchain that is not installed",
 			files: map[string]string{"smelt.toml": toolchainMissing},
-			env:   []string{"RUSTUP_AUTO_INSTALL=1"}, // rustup first prints "info: syncing channel updates"
+			// rustup first prints "info: syncing channel updates", then
+			// fails to reach its server (a closed port on loopback).
+			env: []string{"RUSTUP_AUTO_INSTALL=1", "RUSTUP_DIST_SERVER=http://127.0.0.1:9"},
 			want: func(string) []string {
 				return []string{"toolchain 1.999.0: ", "error: ", "rustup toolchain install 1.999.0"}
 			},

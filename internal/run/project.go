@@ -58,7 +58,10 @@ func FindRoot(dir string) (string, error) {
 // envKeep are the variables a step sees from smelt's own environment. A step
 // is hermetic: anything else (RUSTFLAGS, CARGO_TARGET_DIR, …) must be
 // declared in smelt.toml, where it enters the key.
-var envKeep = []string{"PATH", "HOME", "USER", "LOGNAME", "CARGO_HOME", "RUSTUP_HOME", "RUSTUP_TOOLCHAIN", "TMPDIR", "LANG", "LC_ALL"}
+// RUSTUP_AUTO_INSTALL and RUSTUP_DIST_SERVER say whether and where rustup
+// may download a missing toolchain: the user's choice, which changes no
+// build's result.
+var envKeep = []string{"PATH", "HOME", "USER", "LOGNAME", "CARGO_HOME", "RUSTUP_HOME", "RUSTUP_TOOLCHAIN", "RUSTUP_AUTO_INSTALL", "RUSTUP_DIST_SERVER", "TMPDIR", "LANG", "LC_ALL"}
 
 // BaseEnv is the environment every step starts from.
 func BaseEnv() []string {
