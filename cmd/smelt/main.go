@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"smelt/internal/config"
+	"smelt/internal/plan"
 	"smelt/internal/run"
 	"smelt/internal/store"
 	"smelt/internal/ui"
@@ -109,6 +111,14 @@ func mainErr(args []string) int {
 	}
 	cmd := pos[0]
 	pos = pos[1:]
+	if o.jobs < 1 {
+		fmt.Fprintf(os.Stderr, "smelt: -j %d: the number of steps run at once must be at least 1\n", o.jobs)
+		return 2
+	}
+	if o.olderThan < 0 {
+		fmt.Fprintf(os.Stderr, "smelt: --older-than %d: the number of days must be 0 or more (0 drops every result)\n", o.olderThan)
+		return 2
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	var err error
@@ -236,8 +246,13 @@ func build(ctx context.Context, o options, pos []string) (int, error) {
 				return 1, err
 			}
 			if !slices.Contains(members, member) {
-				return 1, fmt.Errorf("%s is neither a step (%s) nor a workspace member (%s)",
-					member, strings.Join(sortedKeys(cfg.Steps), ", "), strings.Join(members, ", "))
+				steps := sortedKeys(cfg.Steps)
+				hint := ""
+				if near := config.Nearest(member, append(steps, members...)); near != "" {
+					hint = fmt.Sprintf("; did you mean %s?", near)
+				}
+				return 1, fmt.Errorf("%s is neither a step (%s) nor a workspace member (%s)%s",
+					member, strings.Join(steps, ", "), strings.Join(members, ", "), hint)
 			}
 		}
 	}
@@ -276,7 +291,7 @@ func build(ctx context.Context, o options, pos []string) (int, error) {
 	if err := run.Link(dir, link); err != nil {
 		return 1, err
 	}
-	fmt.Fprintf(os.Stderr, "result: %s -> %s\n", link, dir)
+	say(o, map[string]any{"event": "result", "link": link, "path": dir}, "result: %s -> %s", link, dir)
 	return 0, nil
 }
 
@@ -298,7 +313,9 @@ func restore(ctx context.Context, o options, pos []string) (int, error) {
 	if err := run.RestoreArtifacts(st, r.Result, pos[1], o.link); err != nil {
 		return 1, err
 	}
-	fmt.Fprintf(os.Stderr, "restored %s's target/ into %s in %.3fs\n", names[0], pos[1], time.Since(start).Seconds())
+	secs := time.Since(start).Seconds()
+	say(o, map[string]any{"event": "restored", "step": names[0], "dir": pos[1], "seconds": secs},
+		"restored %s's target/ into %s in %.3fs", names[0], pos[1], secs)
 	return 0, nil
 }
 
@@ -311,7 +328,7 @@ func fetch(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "dependency sources: %s\n", s.Dir)
+	say(o, map[string]any{"event": "fetched", "dir": s.Dir}, "dependency sources: %s", s.Dir)
 	return nil
 }
 
@@ -341,10 +358,20 @@ func showLog(o options, pos []string) error {
 	if err != nil {
 		return err
 	}
+	g, err := plan.New(cfg)
+	if err != nil {
+		return err
+	}
+	if g.Nodes[pos[0]] == nil {
+		if rows, err := cfg.Resolve(pos[0]); err == nil {
+			return fmt.Errorf("step %s runs as %s: name one of them", pos[0], strings.Join(rows, ", "))
+		}
+		return g.Unknown(pos[0])
+	}
 	path := run.LogPath(st, root, pos[0])
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return fmt.Errorf("step %s has no log yet (steps: %s)", pos[0], strings.Join(cfg.Order, ", "))
+		return fmt.Errorf("step %s has no log yet: it has not run in this project with this store", pos[0])
 	}
 	os.Stdout.Write(data)
 	return nil
@@ -369,6 +396,17 @@ func gc(o options) error {
 	fmt.Fprintf(os.Stderr, "gc: removed %d results, %d layers, %d objects (%.1f MB), %d cached directories\n",
 		stats.Results, stats.Layers, stats.Objects, float64(stats.Bytes)/1e6, stats.Other)
 	return nil
+}
+
+// say reports what a command did: a line of text, or under --json one
+// JSON event, so that the JSON stream holds nothing else.
+func say(o options, event map[string]any, format string, args ...any) {
+	if o.asJSON {
+		b, _ := json.Marshal(event)
+		fmt.Fprintf(os.Stderr, "%s\n", b)
+		return
+	}
+	fmt.Fprintf(os.Stderr, format+"\n", args...)
 }
 
 func initConfig(o options) error {

@@ -146,3 +146,43 @@ func TestCrateName(t *testing.T) {
 		}
 	}
 }
+
+// Headline is the one line a failed step shows: cargo's own error, with
+// where it points, its causes, and the error of a tool cargo quotes. The
+// inputs are cargo 1.95's stderr for each case, as logged.
+func TestHeadline(t *testing.T) {
+	tests := []struct{ name, stderr, want string }{
+		{"bad version string",
+			"error: unexpected end of input while parsing minor version number\n --> Cargo.toml:3:11\n  |\n3 | version = \"0.1\"\n  |           ^^^^^\n",
+			"unexpected end of input while parsing minor version number at Cargo.toml:3:11"},
+		{"broken .cargo/config.toml",
+			"error: could not load Cargo configuration\n\nCaused by:\n  could not parse TOML configuration in `/p/.cargo/config.toml`\n\nCaused by:\n  TOML parse error at line 1, column 11\n    |\n  1 | build = [\n    |           ^\n  unclosed array, expected `]`\n",
+			"could not load Cargo configuration: could not parse TOML configuration in `/p/.cargo/config.toml`: TOML parse error at line 1, column 11 (unclosed array, expected `]`)"},
+		{"unknown target",
+			"error: failed to run `rustc` to learn about target-specific information\n\nCaused by:\n  process didn't exit successfully: `rustc - --crate-name ___ --print=file-names --target nosuch` (exit status: 1)\n  --- stderr\n  error: error loading target specification: could not find specification for target \"nosuch\"\n    |\n    = help: run `rustc --print target-list` for a list of built-in targets\n",
+			"failed to run `rustc` to learn about target-specific information: error loading target specification: could not find specification for target \"nosuch\""},
+		{"rust-version",
+			"error: rustc 1.95.0 is not supported by the following packages:\n  p@0.1.0 requires rustc 1.999\n\n",
+			"rustc 1.95.0 is not supported by the following packages: p@0.1.0 requires rustc 1.999"},
+		{"rustc error with code, the next error left out",
+			"   Compiling p v0.1.0 (/p)\nerror[E0425]: cannot find value `y` in this scope\n --> src/main.rs:2:5\n  |\n2 |     y\n  |     ^ not found in this scope\n\nerror: could not compile `p` (bin \"p\") due to 1 previous error\n",
+			"cannot find value `y` in this scope (E0425) at src/main.rs:2:5"},
+		{"warnings first", "warning: unused manifest key: foo\nerror: no targets specified in the manifest\n", "no targets specified in the manifest"},
+		{"no error line", "some output\n", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Headline(tt.stderr); got != tt.want {
+				t.Errorf("Headline =\n %q\nwant\n %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestExplainUnmatchedPin(t *testing.T) {
+	got := Explain("error: failed to select a version for the requirement `itoa = \"=99\"`\ncandidate versions found which didn't match: 1.0.19\nlocation searched: directory source `/s/vendor/pool`\n")
+	want := "no version of itoa matches `itoa = \"=99\"` (there is 1.0.19); change the requirement in Cargo.toml, or run `cargo update -p itoa` and commit Cargo.lock"
+	if got != want {
+		t.Errorf("Explain =\n %q\nwant\n %q", got, want)
+	}
+}

@@ -227,7 +227,13 @@ func Parse(file string, data []byte) (*Config, error) {
 		p.add(p.ix.line("common", "profile"), `set a cargo profile such as "release" or "dev", or remove the key to get "release"`,
 			`profile in [common] is empty`)
 	}
+	p.noTargetDir([]string{"common"}, common, nil)
 	rows := p.matrix(raw.Matrix)
+	for _, r := range rows {
+		if r.over != nil {
+			p.noTargetDir([]string{"matrix", "row", r.label}, r.over, nil)
+		}
+	}
 
 	// Validate and merge the steps as written (with the first row's values
 	// under a matrix); the checks between steps work on these base steps,
@@ -301,6 +307,8 @@ func (p *parser) step(name string, rs *rawStep, common *rawCommon, r *row) *Step
 			"profile of step %q is empty", name)
 	}
 
+	p.noTargetDir([]string{"step", name}, &rs.rawCommon, rs.Args)
+
 	layers := []*rawCommon{common}
 	label := ""
 	if r != nil {
@@ -346,6 +354,38 @@ func (p *parser) step(name string, rs *rawStep, common *rawCommon, r *row) *Step
 	}
 	p.kindKeys(s, rs)
 	return s
+}
+
+// targetDirEnv are the variables that move cargo's target directory.
+var targetDirEnv = []string{"CARGO_TARGET_DIR", "CARGO_BUILD_TARGET_DIR"}
+
+// noTargetDir rejects settings that move cargo's target directory: smelt
+// stores and restores the target/ it gives each step, so cargo must write
+// there (elsewhere, a step would pass and store nothing).
+func (p *parser) noTargetDir(table []string, c *rawCommon, args *[]string) {
+	const fix = "remove it: smelt gives each step its own target directory and keeps what cargo writes there (`smelt restore STEP DIR` writes a step's target/ where you want it)"
+	where := "[" + strings.Join(table, ".") + "]"
+	if c.Env != nil {
+		for _, k := range targetDirEnv {
+			if _, ok := (*c.Env)[k]; ok {
+				p.add(p.ix.line(append(slices.Clone(table), "env", k)...), fix, "env in %s sets %s", where, k)
+			}
+		}
+	}
+	for key, list := range map[string]*[]string{"cargo-args": c.CargoArgs, "args": args} {
+		if list == nil {
+			continue
+		}
+		for _, a := range *list {
+			if a == "--" {
+				break // what follows goes to the tool cargo runs
+			}
+			if a == "--target-dir" || strings.HasPrefix(a, "--target-dir=") {
+				p.add(p.ix.line(append(slices.Clone(table), key)...), fix, "%s in %s passes --target-dir", key, where)
+				break
+			}
+		}
+	}
 }
 
 // kindKeys checks and sets the keys that belong to one or two kinds.
@@ -828,6 +868,10 @@ func cloneList(p *[]string) []string {
 	}
 	return append([]string{}, *p...)
 }
+
+// Nearest returns the closest candidate to s within a typo's distance, or
+// "": the suggestion behind every "did you mean" of smelt.
+func Nearest(s string, candidates []string) string { return nearest(s, candidates) }
 
 // nearest returns the closest candidate within edit distance 2 of s, or "".
 // The distance must also be below len(s): rewriting all of a one- or

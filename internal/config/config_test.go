@@ -157,6 +157,13 @@ func TestParseErrors(t *testing.T) {
 		{"step name reserved", "[step.a]\nkind = \"deps\"\n[step.\"b@x\"]\nkind = \"test\"\n", 3, []string{`"b@x"`}, `"@" is reserved`},
 		{"empty profile in step", "[step.a]\nkind = \"deps\"\nprofile = \"\"\n", 3, []string{"profile", `"a"`}, ""},
 		{"empty profile in common", "[common]\nprofile = \"\"\n[step.a]\nkind = \"deps\"\n", 2, []string{"profile", "[common]"}, ""},
+		// Settings that move cargo's target directory: a step would pass and store nothing.
+		{"target dir in common env", "[common]\nenv = { CARGO_TARGET_DIR = \"/tmp/t\" }\n[step.a]\nkind = \"package\"\n", 2, []string{"CARGO_TARGET_DIR", "[common]"}, "remove it"},
+		{"target dir in step env table", "[step.a]\nkind = \"package\"\n[step.a.env]\nRUSTFLAGS = \"\"\nCARGO_BUILD_TARGET_DIR = \"t\"\n", 5, []string{"CARGO_BUILD_TARGET_DIR", "[step.a]"}, "remove it"},
+		{"target dir in cargo-args", "[step.a]\nkind = \"package\"\n\ncargo-args = [\"--target-dir\", \"/tmp/t\"]\n", 4, []string{"cargo-args", "--target-dir"}, "remove it"},
+		{"target dir= in common cargo-args", "[common]\ncargo-args = [\"--target-dir=/tmp/t\"]\n[step.a]\nkind = \"package\"\n", 2, []string{"cargo-args", "[common]"}, "remove it"},
+		{"target dir in args", "[step.a]\nkind = \"test\"\nargs = [\"--target-dir\", \"t\"]\n", 3, []string{"args", "--target-dir"}, "remove it"},
+		{"target dir in a matrix row", "[matrix]\ntoolchain = [\"stable\"]\n[matrix.row.stable]\nenv = { CARGO_TARGET_DIR = \"t\" }\n[step.a]\nkind = \"package\"\n", 4, []string{"CARGO_TARGET_DIR", "[matrix.row.stable]"}, "remove it"},
 		// Several problems: the first in the file is reported.
 		{"first of many", "[step.a]\nkind = \"deps\"\nartifacts = \"nope\"\n[step.b]\nkind = \"lint\"\n[outputs]\ndefault = \"x\"\n", 3, []string{`"nope"`}, ""},
 	}

@@ -5,6 +5,7 @@ package plan
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -125,7 +126,7 @@ func (g *Graph) Select(names []string) ([]*Node, error) {
 	for _, name := range expanded {
 		n, ok := g.Nodes[name]
 		if !ok {
-			return nil, fmt.Errorf("no step named %s (steps: %s)", name, strings.Join(g.Order, ", "))
+			return nil, g.Unknown(name)
 		}
 		for ; n != nil; n = n.Parent {
 			want[n.Name()] = true
@@ -138,6 +139,30 @@ func (g *Graph) Select(names []string) ([]*Node, error) {
 		}
 	}
 	return out, nil
+}
+
+// Unknown is the error for a step name the graph does not hold: the names
+// it does hold, and the nearest one when the name looks like a typo.
+func (g *Graph) Unknown(name string) error {
+	var bases []string
+	for _, n := range g.Order {
+		b := g.Nodes[n].Step.Base
+		if b == "" {
+			b = n
+		}
+		if !slices.Contains(bases, b) {
+			bases = append(bases, b)
+		}
+	}
+	list := "steps: " + strings.Join(bases, ", ")
+	near := config.Nearest(name, bases)
+	if near == "" {
+		near = config.Nearest(name, g.Order) // a row (clippy@stable) or a partition (tests#2)
+	}
+	if near != "" {
+		return fmt.Errorf("no step named %s; did you mean %s? (%s)", name, near, list)
+	}
+	return fmt.Errorf("no step named %s (%s)", name, list)
 }
 
 // KeepsArtifacts reports whether a kind's target/ is stored for heirs:

@@ -479,3 +479,26 @@ func TestDiffFiles(t *testing.T) {
 		})
 	}
 }
+
+// An unknown step on the command line: the steps there are, and the one
+// meant when the name looks like a typo (rows and partitions too).
+func TestSelectUnknownSuggests(t *testing.T) {
+	g := mustNew(t, config.Default())
+	for name, want := range map[string]string{
+		"clipy":    "no step named clipy; did you mean clippy? (steps: deps, clippy, test, doc, package, fmt)",
+		"packages": "did you mean package?",
+		"zzzzzz":   "no step named zzzzzz (steps: deps, clippy, test, doc, package, fmt)",
+	} {
+		_, err := g.Select([]string{name})
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Select(%s) = %v, want it to contain %q", name, err, want)
+		}
+	}
+	cfg, err := config.Parse("smelt.toml", []byte("[step.deps]\nkind = \"deps\"\n[step.tests]\nkind = \"nextest\"\nartifacts = \"deps\"\npartitions = 2\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mustNew(t, cfg).Select([]string{"tests#3"}); err == nil || !strings.Contains(err.Error(), "did you mean tests?") {
+		t.Errorf("Select(tests#3) = %v, want a partition suggested", err)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -75,7 +76,9 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 	}
 	defer logf.Close()
 	fmt.Fprintf(logf, "# smelt step %s (kind %s), key %s\n# why: %s\n", n.Name(), s.Kind, key[:16], r.Reason)
-	sr := &stepRun{e: e, n: n, r: r, logf: logf, srcDir: filepath.Join(dir, "src"), scratch: filepath.Join(dir, "scratch"),
+	// A path dependency outside the workspace ("../lib") keeps its place
+	// relative to it: the workspace then lies deeper (source.Nest).
+	sr := &stepRun{e: e, n: n, r: r, logf: logf, srcDir: source.Nest(filepath.Join(dir, "src"), e.p.root, src.Depth()), scratch: filepath.Join(dir, "scratch"),
 		bins: map[string]string{}, binPaths: map[string]string{}, mark: start}
 	sr.targetDir = filepath.Join(sr.srcDir, "target")
 	locals, distinct, err := memberNames(src, e.p.root)
@@ -556,16 +559,57 @@ func (sr *stepRun) failure(c cargo.Command, stderr string, err error) error {
 			tc = " --toolchain " + tc
 		}
 		return failed("the standard library for target %s is not installed: run `rustup target add %s%s`", t, t, tc)
+	} else if rel := sr.unseenFile(stderr); rel != "" {
+		return failed("the build reads %s, which smelt left out of the step's source (it cannot tell that the build reads it): add it to smelt.toml, e.g. include = [%q] in [common]", rel, rel)
 	} else if msg := cargo.Explain(stderr); msg != "" {
 		return failed("%s", msg)
 	} else if c.Program == "cargo" && len(c.Args) > 0 {
 		if hint := missingSubcommand(stderr, c.Args[0]); hint != "" {
 			return failed("%s", hint)
 		}
+		if h := cargo.Headline(stderr); h != "" {
+			if strings.Contains(stderr, "failed to run custom build command") && (strings.Contains(stderr, "NotFound") || strings.Contains(stderr, "No such file or directory")) {
+				return failed("`cargo %s` failed: %s: a build script did not find a file; the build sees only the cleaned source (Rust files, manifests, tests/, benches/, examples/, fixture directories): add what it reads to smelt.toml with include = [\"GLOB\"]", c.Args[0], sr.inProject(h))
+			}
+			return failed("`cargo %s` failed: %s", c.Args[0], sr.inProject(h))
+		}
 		return failed("`cargo %s` exited with status %d", c.Args[0], ee.ExitCode())
 	} else {
 		return failed("`%s` exited with status %d", c.Program, ee.ExitCode())
 	}
+}
+
+// reCouldntRead is rustc's error for a file include_str!/include_bytes!
+// (or a #[path] module) names that is not there.
+var reCouldntRead = regexp.MustCompile("couldn't read `([^`]+)`")
+
+// unseenFile returns the path, relative to the workspace, of a file the
+// build failed to read because the cleaned source left it out: one that
+// exists in the project but not in the step's copy of it.
+func (sr *stepRun) unseenFile(stderr string) string {
+	for _, m := range reCouldntRead.FindAllStringSubmatch(stderr, -1) {
+		rel, err := filepath.Rel(sr.srcDir, m[1])
+		if err != nil || strings.HasPrefix(rel, "..") {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(sr.e.p.root, rel)); err == nil {
+			return filepath.ToSlash(rel)
+		}
+	}
+	return ""
+}
+
+// reSkeletonAt is where an error points into a manifest of the deps step's
+// skeleton, whose lines are not the user's.
+var reSkeletonAt = regexp.MustCompile(` at (\S*Cargo\.toml):\d+:\d+`)
+
+// inProject rewrites a message about the step's copy of the project to
+// name the project's own files.
+func (sr *stepRun) inProject(msg string) string {
+	if sr.n.Step.Kind == "deps" && !sr.fused {
+		msg = reSkeletonAt.ReplaceAllString(msg, " in $1")
+	}
+	return strings.ReplaceAll(msg, sr.srcDir, sr.e.p.root)
 }
 
 // killGroupOnCancel runs cmd in a process group of its own and, when the

@@ -25,6 +25,15 @@ func FindRoot(dir string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	// A directory that is not there must not fall through to the project
+	// around it (`-C app` with a typo would build the enclosing project).
+	if info, err := os.Stat(abs); os.IsNotExist(err) {
+		return "", fmt.Errorf("project directory %s does not exist: pass -C an existing directory", abs)
+	} else if err != nil {
+		return "", fmt.Errorf("project directory %s: %w", abs, err)
+	} else if !info.IsDir() {
+		return "", fmt.Errorf("project directory %s is not a directory (pass -C the directory that holds Cargo.toml)", abs)
+	}
 	first := ""
 	for d := abs; ; d = filepath.Dir(d) {
 		data, err := os.ReadFile(filepath.Join(d, "Cargo.toml"))
@@ -49,7 +58,10 @@ func FindRoot(dir string) (string, error) {
 // envKeep are the variables a step sees from smelt's own environment. A step
 // is hermetic: anything else (RUSTFLAGS, CARGO_TARGET_DIR, …) must be
 // declared in smelt.toml, where it enters the key.
-var envKeep = []string{"PATH", "HOME", "USER", "LOGNAME", "CARGO_HOME", "RUSTUP_HOME", "RUSTUP_TOOLCHAIN", "TMPDIR", "LANG", "LC_ALL"}
+// RUSTUP_AUTO_INSTALL and RUSTUP_DIST_SERVER say whether and where rustup
+// may download a missing toolchain: the user's choice, which changes no
+// build's result.
+var envKeep = []string{"PATH", "HOME", "USER", "LOGNAME", "CARGO_HOME", "RUSTUP_HOME", "RUSTUP_TOOLCHAIN", "RUSTUP_AUTO_INSTALL", "RUSTUP_DIST_SERVER", "TMPDIR", "LANG", "LC_ALL"}
 
 // BaseEnv is the environment every step starts from.
 func BaseEnv() []string {
@@ -185,7 +197,7 @@ func (p *project) skeleton(include, exclude []string) (source.Tree, error) {
 	}
 	m, err := skeleton.Make(src.Map())
 	if err != nil {
-		return nil, fmt.Errorf("make the dependency skeleton: %w", err)
+		return nil, p.inRoot(fmt.Errorf("make the dependency skeleton: %w", err))
 	}
 	t := source.FromMap(m)
 	p.skels[k] = t
@@ -229,21 +241,43 @@ func (p *project) vendor(ctx context.Context, log *os.File) (*vendor.Sources, er
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
+	ws := source.Nest(dir, p.root, skel.Depth())
 	times := source.MTimes(skel, nil, 0, timeNow(), time.Second)
-	if err := source.Layout(dir, skel, times); err != nil {
+	if err := source.Layout(ws, skel, times); err != nil {
 		return nil, err
 	}
 	// Fetching is the one step that may use the network, so it sees the
 	// whole environment (proxies, registry tokens).
-	s, err := vendor.Fetch(ctx, p.st, dir, id, os.Environ(), log)
+	s, err := vendor.Fetch(ctx, p.st, ws, id, os.Environ(), log)
 	if err != nil {
 		if errors.Is(err, context.Canceled) {
 			return nil, err
 		}
-		return nil, fmt.Errorf("fetch dependency sources for %s: %w", filepath.Join(p.root, "Cargo.lock"), err)
+		// Name the project's files, not their copies in dir.
+		msg := strings.ReplaceAll(err.Error(), ws, p.root)
+		return nil, fmt.Errorf("fetch dependency sources for %s: %s", filepath.Join(p.root, "Cargo.lock"), msg)
 	}
 	p.vendored = s
 	return s, nil
+}
+
+// inRoot turns a file error of the workspace into one naming the file by
+// its path in the project (the user's file, not smelt's copy of it).
+func (p *project) inRoot(err error) error {
+	if fe := fileError(err, p.root); fe != nil {
+		return fe
+	}
+	return err
+}
+
+func fileError(err error, root string) error {
+	var fe *skeleton.FileError
+	if !errors.As(err, &fe) {
+		return nil
+	}
+	c := *fe
+	c.Path = filepath.Join(root, filepath.FromSlash(fe.Path))
+	return &c
 }
 
 // Members lists the names of the workspace's own packages (every Cargo.toml
@@ -262,6 +296,9 @@ func Members(root string) ([]string, error) {
 func memberNames(src source.Tree, root string) ([]string, map[string]bool, error) {
 	names, distinct, err := skeleton.Packages(src.Map())
 	if err != nil {
+		if fe := fileError(err, root); fe != nil {
+			return nil, nil, fe
+		}
 		return nil, nil, fmt.Errorf("read the manifests in %s: %w", root, err)
 	}
 	return names, distinct, nil

@@ -5,6 +5,7 @@
 package skeleton
 
 import (
+	"errors"
 	"fmt"
 	"path"
 	"regexp"
@@ -58,6 +59,32 @@ type wsInfo struct {
 	maskWS    bool            // whether [workspace.package] version is masked
 }
 
+// FileError is a file of the workspace that is not valid TOML, with the
+// place of the error when the parser gives one.
+type FileError struct {
+	Path      string // relative to the workspace root, until a caller knows the root
+	Line, Col int    // 0: unknown
+	Msg, Fix  string
+}
+
+func (e *FileError) Error() string {
+	at := e.Path
+	if e.Line > 0 {
+		at = fmt.Sprintf("%s:%d:%d", e.Path, e.Line, e.Col)
+	}
+	return at + ": " + e.Msg + "; " + e.Fix
+}
+
+// tomlError names the file and, for a syntax or type error, its line.
+func tomlError(p string, err error, fix string) error {
+	fe := &FileError{Path: p, Msg: strings.TrimPrefix(err.Error(), "toml: "), Fix: fix}
+	var de *toml.DecodeError
+	if errors.As(err, &de) {
+		fe.Line, fe.Col = de.Position()
+	}
+	return fe
+}
+
 func parse(files map[string][]byte) (*wsInfo, error) {
 	// Sorted iteration keeps error reporting (first failing file) deterministic.
 	paths := make([]string, 0, len(files))
@@ -74,7 +101,7 @@ func parse(files map[string][]byte) (*wsInfo, error) {
 		}
 		var m map[string]any
 		if err := toml.Unmarshal(files[p], &m); err != nil {
-			return nil, fmt.Errorf("%s: %w", p, err)
+			return nil, tomlError(p, err, "fix it: cargo cannot read it either")
 		}
 		if m == nil {
 			m = map[string]any{}
@@ -174,7 +201,7 @@ func Make(files map[string][]byte) (map[string][]byte, error) {
 		case path.Base(p) == "Cargo.lock":
 			b, err := rewriteLock(files[p], masked)
 			if err != nil {
-				return nil, fmt.Errorf("%s: %w", p, err)
+				return nil, tomlError(p, err, "fix it or regenerate it with `cargo generate-lockfile`")
 			}
 			out[p] = b
 		case keptVerbatim(p):
@@ -210,6 +237,15 @@ func keptVerbatim(p string) bool {
 	return false
 }
 
+// ups counts the leading ".." of a clean slash path.
+func ups(p string) int {
+	n := 0
+	for ; p == ".." || strings.HasPrefix(p, "../"); p = strings.TrimPrefix(p[2:], "/") {
+		n++
+	}
+	return n
+}
+
 func dirOf(p string) string {
 	d := path.Dir(p)
 	if d == "." {
@@ -219,13 +255,15 @@ func dirOf(p string) string {
 }
 
 // joinRel resolves a manifest-relative path to a workspace-relative one;
-// ok is false when it leaves the workspace (or is absolute).
+// ok is false when it leaves the workspace (or is absolute). A package
+// outside the workspace (a path dependency at "../lib") may name paths as
+// far out as itself.
 func joinRel(dir, rel string) (string, bool) {
 	if rel == "" || path.IsAbs(rel) || strings.Contains(rel, "\\") {
 		return "", false
 	}
 	j := path.Join(dir, rel)
-	if j == ".." || strings.HasPrefix(j, "../") {
+	if ups(j) > ups(dir) {
 		return "", false
 	}
 	if j == "." {
@@ -243,9 +281,12 @@ func patchedDirs(manifests map[string]map[string]any) map[string]bool {
 		if !ok {
 			return
 		}
-		if p, ok := t["path"].(string); ok {
-			if d, ok := joinRel(dirOf(manifestPath), p); ok {
+		if p, ok := t["path"].(string); ok && !path.IsAbs(p) {
+			// Outside the workspace too: a path dependency at "../lib".
+			if d := path.Join(dirOf(manifestPath), p); d != "." {
 				dirs[d] = true
+			} else {
+				dirs[""] = true
 			}
 		}
 	}

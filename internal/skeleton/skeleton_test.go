@@ -495,8 +495,8 @@ func TestErrorsNameFile(t *testing.T) {
 	for _, p := range []string{"crates/bad/Cargo.toml", "Cargo.lock"} {
 		files := fs("Cargo.toml", "[workspace]\n", p, "[[package]\nname = ")
 		_, err := Make(files)
-		if err == nil || !strings.HasPrefix(err.Error(), p+": ") {
-			t.Errorf("%s: err = %v, want error prefixed with the path", p, err)
+		if err == nil || !strings.HasPrefix(err.Error(), p+":1:10: ") {
+			t.Errorf("%s: err = %v, want error prefixed with the path, line and column", p, err)
 		}
 	}
 }

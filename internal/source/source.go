@@ -5,6 +5,7 @@ package source
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -12,11 +13,13 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/bmatcuk/doublestar/v4"
+	"github.com/pelletier/go-toml/v2"
 
 	"smelt/internal/store"
 )
@@ -82,86 +85,307 @@ func skipDir(abs, rel, name string) bool {
 
 // includeMacro finds files that Rust code pulls in at compile time, such as
 // `#![doc = include_str!("../README.md")]`: they are part of the build even
-// though they are not Rust files.
-var includeMacro = regexp.MustCompile(`include_(?:str|bytes)!\s*\(\s*"([^"]+)"\s*\)`)
+// though they are not Rust files. includeManifest finds the form relative to
+// the package: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/data/x")).
+var (
+	includeMacro    = regexp.MustCompile(`include_(?:str|bytes)!\s*\(\s*"([^"]+)"\s*\)`)
+	includeManifest = regexp.MustCompile(`include_(?:str|bytes)!\s*\(\s*concat!\s*\(\s*env!\s*\(\s*"CARGO_MANIFEST_DIR"\s*\)\s*,\s*"([^"]+)"\s*\)\s*\)`)
+)
+
+// cleaner gathers a cleaned source.
+type cleaner struct {
+	include, exclude []string
+	allowed          []string // real directories the build may read: the root, path dependencies outside it
+	files            map[string]File
+	all              map[string]bool // every file seen, kept or not
+}
+
+func (c *cleaner) match(globs []string, rel string) bool {
+	for _, g := range globs {
+		if ok, _ := doublestar.Match(g, rel); ok {
+			return true
+		}
+	}
+	return false
+}
 
 // Clean reads the cleaned source of the workspace at root: every file Cargo
 // needs, every file named by include_str!/include_bytes!, plus files matching
 // include, minus those matching exclude (globs over slash paths, `**` allowed).
+// Symbolic links to directories are followed where they stay inside what
+// the build may read; path dependencies outside root are read too, at
+// their place relative to it ("../lib/src/lib.rs"). Files and directories
+// that cannot be read are left out: cargo could not read them either.
 func Clean(root string, include, exclude []string) (Tree, error) {
 	for _, g := range append(append([]string{}, include...), exclude...) {
 		if !doublestar.ValidatePattern(g) {
 			return nil, fmt.Errorf("invalid glob %q in include/exclude", g)
 		}
 	}
-	match := func(globs []string, rel string) bool {
-		for _, g := range globs {
-			if ok, _ := doublestar.Match(g, rel); ok {
-				return true
+	real, err := filepath.EvalSymlinks(root)
+	if err != nil {
+		return nil, fmt.Errorf("read source %s: %w", root, err)
+	}
+	c := &cleaner{include: include, exclude: exclude, allowed: []string{real}, files: map[string]File{}, all: map[string]bool{}}
+	if err := c.walk(real, "", nil); err != nil {
+		return nil, fmt.Errorf("read source %s: %w", root, err)
+	}
+	// Path dependencies outside the root, and theirs in turn.
+	seen := map[string]bool{}
+	for {
+		var next []string
+		for _, d := range c.outsideDeps() {
+			if !seen[d] {
+				seen[d] = true
+				next = append(next, d)
 			}
 		}
-		return false
+		if len(next) == 0 {
+			break
+		}
+		for _, d := range next {
+			dir, err := filepath.EvalSymlinks(filepath.Join(real, filepath.FromSlash(d)))
+			if err != nil {
+				continue // missing: cargo says which dependency
+			}
+			if within(real, dir) {
+				return nil, fmt.Errorf("path dependency %s contains the workspace %s: smelt cannot lay it out; make the dependency a workspace member or move the workspace root up", d, root)
+			}
+			c.allowed = append(c.allowed, dir)
+			if err := c.walk(dir, d, nil); err != nil {
+				return nil, fmt.Errorf("read path dependency %s: %w", d, err)
+			}
+		}
 	}
-	files := map[string]File{}
-	all := map[string]bool{}
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+	if err := c.includes(); err != nil {
+		return nil, err
+	}
+	t := Tree(mapValues(c.files))
+	sort.Slice(t, func(i, j int) bool { return t[i].Path < t[j].Path })
+	return t, nil
+}
+
+// within reports whether p is dir or lies under it (real paths).
+func within(p, dir string) bool {
+	return p == dir || strings.HasPrefix(p, dir+string(filepath.Separator))
+}
+
+// walk reads the real directory dir as the slash path prefix ("" for the
+// root). hops are the real directories the symbolic links followed so far
+// left from, to stop at a link that loops back.
+func (c *cleaner) walk(dir, prefix string, hops []string) error {
+	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
+			if p != dir && errors.Is(err, fs.ErrPermission) {
+				if d != nil && d.IsDir() {
+					return filepath.SkipDir
+				}
+				return nil
+			}
 			return err
 		}
-		if p == root {
+		if p == dir {
 			return nil
 		}
-		rel, _ := filepath.Rel(root, p)
-		rel = filepath.ToSlash(rel)
+		local, _ := filepath.Rel(dir, p)
+		local = filepath.ToSlash(local)
+		rel := path.Join(prefix, local)
 		if d.IsDir() {
-			if skipDir(p, rel, d.Name()) && !match(include, rel+"/x") {
+			if skipDir(p, local, d.Name()) && !c.match(c.include, rel+"/x") {
 				return filepath.SkipDir
 			}
 			return nil
 		}
 		if d.Type()&fs.ModeSymlink != 0 {
-			// A linked file counts as its content.
-			if info, err := os.Stat(p); err != nil || !info.Mode().IsRegular() {
-				return nil // dangling links, links to directories
+			info, err := os.Stat(p)
+			if err != nil {
+				return nil // dangling
 			}
+			if info.IsDir() {
+				return c.follow(p, rel, d.Name(), hops)
+			}
+			if !info.Mode().IsRegular() {
+				return nil
+			}
+			// A linked file counts as its content.
 		} else if !d.Type().IsRegular() {
 			return nil // sockets, fifos
 		}
-		all[rel] = true
-		if match(exclude, rel) || !(kept(rel) || match(include, rel)) {
+		c.all[rel] = true
+		if c.match(c.exclude, rel) || !(kept(rel) || c.match(c.include, rel)) {
 			return nil
 		}
 		f, err := readFile(p, rel)
+		if errors.Is(err, fs.ErrPermission) {
+			return nil
+		}
 		if err != nil {
 			return err
 		}
-		files[rel] = f
+		c.files[rel] = f
 		return nil
 	})
-	if err != nil {
-		return nil, fmt.Errorf("read source %s: %w", root, err)
+}
+
+// follow walks a symbolic link to a directory as the directory at rel, if
+// it stays inside what the build may read and does not loop.
+func (c *cleaner) follow(link, rel, name string, hops []string) error {
+	if skipDir(link, rel, name) && !c.match(c.include, rel+"/x") {
+		return nil
 	}
-	// Follow include_str!/include_bytes! once (included files are not Rust,
-	// so they include nothing further).
-	for _, f := range mapValues(files) {
+	target, err := filepath.EvalSymlinks(link)
+	if err != nil {
+		return nil
+	}
+	from, err := filepath.EvalSymlinks(filepath.Dir(link))
+	if err != nil {
+		return nil
+	}
+	inside := false
+	for _, a := range c.allowed {
+		if within(target, a) {
+			inside = true
+			// Not into what the walk skips (target/, .git, ...): a link
+			// such as latest -> target/release would bring in generated
+			// files that change with every build.
+			r, _ := filepath.Rel(a, target)
+			d, sub := a, ""
+			for _, name := range strings.Split(filepath.ToSlash(r), "/") {
+				if name == "." {
+					break
+				}
+				d, sub = filepath.Join(d, name), path.Join(sub, name)
+				if skipDir(d, sub, name) {
+					return nil
+				}
+			}
+		}
+	}
+	if !inside {
+		return nil
+	}
+	for _, h := range append(hops, from) {
+		if within(h, target) {
+			return nil // a loop: the target holds the link
+		}
+	}
+	return c.walk(target, rel, append(slices.Clip(hops), from))
+}
+
+// outsideDeps lists the directories of path dependencies that lie outside
+// the root ("../lib"), from the manifests read so far. Manifests that do not
+// parse are left to the skeleton, which reports them with their line.
+func (c *cleaner) outsideDeps() []string {
+	var out []string
+	for rel, f := range c.files {
+		if path.Base(rel) != "Cargo.toml" {
+			continue
+		}
+		var m map[string]any
+		if toml.Unmarshal(f.Data, &m) != nil {
+			continue
+		}
+		for _, p := range manifestPaths(m) {
+			if path.IsAbs(p) || strings.Contains(p, "\\") {
+				continue
+			}
+			if d := path.Join(path.Dir(rel), p); d == ".." || strings.HasPrefix(d, "../") {
+				out = append(out, d)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// manifestPaths lists the path = "..." of a manifest's dependencies (every
+// dependency table, per target too), [workspace.dependencies], [patch] and
+// [replace].
+func manifestPaths(m map[string]any) []string {
+	var out []string
+	deps := func(v any) {
+		t, _ := v.(map[string]any)
+		for _, d := range t {
+			if dt, ok := d.(map[string]any); ok {
+				if p, ok := dt["path"].(string); ok {
+					out = append(out, p)
+				}
+			}
+		}
+	}
+	tables := func(m map[string]any) {
+		for _, k := range []string{"dependencies", "dev-dependencies", "build-dependencies", "dev_dependencies", "build_dependencies"} {
+			deps(m[k])
+		}
+	}
+	tables(m)
+	if ts, ok := m["target"].(map[string]any); ok {
+		for _, t := range ts {
+			if tt, ok := t.(map[string]any); ok {
+				tables(tt)
+			}
+		}
+	}
+	if ws, ok := m["workspace"].(map[string]any); ok {
+		deps(ws["dependencies"])
+	}
+	if ps, ok := m["patch"].(map[string]any); ok {
+		for _, p := range ps {
+			deps(p)
+		}
+	}
+	deps(m["replace"])
+	return out
+}
+
+// includes adds the files named by include_str!/include_bytes! (once:
+// included files are not Rust, so they include nothing further).
+func (c *cleaner) includes() error {
+	for _, f := range mapValues(c.files) {
 		if !strings.HasSuffix(f.Path, ".rs") {
 			continue
 		}
+		var rels []string
 		for _, m := range includeMacro.FindAllSubmatch(f.Data, -1) {
-			rel := path.Clean(path.Join(path.Dir(f.Path), string(m[1])))
-			if _, ok := files[rel]; ok || !all[rel] || match(exclude, rel) {
+			rels = append(rels, path.Clean(path.Join(path.Dir(f.Path), string(m[1]))))
+		}
+		if ms := includeManifest.FindAllSubmatch(f.Data, -1); ms != nil {
+			pkg := c.packageDir(f.Path)
+			for _, m := range ms {
+				rels = append(rels, path.Clean(path.Join(pkg, strings.TrimPrefix(string(m[1]), "/"))))
+			}
+		}
+		for _, rel := range rels {
+			if _, ok := c.files[rel]; ok || !c.all[rel] || c.match(c.exclude, rel) {
 				continue
 			}
-			inc, err := readFile(filepath.Join(root, filepath.FromSlash(rel)), rel)
-			if err != nil {
-				return nil, err
+			inc, err := c.read(rel)
+			if errors.Is(err, fs.ErrPermission) {
+				continue
 			}
-			files[rel] = inc
+			if err != nil {
+				return err
+			}
+			c.files[rel] = inc
 		}
 	}
-	t := Tree(mapValues(files))
-	sort.Slice(t, func(i, j int) bool { return t[i].Path < t[j].Path })
-	return t, nil
+	return nil
+}
+
+// packageDir is the directory of the package a source file belongs to:
+// the nearest one above it with a Cargo.toml.
+func (c *cleaner) packageDir(rel string) string {
+	for d := path.Dir(rel); ; d = path.Dir(d) {
+		if _, ok := c.files[path.Join(d, "Cargo.toml")]; ok || d == "." || d == "/" || path.Base(d) == ".." {
+			return d
+		}
+	}
+}
+
+// read reads a file seen by the walk, by its slash path, through the
+// links the walk followed (the path as laid out, not the real one).
+func (c *cleaner) read(rel string) (File, error) {
+	return readFile(filepath.Join(c.allowed[0], filepath.FromSlash(rel)), rel)
 }
 
 func mapValues(m map[string]File) []File {
@@ -356,9 +580,58 @@ func sourceMap(files []store.SourceFile) map[string]store.SourceFile {
 	return m
 }
 
+// Depth is how many directories above the workspace root the tree reaches:
+// 1 for a path dependency at "../lib", 0 for most workspaces.
+func (t Tree) Depth() int {
+	n := 0
+	for _, f := range t {
+		k := 0
+		for p := f.Path; strings.HasPrefix(p, "../"); p = p[3:] {
+			k++
+		}
+		n = max(n, k)
+	}
+	return n
+}
+
+// Nest is where a workspace at root lies in a layout under base, for a
+// tree of the given Depth: base itself, or base/<root's last depth path
+// components>, so that a path dependency outside the root has the same
+// place relative to it as in the project (and cargo the same paths).
+func Nest(base, root string, depth int) string {
+	var names []string
+	for d := filepath.Clean(root); len(names) < depth && filepath.Dir(d) != d; d = filepath.Dir(d) {
+		names = append([]string{filepath.Base(d)}, names...)
+	}
+	for len(names) < depth { // a root too close to / to have that many parents
+		names = append(names, "_")
+	}
+	return filepath.Join(append([]string{base}, names...)...)
+}
+
 // Layout makes dir hold exactly the tree (leaving dir/target alone), with the
-// mtimes given, rewriting only files whose contents differ.
+// mtimes given, rewriting only files whose contents differ. A tree that
+// reaches above the root (Depth) is laid out from dir's ancestor at that
+// depth (dir comes from Nest), which then holds exactly the tree.
 func Layout(dir string, t Tree, times []store.SourceFile) error {
+	top, prefix := dir, ""
+	for range t.Depth() {
+		prefix = path.Join(filepath.Base(top), prefix)
+		top = filepath.Dir(top)
+	}
+	if prefix == "" {
+		return layout(dir, t, times, "target")
+	}
+	moved := make(Tree, len(t))
+	for i, f := range t {
+		f.Path = path.Join(prefix, f.Path)
+		moved[i] = f
+	}
+	return layout(top, moved, times, path.Join(prefix, "target"))
+}
+
+// layout makes dir hold exactly the tree, leaving the directory keep alone.
+func layout(dir string, t Tree, times []store.SourceFile, keep string) error {
 	want := make(map[string]bool, len(t))
 	for _, f := range t {
 		want[f.Path] = true
@@ -374,7 +647,7 @@ func Layout(dir string, t Tree, times []store.SourceFile) error {
 		}
 		rel, _ := filepath.Rel(dir, p)
 		rel = filepath.ToSlash(rel)
-		if rel == "target" && d.IsDir() {
+		if rel == keep && d.IsDir() {
 			return filepath.SkipDir
 		}
 		if !d.IsDir() && !want[rel] {
@@ -390,7 +663,7 @@ func Layout(dir string, t Tree, times []store.SourceFile) error {
 			return err
 		}
 	}
-	if err := removeEmptyDirs(dir); err != nil {
+	if err := removeEmptyDirs(dir, keep); err != nil {
 		return err
 	}
 	for i, f := range t {
@@ -422,16 +695,16 @@ func Layout(dir string, t Tree, times []store.SourceFile) error {
 	return nil
 }
 
-// removeEmptyDirs removes the directories under dir (but not dir/target)
+// removeEmptyDirs removes the directories under dir (but not dir/keep)
 // that an earlier layout left empty, deepest first.
-func removeEmptyDirs(dir string) error {
+func removeEmptyDirs(dir, keep string) error {
 	var dirs []string
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
 		if d.IsDir() && p != dir {
-			if rel, _ := filepath.Rel(dir, p); rel == "target" {
+			if rel, _ := filepath.Rel(dir, p); filepath.ToSlash(rel) == keep {
 				return filepath.SkipDir
 			}
 			dirs = append(dirs, p)

@@ -94,6 +94,23 @@ func signature(env []string, dir string) (string, error) {
 	return store.HashBytes([]byte(b.String())), nil
 }
 
+// errorLine picks the line that says what went wrong from a tool's stderr:
+// the first `error:` line (rustup prints progress such as "info: syncing
+// channel updates" before it), else the first line.
+func errorLine(stderr string) string {
+	first := ""
+	for _, l := range strings.Split(stderr, "\n") {
+		l = strings.TrimSpace(l)
+		if strings.HasPrefix(l, "error:") {
+			return l
+		}
+		if first == "" {
+			first = l
+		}
+	}
+	return first
+}
+
 // Detect returns the identity of the toolchain that cargo would use in dir.
 // The answer is cached in the store by signature, so a fully cached smelt
 // run starts no rustc or cargo process.
@@ -113,10 +130,7 @@ func Detect(ctx context.Context, st *store.Store, dir string, env []string) (*Id
 		var out, errb bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &errb
 		if err := cmd.Run(); err != nil {
-			msg := strings.TrimSpace(errb.String())
-			if i := strings.IndexByte(msg, '\n'); i > 0 {
-				msg = msg[:i]
-			}
+			msg := errorLine(errb.String())
 			var ee *exec.ExitError
 			if errors.As(err, &ee) && msg != "" {
 				return "", fmt.Errorf("`%s %s` failed in %s: %s", name, strings.Join(args, " "), dir, msg)
