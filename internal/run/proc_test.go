@@ -64,6 +64,7 @@ func TestSupervisedDescendantsEnd(t *testing.T) {
 	if probeIsolation().flags == 0 {
 		t.Skip(probeIsolation().note)
 	}
+	t.Logf("clone flags %#x, through a user namespace: %v", probeIsolation().flags, probeIsolation().user)
 	w, err := lockWorkDir(context.Background(), t.TempDir())
 	if err != nil {
 		t.Fatal(err)
