@@ -138,17 +138,26 @@ func TestKilledRunLeavesNothingBehind(t *testing.T) {
 	}
 }
 
-// Four `smelt check` at once after an edit: each step that the edit
-// changed is built by one of them; the others wait for it and report it
-// cached (before, each built it again, one after the other).
+// Four `smelt check` at once after an edit, two on the project and two on
+// a copy of it that shares its store (same inputs, so the same keys): each
+// step that the edit changed is built by one of them; the others wait for
+// it and report it cached (before, each built it again, one after the
+// other). Runs of different projects wait on each other's keys while
+// holding their own working directories: nothing deadlocks.
 func TestConcurrentRunsBuildOnce(t *testing.T) {
 	p := newProject(t, "hello")
 	p.mustSmelt("check")
 	p.replace("src/lib.rs", "42", "43")
+	other := &project{t: t, dir: fixture(t, "hello"), store: p.store, env: p.env}
+	other.replace("src/lib.rs", "42", "43")
 	const runs = 4
 	results := make(chan outcome, runs)
-	for range runs {
-		go func() { results <- p.smelt("check") }()
+	for i := range runs {
+		q := p
+		if i%2 == 1 {
+			q = other
+		}
+		go func() { results <- q.smelt("check") }()
 	}
 	built := map[string]int{}
 	for range runs {
@@ -175,8 +184,10 @@ func TestConcurrentRunsBuildOnce(t *testing.T) {
 			t.Errorf("step %s built %d times by %d runs at once, want %d", s, built[s], runs, want)
 		}
 	}
-	p.mustSmelt("build")
-	if got := p.runResult("hello"); got != "answer: 43" {
-		t.Fatalf("result/bin/hello printed %q, want answer: 43", got)
+	for _, q := range []*project{p, other} {
+		q.mustSmelt("build")
+		if got := q.runResult("hello"); got != "answer: 43" {
+			t.Fatalf("%s: result/bin/hello printed %q, want answer: 43", q.dir, got)
+		}
 	}
 }
