@@ -358,7 +358,10 @@ func (e *engine) step(ctx context.Context, n *plan.Node, parent *store.Result, r
 	res, err := e.p.st.LookupResult(key)
 	if err == nil && res == nil {
 		// Not stored: build it, unless another process (or step) is
-		// building the same key, then take its result.
+		// building the same key, then take its result. Lock order: a key's
+		// lock before a working directory's, and no key's lock is ever
+		// waited for while holding a directory, so no two runs wait on
+		// each other (a killed holder's flock goes with it).
 		var release func()
 		release, err = lockKey(ctx, filepath.Join(e.p.st.Dir, "tmp"), key)
 		if err != nil && ctx.Err() != nil {
