@@ -37,6 +37,7 @@ type stepRun struct {
 	targetDir string
 	scratch   string // <work>: private scratch space, emptied before each run
 	logf      *os.File
+	procs     *os.File // the lock every process of the step inherits (see proc.go)
 	env       []string
 	bins      map[string]string // binary → package
 	binPaths  map[string]string // binary → path under target/
@@ -60,11 +61,12 @@ func (sr *stepRun) phase(name string) {
 func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in plan.Inputs, key string, parent *store.Result, r *StepReport) (*store.Result, error) {
 	st, s := e.p.st, n.Step
 	start := time.Now()
-	dir, unlock, err := e.workDir(n.Name())
+	wl, err := e.workDir(ctx, n.Name())
 	if err != nil {
 		return nil, err
 	}
-	defer unlock()
+	defer wl.release()
+	dir := wl.dir
 	logDir := filepath.Join(st.Dir, "logs", e.p.id)
 	if err := os.MkdirAll(logDir, 0o755); err != nil {
 		return nil, err
@@ -76,9 +78,14 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 	}
 	defer logf.Close()
 	fmt.Fprintf(logf, "# smelt step %s (kind %s), key %s\n# why: %s\n", n.Name(), s.Kind, key[:16], r.Reason)
+	for _, note := range []string{wl.note, probeIsolation().note} {
+		if note != "" {
+			fmt.Fprintf(logf, "# smelt: %s\n", note)
+		}
+	}
 	// A path dependency outside the workspace ("../lib") keeps its place
 	// relative to it: the workspace then lies deeper (source.Nest).
-	sr := &stepRun{e: e, n: n, r: r, logf: logf, srcDir: source.Nest(filepath.Join(dir, "src"), e.p.root, src.Depth()), scratch: filepath.Join(dir, "scratch"),
+	sr := &stepRun{e: e, n: n, r: r, logf: logf, procs: wl.procs, srcDir: source.Nest(filepath.Join(dir, "src"), e.p.root, src.Depth()), scratch: filepath.Join(dir, "scratch"),
 		bins: map[string]string{}, binPaths: map[string]string{}, mark: start}
 	sr.targetDir = filepath.Join(sr.srcDir, "target")
 	locals, distinct, err := memberNames(src, e.p.root)
@@ -494,7 +501,7 @@ func (sr *stepRun) command(ctx context.Context, c cargo.Command) error {
 	cmd.Dir = sr.srcDir
 	cmd.Env = append(append([]string{}, sr.env...), envList(c.Env)...)
 	cmd.Stdout, cmd.Stderr = stdout, io.MultiWriter(sr.logf, &stderr)
-	killGroupOnCancel(cmd)
+	supervise(cmd, sr.procs)
 	release := func() {}
 	if sr.e.jobs != nil {
 		// The process's implicit token (see jobserver).
@@ -503,7 +510,7 @@ func (sr *stepRun) command(ctx context.Context, c cargo.Command) error {
 			return err
 		}
 	}
-	err := cmd.Run()
+	err := runSupervised(cmd)
 	release()
 	if ctx.Err() != nil {
 		// Whatever cargo left behind (a rustc, a linker) must not outlive
@@ -610,15 +617,6 @@ func (sr *stepRun) inProject(msg string) string {
 		msg = reSkeletonAt.ReplaceAllString(msg, " in $1")
 	}
 	return strings.ReplaceAll(msg, sr.srcDir, sr.e.p.root)
-}
-
-// killGroupOnCancel runs cmd in a process group of its own and, when the
-// context is canceled, interrupts the whole group (cargo and every compiler
-// it started), not cargo alone; what still runs 10s later is killed.
-func killGroupOnCancel(cmd *exec.Cmd) {
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGINT) }
-	cmd.WaitDelay = 10 * time.Second
 }
 
 // missingSubcommand recognises cargo's answer for a subcommand that is not

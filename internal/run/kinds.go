@@ -195,7 +195,8 @@ func (sr *stepRun) coverage(ctx context.Context, res *store.Result) error {
 		cmd.Stderr = sr.logf
 		var out bytes.Buffer
 		cmd.Stdout = &out
-		if err := cmd.Run(); err != nil {
+		supervise(cmd, sr.procs)
+		if err := runSupervised(cmd); err != nil {
 			sr.r.Tail = tail(sr.r.Log, 25)
 			return failed("`%s` failed: %v", filepath.Base(prog), err)
 		}

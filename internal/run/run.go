@@ -14,8 +14,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"smelt/internal/config"
 	"smelt/internal/plan"
 	"smelt/internal/source"
@@ -357,7 +355,25 @@ func (e *engine) step(ctx context.Context, n *plan.Node, parent *store.Result, r
 		return
 	}
 	key := in.Key()
-	if res, err := e.p.st.LookupResult(key); err != nil {
+	res, err := e.p.st.LookupResult(key)
+	if err == nil && res == nil {
+		// Not stored: build it, unless another process (or step) is
+		// building the same key, then take its result. Lock order: a key's
+		// lock before a working directory's, and no key's lock is ever
+		// waited for while holding a directory, so no two runs wait on
+		// each other (a killed holder's flock goes with it).
+		var release func()
+		release, err = lockKey(ctx, filepath.Join(e.p.st.Dir, "tmp"), key)
+		if err != nil && ctx.Err() != nil {
+			r.Status, r.Reason = Skipped, "canceled"
+			return
+		}
+		if err == nil {
+			defer release()
+			res, err = e.p.st.LookupResult(key)
+		}
+	}
+	if err != nil {
 		fail(err)
 		return
 	} else if res != nil {
@@ -380,7 +396,7 @@ func (e *engine) step(ctx context.Context, n *plan.Node, parent *store.Result, r
 	}
 	e.started(n, r.Reason)
 	start := time.Now()
-	res, err := e.execute(ctx, n, src, in, key, parent, r)
+	res, err = e.execute(ctx, n, src, in, key, parent, r)
 	r.Seconds = time.Since(start).Seconds()
 	if err != nil {
 		if ctx.Err() != nil && !isFailure(err) {
@@ -418,21 +434,14 @@ func isFailure(err error) bool {
 
 // workDir locks and returns the step's working directory. It is kept between
 // runs so that restoring artifacts into it costs only what changed, and
-// locked so that two smelt processes never share it.
-func (e *engine) workDir(name string) (string, func(), error) {
+// locked so that two smelt processes never share it, nor a run and the
+// leftovers of a killed one (lockWorkDir).
+func (e *engine) workDir(ctx context.Context, name string) (*workLock, error) {
 	dir := filepath.Join(e.p.st.Dir, "work", e.p.id, name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", nil, err
+		return nil, err
 	}
-	f, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return "", nil, err
-	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
-		f.Close()
-		return "", nil, fmt.Errorf("lock %s: %w", dir, err)
-	}
-	return dir, func() { f.Close() }, nil
+	return lockWorkDir(ctx, dir)
 }
 
 func tail(path string, n int) []string {
