@@ -425,4 +425,3 @@ func TestReadToolchain(t *testing.T) {
 		t.Errorf("a broken rust-toolchain.toml gave %v, want an error naming it", err)
 	}
 }
-
