@@ -425,3 +425,28 @@ func TestReadToolchain(t *testing.T) {
 		t.Errorf("a broken rust-toolchain.toml gave %v, want an error naming it", err)
 	}
 }
+
+// TestREADMEExample lints the hand-written workflow the README shows.
+func TestREADMEExample(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(data), "### CI: a job per step")
+	if !ok {
+		t.Fatal("README.md has no section \"CI: a job per step\"")
+	}
+	_, rest, ok = strings.Cut(rest, "```yaml\n")
+	block, _, ok2 := strings.Cut(rest, "```\n")
+	if !ok || !ok2 {
+		t.Fatal("the README's CI section has no yaml block")
+	}
+	if errs := actionlintErrors(t, block); len(errs) > 0 {
+		t.Errorf("actionlint on the README's example:\n%s", strings.Join(errs, "\n"))
+	}
+	for _, step := range []string{"deps", "clippy", "coverage", "crate"} {
+		if !strings.Contains(block, "run: smelt check "+step+"}") {
+			t.Errorf("the README's example has no job checking %s", step)
+		}
+	}
+}
