@@ -250,9 +250,9 @@ func TestNodesMarks(t *testing.T) {
 }
 
 // TestDocsPicture keeps docs/seed.dot what the tool draws for the seed
-// fixture, and docs/seed.svg a drawing of it (regenerate both with the
-// commands in docs/README.md).
+// fixture, and docs/seed.svg a drawing of it.
 func TestDocsPicture(t *testing.T) {
+	const regen = "go run ./cmd/smelt graph -C testdata/seed > docs/seed.dot && go run ./cmd/smelt graph -C testdata/seed --format svg > docs/seed.svg"
 	cfg, g := fixture(t, "seed")
 	var dot bytes.Buffer
 	if err := DOT(&dot, Nodes(g, cfg, nil)); err != nil {
@@ -264,7 +264,7 @@ func TestDocsPicture(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(have, dot.Bytes()) {
-		t.Errorf("docs/seed.dot is not what smelt graph draws now: regenerate it\n got:\n%s\nwant:\n%s", have, dot.String())
+		t.Errorf("docs/seed.dot is not what smelt graph draws now: run `+regen+`\n got:\n%s\nwant:\n%s", have, dot.String())
 	}
 	svg, err := os.ReadFile(filepath.Join(docs, "seed.svg"))
 	if err != nil {
@@ -272,7 +272,7 @@ func TestDocsPicture(t *testing.T) {
 	}
 	for _, name := range g.Order {
 		if !bytes.Contains(svg, []byte("<title>"+name+"</title>")) {
-			t.Errorf("docs/seed.svg has no box for %s: regenerate it", name)
+			t.Errorf("docs/seed.svg has no box for %s: run %s", name, regen)
 		}
 	}
 }
