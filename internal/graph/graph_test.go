@@ -264,7 +264,7 @@ func TestDocsPicture(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(have, dot.Bytes()) {
-		t.Errorf("docs/seed.dot is not what smelt graph draws now: run `+regen+`\n got:\n%s\nwant:\n%s", have, dot.String())
+		t.Errorf("docs/seed.dot is not what smelt graph draws now: run %s\n got:\n%s\nwant:\n%s", regen, have, dot.String())
 	}
 	svg, err := os.ReadFile(filepath.Join(docs, "seed.svg"))
 	if err != nil {
