@@ -40,6 +40,11 @@ Usage:
                              never writes in place but nothing else may write either)
   smelt init [--sequential]  write a commented smelt.toml (default pipeline, or the seed's chain)
   smelt gc [--older-than D]  drop results unused for D days (default 30) and all that only they need
+  smelt graph [STEP...]      draw the steps and what each inherits (--format dot|mermaid|svg, default
+                             dot; svg needs Graphviz; --status: colour each step by what smelt why says)
+  smelt ci github|gitlab     write a CI workflow running each check as a job of its own, sharing the
+                             remote cache (-o PATH, - for stdout; --force overwrites; --smelt-from
+                             URL#REF: the git repository smelt is built from in CI)
 
 Flags (before or after the command):
   -C DIR        the project (default: the current directory)
@@ -58,6 +63,9 @@ type options struct {
 	force            bool
 	link             bool
 	olderThan        int
+	format           string // graph
+	status           bool   // graph
+	smeltFrom        string // ci
 }
 
 func main() {
@@ -78,9 +86,12 @@ func mainErr(args []string) int {
 	fl.BoolVar(&o.failFast, "fail-fast", false, "stop at the first failure")
 	fl.BoolVar(&o.asJSON, "json", false, "JSON output")
 	fl.BoolVar(&o.sequential, "sequential", false, "init: the seed's sequential chain")
-	fl.BoolVar(&o.force, "force", false, "init: overwrite smelt.toml")
+	fl.BoolVar(&o.force, "force", false, "init, ci: overwrite the file")
 	fl.IntVar(&o.olderThan, "older-than", 30, "gc: days a result may go unused")
 	fl.BoolVar(&o.link, "link", false, "restore: hard-link compiled crates from the store instead of copying")
+	fl.StringVar(&o.format, "format", "dot", "graph: dot, mermaid or svg")
+	fl.BoolVar(&o.status, "status", false, "graph: each step's state in the store")
+	fl.StringVar(&o.smeltFrom, "smelt-from", "", "ci: git repository (URL#REF) smelt is built from")
 	fl.Usage = func() { fmt.Fprint(os.Stderr, usage) }
 	// Accept flags after positional arguments too (`smelt build app -j 1`),
 	// and -jN as make and cargo do.
@@ -140,6 +151,10 @@ func mainErr(args []string) int {
 		err = initConfig(o)
 	case "gc":
 		err = gc(o)
+	case "graph":
+		err = graphCmd(ctx, o, pos)
+	case "ci":
+		err = ciCmd(o, pos)
 	default:
 		fmt.Fprintf(os.Stderr, "smelt: unknown command %q\n\n%s", cmd, usage)
 		return 2
