@@ -1,0 +1,158 @@
+package remote
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// Blobs on file, http and s3 remotes are zstd frames: dependency artifacts
+// shrink to a third or less, and the remote's bandwidth is the cost that
+// matters. The grpc backend sends plain bytes, since the CAS checks digests
+// of what it receives.
+
+// spoolMemMax is the largest blob whose compressed form is kept in memory
+// before upload; a larger one is compressed into a temporary file, so that
+// no whole file sits in memory and the upload still has a known length
+// (S3 and many HTTP servers want one).
+const spoolMemMax = 1 << 20
+
+var encoders = sync.Pool{New: func() any {
+	e, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithEncoderLevel(zstd.SpeedDefault))
+	if err != nil {
+		panic(err) // only for invalid options
+	}
+	return e
+}}
+
+// spooled is a compressed blob ready to upload: Len bytes from Open.
+type spooled struct {
+	mem  []byte
+	file *os.File
+	Len  int64
+}
+
+// Reader returns a fresh reader over the compressed bytes (a retry reads
+// them again).
+func (s *spooled) Reader() io.ReadSeeker {
+	if s.file != nil {
+		return io.NewSectionReader(s.file, 0, s.Len)
+	}
+	return bytes.NewReader(s.mem)
+}
+
+func (s *spooled) Close() {
+	if s.file != nil {
+		s.file.Close()
+		os.Remove(s.file.Name())
+	}
+}
+
+// compress reads exactly size bytes from r and returns them compressed.
+func compress(r io.Reader, size int64) (*spooled, error) {
+	var sp spooled
+	var dst io.Writer
+	var buf *bytes.Buffer
+	if size <= spoolMemMax {
+		buf = bytes.NewBuffer(make([]byte, 0, size/2+64))
+		dst = buf
+	} else {
+		f, err := os.CreateTemp("", "smelt-remote-*.zst")
+		if err != nil {
+			return nil, fmt.Errorf("spool a compressed upload: %w", err)
+		}
+		sp.file = f
+		dst = f
+	}
+	if err := encode(dst, r, size); err != nil {
+		sp.Close()
+		return nil, err
+	}
+	if buf != nil {
+		sp.mem = buf.Bytes()
+		sp.Len = int64(len(sp.mem))
+		return &sp, nil
+	}
+	off, err := sp.file.Seek(0, io.SeekCurrent)
+	if err != nil {
+		sp.Close()
+		return nil, err
+	}
+	sp.Len = off
+	return &sp, nil
+}
+
+// encode writes exactly size bytes of r to dst as one zstd frame.
+func encode(dst io.Writer, r io.Reader, size int64) error {
+	enc := encoders.Get().(*zstd.Encoder)
+	defer func() {
+		enc.Reset(nil) // drop dst
+		encoders.Put(enc)
+	}()
+	enc.Reset(dst)
+	n, err := io.Copy(enc, io.LimitReader(r, size+1))
+	if err == nil {
+		err = enc.Close()
+	}
+	if err == nil && n != size {
+		err = fmt.Errorf("read %d bytes where %d were announced", n, size)
+	}
+	return err
+}
+
+var decoders = sync.Pool{New: func() any {
+	d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
+	if err != nil {
+		panic(err)
+	}
+	return d
+}}
+
+// decompressed streams the plain bytes of a zstd body; a body that is not
+// zstd reads as ErrCorrupt.
+type decompressed struct {
+	body io.ReadCloser
+	dec  *zstd.Decoder
+	err  error
+}
+
+func decompress(body io.ReadCloser) io.ReadCloser {
+	d := decoders.Get().(*zstd.Decoder)
+	if err := d.Reset(body); err != nil {
+		decoders.Put(d)
+		return &decompressed{body: body, err: fmt.Errorf("%w: not zstd: %v", ErrCorrupt, err)}
+	}
+	return &decompressed{body: body, dec: d}
+}
+
+func (d *decompressed) Read(p []byte) (int, error) {
+	if d.err != nil {
+		return 0, d.err
+	}
+	n, err := d.dec.Read(p)
+	if err != nil && err != io.EOF {
+		// A transport error reaches us through the decoder; keep it as it
+		// is, and call anything else the decoder says corrupt.
+		var ne interface{ Timeout() bool }
+		if !errors.As(err, &ne) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("%w: %v", ErrCorrupt, err)
+		}
+		d.err = err
+	}
+	return n, err
+}
+
+func (d *decompressed) Close() error {
+	if d.dec != nil {
+		d.dec.Reset(nil)
+		decoders.Put(d.dec)
+		d.dec = nil
+	}
+	return d.body.Close()
+}
