@@ -58,8 +58,8 @@ type grpcBackend struct {
 	loc      string
 	opts     Options
 
-	capsOnce sync.Once
-	maxBatch int64 // bytes in one batch request
+	capsMu   sync.Mutex
+	maxBatch int64 // bytes in one batch request; 0 until asked
 }
 
 // grpcMaxMsg is gRPC's default message size limit, which servers keep.
@@ -130,19 +130,30 @@ func (b *grpcBackend) Close() error { return b.conn.Close() }
 
 // batchLimit is the most bytes of blobs one batch request carries: the
 // server's advertised limit, else gRPC's message limit, less room for the
-// message's own fields.
-func (b *grpcBackend) batchLimit(ctx context.Context) int64 {
-	b.capsOnce.Do(func() {
-		b.maxBatch = grpcMaxMsg
-		ctx, cancel := context.WithTimeout(ctx, b.opts.Timeout)
-		defer cancel()
-		c, err := b.caps.GetCapabilities(ctx, &repb.GetCapabilitiesRequest{InstanceName: b.instance})
-		if err == nil && c.GetCacheCapabilities().GetMaxBatchTotalSizeBytes() > 0 {
-			b.maxBatch = min(b.maxBatch, c.GetCacheCapabilities().GetMaxBatchTotalSizeBytes())
-		}
-		b.maxBatch -= 64 << 10
-	})
-	return b.maxBatch
+// message's own fields. It asks the server once; an unreachable server's
+// error is returned (and asked again next time).
+func (b *grpcBackend) batchLimit(ctx context.Context) (int64, error) {
+	b.capsMu.Lock()
+	defer b.capsMu.Unlock()
+	if b.maxBatch > 0 {
+		return b.maxBatch, nil
+	}
+	cctx, cancel := context.WithTimeout(ctx, b.opts.Timeout)
+	defer cancel()
+	c, err := b.caps.GetCapabilities(cctx, &repb.GetCapabilitiesRequest{InstanceName: b.instance})
+	switch status.Code(err) {
+	case codes.OK:
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Unauthenticated, codes.PermissionDenied, codes.Canceled:
+		return 0, err
+	default:
+		// A cache without the Capabilities service: assume gRPC's defaults.
+	}
+	limit := int64(grpcMaxMsg)
+	if m := c.GetCacheCapabilities().GetMaxBatchTotalSizeBytes(); m > 0 {
+		limit = min(limit, m)
+	}
+	b.maxBatch = limit - 64<<10
+	return b.maxBatch, nil
 }
 
 // grpcError says what a gRPC status means for the user.
@@ -211,7 +222,11 @@ func (b *grpcBackend) getBlob(ctx context.Context, ns Namespace, ref Ref, d *rep
 	if d.GetSizeBytes() == 0 {
 		return io.NopCloser(bytes.NewReader(nil)), nil
 	}
-	if d.GetSizeBytes() <= b.batchLimit(ctx) {
+	limit, err := b.batchLimit(ctx)
+	if err != nil {
+		return nil, b.grpcError("get", ns, ref.ID, err)
+	}
+	if d.GetSizeBytes() <= limit {
 		bctx, cancel := context.WithTimeout(ctx, b.opts.Timeout)
 		defer cancel()
 		res, err := b.cas.BatchReadBlobs(bctx, &repb.BatchReadBlobsRequest{InstanceName: b.instance, Digests: []*repb.Digest{d}})
@@ -325,7 +340,11 @@ func (b *grpcBackend) Put(ctx context.Context, ns Namespace, ref Ref, r io.Reade
 // ByteStream Write in chunks otherwise.
 func (b *grpcBackend) putBlob(ctx context.Context, ns Namespace, id ID, d *repb.Digest, r io.Reader) error {
 	size := d.GetSizeBytes()
-	if size <= b.batchLimit(ctx) {
+	limit, err := b.batchLimit(ctx)
+	if err != nil {
+		return b.grpcError("put", ns, id, err)
+	}
+	if size <= limit {
 		data := make([]byte, size)
 		if _, err := io.ReadFull(r, data); err != nil {
 			return fmt.Errorf("remote %s: put %s %s: %w", b.loc, ns, id, err)

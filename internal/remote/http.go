@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -24,6 +25,7 @@ type httpBackend struct {
 	client *http.Client
 	token  string
 	opts   Options
+	made   sync.Map // collections made by MKCOL
 }
 
 func openHTTP(u *url.URL, opts Options) (Backend, error) {
@@ -154,8 +156,9 @@ func (b *httpBackend) Put(ctx context.Context, ns Namespace, ref Ref, r io.Reade
 		return resp, err
 	}
 	resp, err := put()
-	if err == nil && resp.StatusCode == http.StatusConflict {
-		// WebDAV without create_full_put_path: make the parent collections.
+	if err == nil && (resp.StatusCode == http.StatusConflict || resp.StatusCode == http.StatusInternalServerError) {
+		// WebDAV without create_full_put_path: make the parent collections
+		// (nginx answers 500, RFC 4918 servers 409) and try again.
 		if err = b.mkcol(ctx, ns, ref.ID); err == nil {
 			resp, err = put()
 		}
@@ -170,10 +173,20 @@ func (b *httpBackend) Put(ctx context.Context, ns Namespace, ref Ref, r io.Reade
 	return nil
 }
 
+// mkcol makes the collections from the prefix down to a blob's parent,
+// skipping those it made before.
 func (b *httpBackend) mkcol(ctx context.Context, ns Namespace, id ID) error {
-	dir := b.base
-	for _, part := range strings.Split(blobPath(ns, id), "/")[:2] {
+	u, err := url.Parse(b.url(ns, id))
+	if err != nil {
+		return err
+	}
+	parts := strings.Split(strings.Trim(u.Path, "/"), "/")
+	dir := u.Scheme + "://" + u.Host
+	for _, part := range parts[:len(parts)-1] {
 		dir += "/" + part
+		if _, ok := b.made.Load(dir); ok {
+			continue
+		}
 		ctx, cancel := context.WithTimeout(ctx, b.opts.Timeout)
 		resp, err := b.do(ctx, "MKCOL", dir+"/", nil, 0)
 		cancel()
@@ -183,8 +196,9 @@ func (b *httpBackend) mkcol(ctx context.Context, ns Namespace, id ID) error {
 		resp.Body.Close()
 		// 405: it exists already.
 		if resp.StatusCode/100 != 2 && resp.StatusCode != http.StatusMethodNotAllowed {
-			return fmt.Errorf("remote %s: MKCOL %s: %s", b.loc, dir, resp.Status)
+			return fmt.Errorf("remote %s: MKCOL %s: %s; let the server create directories (nginx: create_full_put_path on)", b.loc, dir, resp.Status)
 		}
+		b.made.Store(dir, true)
 	}
 	return nil
 }

@@ -5,15 +5,19 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go"
+	"github.com/aws/smithy-go/middleware"
 )
 
 // s3Backend keeps blobs as objects PREFIX/NS/ab/ID, zstd-compressed, in any
@@ -35,8 +39,23 @@ func openS3(ctx context.Context, u *url.URL, opts Options) (Backend, error) {
 	if u.Host == "" {
 		return nil, fmt.Errorf("remote %s: no bucket: write s3://BUCKET/PREFIX", loc)
 	}
+	// The SDK's own client, so that AWS_CA_BUNDLE still applies; the
+	// timeouts are newTransport's.
+	hc := awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
+		t.DialContext = (&net.Dialer{Timeout: opts.Timeout, KeepAlive: 30 * time.Second}).DialContext
+		t.TLSHandshakeTimeout = opts.Timeout
+		t.ResponseHeaderTimeout = opts.Timeout
+		t.MaxIdleConnsPerHost = opts.Parallel
+	})
+	count := middleware.FinalizeMiddlewareFunc("smeltCount", func(ctx context.Context, in middleware.FinalizeInput, next middleware.FinalizeHandler) (middleware.FinalizeOutput, middleware.Metadata, error) {
+		opts.Stats.Requests.Add(1)
+		return next.HandleFinalize(ctx, in)
+	})
 	cfg, err := config.LoadDefaultConfig(ctx,
-		config.WithHTTPClient(&http.Client{Transport: newTransport(opts)}),
+		config.WithHTTPClient(hc),
+		config.WithAPIOptions([]func(*middleware.Stack) error{func(s *middleware.Stack) error {
+			return s.Finalize.Add(count, middleware.After)
+		}}),
 		// A failed request falls back to a local build; retries would only
 		// stretch a remote's outage past the timeout.
 		config.WithRetryMaxAttempts(1),

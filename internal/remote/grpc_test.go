@@ -1,0 +1,24 @@
+package remote
+
+import (
+	"testing"
+)
+
+func TestGRPC(t *testing.T) {
+	addr := startBuildGrid(t)
+	suite{
+		open: func(t *testing.T, opts Options) Backend {
+			b, err := Open(t.Context(), "grpc://"+addr+"/main", opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b
+		},
+		verifiesUploads: true,
+		hasRequests:     1, // one FindMissingBlobs
+	}.run(t)
+}
+
+func TestGRPCDown(t *testing.T) {
+	downTests(t, func(addr string) string { return "grpc://" + addr + "/main" })
+}

@@ -1,0 +1,119 @@
+package remote
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+)
+
+// makeBucket creates a bucket with the SDK, as a user's set-up would.
+func makeBucket(t *testing.T, name string) {
+	t.Helper()
+	cfg, err := config.LoadDefaultConfig(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true })
+	if _, err := c.CreateBucket(t.Context(), &s3.CreateBucketInput{Bucket: aws.String(name)}); err != nil {
+		t.Fatalf("create bucket %s: %v", name, err)
+	}
+}
+
+func TestS3(t *testing.T) {
+	root := startS3(t)
+	makeBucket(t, "team-cache")
+	suite{
+		open: func(t *testing.T, opts Options) Backend {
+			b, err := Open(t.Context(), "s3://team-cache/smelt/v1", opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b
+		},
+		corrupt: func(t *testing.T, ns Namespace, id ID, raw []byte) {
+			// versitygw's posix backend keeps an object as a file.
+			p := filepath.Join(root, "team-cache", "smelt", "v1", filepath.FromSlash(blobPath(ns, id)))
+			os.MkdirAll(filepath.Dir(p), 0o755)
+			if err := os.WriteFile(p, raw, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		},
+		hasRequests: 1000,
+	}.run(t)
+}
+
+func TestS3NoBucket(t *testing.T) {
+	startS3(t)
+	b, err := Open(t.Context(), "s3://no-such-bucket/x", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := []byte("x")
+	err = b.Put(t.Context(), Results, Ref{ID: hashOf(data), Size: 1}, bytes.NewReader(data))
+	if err == nil {
+		t.Fatal("Put into a missing bucket succeeded")
+	}
+	t.Log(err)
+}
+
+func TestS3Down(t *testing.T) {
+	t.Setenv("AWS_ACCESS_KEY_ID", "k")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "s")
+	t.Setenv("AWS_REGION", "us-east-1")
+	t.Setenv("AWS_ENDPOINT_URL_S3", "")
+	downTests(t, func(addr string) string {
+		os.Setenv("AWS_ENDPOINT_URL_S3", "http://"+addr)
+		return "s3://bucket/prefix"
+	})
+}
+
+// TestS3HasMeasure compares the two ways to ask S3 which of a batch of
+// objects it holds, on remotes of growing size; it informs listPages.
+// SMELT_MEASURE=1 runs it.
+func TestS3HasMeasure(t *testing.T) {
+	if os.Getenv("SMELT_MEASURE") == "" {
+		t.Skip("a measurement: SMELT_MEASURE=1 runs it")
+	}
+	startS3(t)
+	makeBucket(t, "measure")
+	b, err := Open(t.Context(), "s3://measure/p", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stats := b.(*s3Backend).opts.Stats
+	defer func() { S3ListPages = nil }()
+	stored := 0
+	for _, remoteSize := range []int{1000, 5000, 20000} {
+		for ; stored < remoteSize; stored++ {
+			data := []byte(fmt.Sprintf("stored %d", stored))
+			put(t, b, Objects, hashOf(data), data)
+		}
+		for _, batch := range []int{100, 1000} {
+			refs := make([]Ref, batch)
+			for i := range refs {
+				data := []byte(fmt.Sprintf("stored %d", i*2)) // half present
+				refs[i] = Ref{ID: hashOf(data), Size: int64(len(data))}
+			}
+			for _, pages := range []int{0, 1 << 20} {
+				S3ListPages = func(int) int { return pages }
+				n0 := stats.Requests.Load()
+				start := time.Now()
+				if _, err := b.Has(t.Context(), Objects, refs); err != nil {
+					t.Fatal(err)
+				}
+				how := "HeadObject"
+				if pages > 0 {
+					how = "ListObjectsV2"
+				}
+				t.Logf("remote %6d objects, batch %5d, %-13s: %5d requests, %s", remoteSize, batch, how, stats.Requests.Load()-n0, time.Since(start).Round(time.Millisecond))
+			}
+		}
+	}
+}
