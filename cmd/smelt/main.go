@@ -38,6 +38,9 @@ Usage:
                              never writes in place but nothing else may write either)
   smelt init [--sequential]  write a commented smelt.toml (default pipeline, or the seed's chain)
   smelt gc [--older-than D]  drop results unused for D days (default 30) and all that only they need
+  smelt key generate NAME -o FILE
+                             write a new signing key to FILE (mode 0600) and print its public
+                             key NAME:BASE64, for the remote cache's trusted keys
 
 Flags (before or after the command):
   -C DIR        the project (default: the current directory)
@@ -130,6 +133,8 @@ func mainErr(args []string) int {
 		err = initConfig(o)
 	case "gc":
 		err = gc(o)
+	case "key":
+		err = key(o, pos)
 	default:
 		fmt.Fprintf(os.Stderr, "smelt: unknown command %q\n\n%s", cmd, usage)
 		return 2

@@ -141,12 +141,16 @@ func (b *s3Backend) Put(ctx context.Context, ns Namespace, ref Ref, r io.Reader)
 	return nil
 }
 
-// Has asks with parallel HeadObjects, or with ListObjectsV2 over the batch's
-// range of keys when that range is small: a listing answers up to 1,000
-// keys per request but must walk every key the remote holds between the
-// batch's first and last id, so for a large remote it costs more requests
-// than it saves. listPages bounds the listing; ids it did not reach are
-// asked with HeadObject.
+// Has lists the batch's range of keys with ListObjectsV2 (up to 1,000 keys
+// an answer) while that is cheaper than asking for each id with HeadObject
+// (parallel), and asks with HeadObject for the ids the listing did not
+// reach. A listing walks every key the remote holds between the batch's
+// smallest and largest id, so it pays only while the remote is small next
+// to the batch: after its first page, the share of the id range it
+// covered tells how many pages the rest would take, and past the budget
+// (listBudget) the listing stops. Measured on versitygw on loopback, 1,000
+// ids against a remote of 1,000 objects: 1 listing in 34 ms against 1,000
+// HEADs in 994 ms.
 func (b *s3Backend) Has(ctx context.Context, ns Namespace, refs []Ref) ([]bool, error) {
 	for _, ref := range refs {
 		if err := check(b.loc, ns, ref); err != nil {
@@ -158,7 +162,7 @@ func (b *s3Backend) Has(ctx context.Context, ns Namespace, refs []Ref) ([]bool, 
 	for i := range rest {
 		rest[i] = i
 	}
-	if pages := b.listPages(len(refs)); pages > 0 {
+	if pages := b.listBudget(len(refs)); pages > 0 {
 		var err error
 		if rest, err = b.hasByList(ctx, ns, refs, out, pages); err != nil {
 			return nil, err
@@ -179,31 +183,33 @@ func (b *s3Backend) Has(ctx context.Context, ns Namespace, refs []Ref) ([]bool, 
 	return out, err
 }
 
-// S3ListPages, when not nil, fixes the number of listing pages Has may use
-// (0: HeadObject only); tests and measurements set it.
-var S3ListPages func(batch int) int
+// S3ListBudget, when not nil, replaces listBudget (tests and measurements).
+var S3ListBudget func(batch int) int
 
-// listPages is how many ListObjectsV2 pages a batch of n ids may cost.
-// TODO(measure): chosen from the measurement in s3_test.go.
-func (b *s3Backend) listPages(n int) int {
-	if S3ListPages != nil {
-		return S3ListPages(n)
+// listBudget is how many listing pages a batch of n ids may cost: the
+// time of the rounds of parallel HEADs they replace, a page taking about
+// four rounds (measured on versitygw: 50-80 ms a page of 1,000 keys, 11 ms
+// a round of 16 HEADs; S3 answers a listing in about five times a HEAD's
+// latency), and no listing for a few ids.
+func (b *s3Backend) listBudget(n int) int {
+	if S3ListBudget != nil {
+		return S3ListBudget(n)
 	}
-	return 0
+	return n / (4 * b.opts.Parallel)
 }
 
 // hasByList marks the refs found by listing the range of keys from the
-// smallest to the largest id, at most pages pages, and returns the indexes
-// of the refs beyond what it reached.
+// smallest to the largest id, in at most pages pages, and returns the
+// indexes of the refs beyond what it reached.
 func (b *s3Backend) hasByList(ctx context.Context, ns Namespace, refs []Ref, out []bool, pages int) ([]int, error) {
 	order := make([]int, len(refs))
 	for i := range order {
 		order[i] = i
 	}
 	sort.Slice(order, func(x, y int) bool { return refs[order[x]].ID < refs[order[y]].ID })
+	lo, hi := idPos(refs[order[0]].ID), idPos(refs[order[len(order)-1]].ID)
 	first := b.key(ns, refs[order[0]].ID)
-	// StartAfter is exclusive: start just below the first key.
-	start := first[:len(first)-1] + string(first[len(first)-1]-1)
+	start := first[:len(first)-1] + string(first[len(first)-1]-1) // StartAfter is exclusive
 	in := &s3.ListObjectsV2Input{Bucket: &b.bucket, Prefix: aws.String(b.prefix + ns.String() + "/"), StartAfter: &start}
 	next := 0 // position in order of the first ref not yet decided
 	for page := 0; page < pages && next < len(order); page++ {
@@ -211,10 +217,8 @@ func (b *s3Backend) hasByList(ctx context.Context, ns Namespace, refs []Ref, out
 		if err != nil {
 			return nil, b.s3Error("list", ns, refs[order[next]].ID, err)
 		}
-		var last string
 		for _, o := range res.Contents {
 			k := aws.ToString(o.Key)
-			last = k
 			for next < len(order) && b.key(ns, refs[order[next]].ID) <= k {
 				if b.key(ns, refs[order[next]].ID) == k {
 					out[order[next]] = true
@@ -223,14 +227,34 @@ func (b *s3Backend) hasByList(ctx context.Context, ns Namespace, refs []Ref, out
 			}
 		}
 		if !aws.ToBool(res.IsTruncated) {
-			next = len(order) // the listing is complete: the rest are missing
-			break
+			return nil, nil // the listing reached the end: the rest are missing
+		}
+		if page == 0 && len(res.Contents) > 0 && hi > lo {
+			// Keys spread evenly over the id space (they are hashes): the
+			// share covered so far predicts the pages still needed.
+			k := aws.ToString(res.Contents[len(res.Contents)-1].Key)
+			covered := (idPos(ID(k[len(k)-64:])) - lo) / (hi - lo)
+			if covered <= 0 || 1/covered > float64(pages) {
+				break
+			}
 		}
 		in.ContinuationToken = res.NextContinuationToken
 		in.StartAfter = nil
-		_ = last
 	}
 	return order[next:], nil
+}
+
+// idPos places an id in [0, 1) by its leading hex digits.
+func idPos(id ID) float64 {
+	var v uint64
+	for _, c := range []byte(id[:12]) {
+		d := uint64(c - '0')
+		if c >= 'a' {
+			d = uint64(c-'a') + 10
+		}
+		v = v<<4 | d
+	}
+	return float64(v) / float64(uint64(1)<<48)
 }
 
 func (b *s3Backend) Close() error { return nil }

@@ -45,8 +45,60 @@ func TestS3(t *testing.T) {
 				t.Fatal(err)
 			}
 		},
-		hasRequests: 1000,
+		hasRequests: 2, // one listing page holds the whole small remote
 	}.run(t)
+}
+
+// TestS3HasListing: the listing and the HEADs after it agree with what is
+// stored, whether the listing covers the batch or stops early.
+func TestS3HasListing(t *testing.T) {
+	startS3(t)
+	makeBucket(t, "listing")
+	var stats Stats
+	b, err := Open(t.Context(), "s3://listing/p", Options{Stats: &stats})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { S3ListBudget = nil }()
+	refs := make([]Ref, 1000)
+	for i := range 1500 {
+		data := []byte(fmt.Sprintf("stored %d", i))
+		if i < len(refs) {
+			refs[i] = Ref{ID: hashOf([]byte(fmt.Sprintf("stored %d", 2*i))), Size: 1}
+		}
+		put(t, b, Objects, hashOf(data), data)
+	}
+	// The same number of other blobs in another namespace must not count.
+	for i := range 300 {
+		data := []byte(fmt.Sprintf("layer %d", i))
+		put(t, b, Layers, hashOf(data), data)
+	}
+	for _, tc := range []struct {
+		budget      int
+		maxRequests int64
+	}{
+		{0, 1000}, // HEADs only
+		{1, 1000}, // one page covers 2/3 of the range: the rest by HEAD
+		{2, 2},    // two pages cover all 1500 keys
+		{100, 2},  // the listing ends by itself
+	} {
+		S3ListBudget = func(int) int { return tc.budget }
+		n0 := stats.Requests.Load()
+		has, err := b.Has(t.Context(), Objects, refs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := stats.Requests.Load() - n0
+		for i, h := range has {
+			if h != (2*i < 1500) {
+				t.Fatalf("budget %d: Has[%d] = %v; want %v", tc.budget, i, h, 2*i < 1500)
+			}
+		}
+		if n > tc.maxRequests {
+			t.Errorf("budget %d: %d requests; want at most %d", tc.budget, n, tc.maxRequests)
+		}
+		t.Logf("budget %d: %d requests", tc.budget, n)
+	}
 }
 
 func TestS3NoBucket(t *testing.T) {
@@ -88,7 +140,7 @@ func TestS3HasMeasure(t *testing.T) {
 		t.Fatal(err)
 	}
 	stats := b.(*s3Backend).opts.Stats
-	defer func() { S3ListPages = nil }()
+	defer func() { S3ListBudget = nil }()
 	stored := 0
 	for _, remoteSize := range []int{1000, 5000, 20000} {
 		for ; stored < remoteSize; stored++ {
@@ -101,16 +153,19 @@ func TestS3HasMeasure(t *testing.T) {
 				data := []byte(fmt.Sprintf("stored %d", i*2)) // half present
 				refs[i] = Ref{ID: hashOf(data), Size: int64(len(data))}
 			}
-			for _, pages := range []int{0, 1 << 20} {
-				S3ListPages = func(int) int { return pages }
+			for _, how := range []string{"HeadObject", "ListObjectsV2", "adaptive"} {
+				switch how {
+				case "HeadObject":
+					S3ListBudget = func(int) int { return 0 }
+				case "ListObjectsV2":
+					S3ListBudget = func(int) int { return 1 << 20 }
+				default:
+					S3ListBudget = nil
+				}
 				n0 := stats.Requests.Load()
 				start := time.Now()
 				if _, err := b.Has(t.Context(), Objects, refs); err != nil {
 					t.Fatal(err)
-				}
-				how := "HeadObject"
-				if pages > 0 {
-					how = "ListObjectsV2"
 				}
 				t.Logf("remote %6d objects, batch %5d, %-13s: %5d requests, %s", remoteSize, batch, how, stats.Requests.Load()-n0, time.Since(start).Round(time.Millisecond))
 			}
