@@ -5,6 +5,9 @@ import (
 )
 
 func TestGRPC(t *testing.T) {
+	if testing.Short() {
+		t.Skip("BuildGrid takes ~10 s of CPU to start: not in -short")
+	}
 	addr := startBuildGrid(t)
 	suite{
 		open: func(t *testing.T, opts Options) Backend {

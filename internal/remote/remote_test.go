@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -206,7 +207,7 @@ func downTests(t *testing.T, url func(addr string) string) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			const timeout = 1500 * time.Millisecond
+			const timeout = time.Second
 			b, err := Open(context.Background(), url(c.addr(t)), Options{Timeout: timeout})
 			if err != nil {
 				t.Fatal(err)
@@ -214,27 +215,37 @@ func downTests(t *testing.T, url func(addr string) string) {
 			defer b.Close()
 			data := []byte("x")
 			ref := Ref{ID: hashOf(data), Size: 1}
-			for _, op := range []struct {
+			ops := []struct {
 				name string
 				f    func() error
 			}{
 				{"Has", func() error { _, err := b.Has(context.Background(), Objects, []Ref{ref}); return err }},
 				{"Get", func() error { _, err := getVerified(b, Results, Ref{ID: ref.ID, Size: -1}); return err }},
 				{"Put", func() error { return b.Put(context.Background(), Layers, ref, bytes.NewReader(data)) }},
-			} {
-				start := time.Now()
-				err := op.f()
-				took := time.Since(start)
+			}
+			errs := make([]error, len(ops))
+			took := make([]time.Duration, len(ops))
+			var wg sync.WaitGroup
+			for i, op := range ops { // at once: a hung server costs one timeout
+				wg.Go(func() {
+					start := time.Now()
+					errs[i] = op.f()
+					took[i] = time.Since(start)
+				})
+			}
+			wg.Wait()
+			for i, op := range ops {
+				err := errs[i]
 				if err == nil {
 					t.Fatalf("%s succeeded against a %s server", op.name, c.name)
 				}
-				if took > timeout+time.Second {
-					t.Fatalf("%s took %s; want the error within about %s", op.name, took, timeout)
+				if took[i] > timeout+time.Second {
+					t.Fatalf("%s took %s; want the error within about %s", op.name, took[i], timeout)
 				}
-				if !strings.Contains(err.Error(), b.Location()) && !strings.Contains(err.Error(), "remote ") {
+				if !strings.Contains(err.Error(), "remote ") {
 					t.Fatalf("%s: the error does not name the remote: %v", op.name, err)
 				}
-				t.Logf("%s after %s: %v", op.name, took.Round(time.Millisecond), err)
+				t.Logf("%s after %s: %v", op.name, took[i].Round(time.Millisecond), err)
 			}
 		})
 	}
