@@ -406,6 +406,33 @@ func (b *grpcBackend) putBlob(ctx context.Context, ns Namespace, id ID, d *repb.
 	return nil
 }
 
+// putBatch uploads small objects in one BatchUpdateBlobs (UploadMissing
+// packs them within batchLimit).
+func (b *grpcBackend) putBatch(ctx context.Context, ns Namespace, refs []Ref, data [][]byte) error {
+	req := &repb.BatchUpdateBlobsRequest{InstanceName: b.instance}
+	var n int64
+	for i, ref := range refs {
+		if err := check(b.loc, ns, ref); err != nil {
+			return err
+		}
+		req.Requests = append(req.Requests, &repb.BatchUpdateBlobsRequest_Request{Digest: digest(ref), Data: data[i]})
+		n += int64(len(data[i]))
+	}
+	bctx, cancel := context.WithTimeout(ctx, b.opts.Timeout)
+	defer cancel()
+	res, err := b.cas.BatchUpdateBlobs(bctx, req)
+	if err != nil {
+		return b.grpcError("put", ns, refs[0].ID, err)
+	}
+	for _, r := range res.GetResponses() {
+		if err := status.FromProto(r.GetStatus()).Err(); err != nil {
+			return b.grpcError("put", ns, ID(r.GetDigest().GetHash()), err)
+		}
+	}
+	b.opts.Stats.Up.Add(n)
+	return nil
+}
+
 func (b *grpcBackend) Has(ctx context.Context, ns Namespace, refs []Ref) ([]bool, error) {
 	for _, ref := range refs {
 		if err := check(b.loc, ns, ref); err != nil {

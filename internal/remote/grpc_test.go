@@ -19,6 +19,7 @@ func TestGRPC(t *testing.T) {
 		},
 		verifiesUploads: true,
 		hasRequests:     1, // one FindMissingBlobs
+		uploadRequests:  3, // FindMissingBlobs, one BatchUpdateBlobs of 199, the big one alone
 	}.run(t)
 }
 

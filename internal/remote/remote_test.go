@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"strings"
 	"sync"
@@ -54,12 +55,57 @@ type suite struct {
 	verifiesUploads bool
 	// hasRequests bounds the requests of a Has of 1000 objects.
 	hasRequests int64
+	// uploadRequests bounds the requests of uploading 200 small objects.
+	uploadRequests int64
 }
 
 func (s suite) run(t *testing.T) {
 	t.Run("RoundTrip", s.roundTrip)
 	t.Run("Has1000", s.has1000)
 	t.Run("Corrupt", s.corruptBlobs)
+	t.Run("UploadMissing", s.uploadMissing)
+}
+
+func (s suite) uploadMissing(t *testing.T) {
+	var stats Stats
+	b := s.open(t, Options{Timeout: 20 * time.Second, Stats: &stats})
+	defer b.Close()
+	blobs := map[ID][]byte{}
+	var refs []Ref
+	for i := range 300 {
+		data := blob(uint64(100+i), 500+i*7)
+		if i == 0 {
+			data = blob(99, 300<<10) // too big to pack
+		}
+		id := hashOf(data)
+		blobs[id] = data
+		refs = append(refs, Ref{ID: id, Size: int64(len(data))})
+		if i%3 == 1 {
+			put(t, b, Objects, id, data) // the remote has a third already
+		}
+	}
+	open := func(ref Ref) (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(blobs[ref.ID])), nil }
+	n0 := stats.Requests.Load()
+	up, err := UploadMissing(context.Background(), b, Objects, refs, open, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := stats.Requests.Load() - n0
+	t.Logf("%s: UploadMissing of 300 objects, 100 present: %+v in %d requests", b.Location(), up, n)
+	if up.Put != 200 {
+		t.Fatalf("UploadMissing put %d objects; want the 200 missing", up.Put)
+	}
+	if s.uploadRequests > 0 && n > s.uploadRequests {
+		t.Fatalf("UploadMissing took %d requests; want at most %d", n, s.uploadRequests)
+	}
+	for _, ref := range refs {
+		if got, err := getVerified(b, Objects, ref); err != nil || !bytes.Equal(got, blobs[ref.ID]) {
+			t.Fatalf("object %s after UploadMissing: %v", ref.ID, err)
+		}
+	}
+	if up, err := UploadMissing(context.Background(), b, Objects, refs, open, 8); err != nil || up.Put != 0 {
+		t.Fatalf("a second UploadMissing put %d objects (%v); want none", up.Put, err)
+	}
 }
 
 func (s suite) roundTrip(t *testing.T) {
