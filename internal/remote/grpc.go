@@ -12,6 +12,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -147,6 +148,9 @@ func (b *grpcBackend) batchLimit(ctx context.Context) (int64, error) {
 		return 0, err
 	default:
 		// A cache without the Capabilities service: assume gRPC's defaults.
+	}
+	if fns := c.GetCacheCapabilities().GetDigestFunctions(); len(fns) > 0 && !slices.Contains(fns, repb.DigestFunction_SHA256) {
+		return 0, status.Errorf(codes.FailedPrecondition, "the server's CAS does not use sha256 digests (it uses %v), which smelt's objects are named by: use another instance", fns)
 	}
 	limit := int64(grpcMaxMsg)
 	if m := c.GetCacheCapabilities().GetMaxBatchTotalSizeBytes(); m > 0 {
