@@ -2,8 +2,6 @@ package remote
 
 import (
 	"bytes"
-	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -114,38 +112,59 @@ var decoders = sync.Pool{New: func() any {
 	return d
 }}
 
-// decompressed streams the plain bytes of a zstd body; a body that is not
-// zstd reads as ErrCorrupt.
+// decompressed streams the plain bytes of a zstd body. An error of the
+// body itself (a timeout, a reset) is returned as it is; any other error
+// of the decoder means the bytes are no zstd and matches ErrCorrupt.
 type decompressed struct {
-	body io.ReadCloser
+	body *bodyErr
 	dec  *zstd.Decoder
 	err  error
 }
 
-func decompress(body io.ReadCloser) io.ReadCloser {
-	d := decoders.Get().(*zstd.Decoder)
-	if err := d.Reset(body); err != nil {
-		decoders.Put(d)
-		return &decompressed{body: body, err: fmt.Errorf("%w: not zstd: %v", ErrCorrupt, err)}
+// bodyErr remembers the first error other than io.EOF its reader returned.
+type bodyErr struct {
+	io.ReadCloser
+	err error
+}
+
+func (b *bodyErr) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF && b.err == nil {
+		b.err = err
 	}
-	return &decompressed{body: body, dec: d}
+	return n, err
+}
+
+func decompress(body io.ReadCloser) io.ReadCloser {
+	return &decompressed{body: &bodyErr{ReadCloser: body}}
 }
 
 func (d *decompressed) Read(p []byte) (int, error) {
 	if d.err != nil {
 		return 0, d.err
 	}
+	if d.dec == nil {
+		// Reset reads the frame header: it is done on the first Read, so
+		// that Get returns as soon as the answer starts.
+		d.dec = decoders.Get().(*zstd.Decoder)
+		if err := d.dec.Reset(d.body); err != nil {
+			d.err = d.classify(err)
+			return 0, d.err
+		}
+	}
 	n, err := d.dec.Read(p)
 	if err != nil && err != io.EOF {
-		// A transport error reaches us through the decoder; keep it as it
-		// is, and call anything else the decoder says corrupt.
-		var ne interface{ Timeout() bool }
-		if !errors.As(err, &ne) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
-			err = fmt.Errorf("%w: %v", ErrCorrupt, err)
-		}
-		d.err = err
+		d.err = d.classify(err)
+		err = d.err
 	}
 	return n, err
+}
+
+func (d *decompressed) classify(err error) error {
+	if d.body.err != nil {
+		return d.body.err
+	}
+	return fmt.Errorf("%w: not a zstd frame of smelt's: %v", ErrCorrupt, err)
 }
 
 func (d *decompressed) Close() error {

@@ -7,7 +7,6 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"net/url"
@@ -247,24 +246,23 @@ func (b *grpcBackend) getBlob(ctx context.Context, ns Namespace, ref Ref, d *rep
 		b.opts.Stats.Down.Add(int64(len(r.GetData())))
 		return io.NopCloser(bytes.NewReader(r.GetData())), nil
 	}
-	sctx, cancel := context.WithCancel(ctx)
+	// Each message, the first included (a missing blob is only reported
+	// then), must come within the timeout.
+	sctx, idle, cancel := withIdleTimeout(ctx, b.opts.Timeout)
 	stream, err := b.bs.Read(sctx, &bspb.ReadRequest{ResourceName: b.resource("blobs", d)})
 	if err != nil {
 		cancel()
 		return nil, b.grpcError("get", ns, ref.ID, err)
 	}
-	// The first message must come within the timeout (a missing blob is
-	// only reported then); later ones as fast as the link allows.
-	t := time.AfterFunc(b.opts.Timeout, cancel)
-	first, err := stream.Recv()
-	if !t.Stop() || err != nil {
-		cancel()
-		if err == nil || errors.Is(err, io.EOF) {
-			err = status.Error(codes.DeadlineExceeded, "no answer")
-		}
-		return nil, b.grpcError("get", ns, ref.ID, err)
+	r := idle(&bsReader{b: b, ns: ns, id: ref.ID, stream: stream})
+	// Read the first message now, so that a missing blob is ErrNotFound
+	// from Get, as on every backend.
+	var none [0]byte
+	if _, err := r.Read(none[:]); err != nil && err != io.EOF {
+		r.Close()
+		return nil, err
 	}
-	return &bsReader{b: b, ns: ns, id: ref.ID, stream: stream, buf: first.GetData(), cancel: cancel}, nil
+	return r, nil
 }
 
 func (b *grpcBackend) resource(kind string, d *repb.Digest) string {
@@ -281,19 +279,28 @@ type bsReader struct {
 	id     ID
 	stream bspb.ByteStream_ReadClient
 	buf    []byte
-	cancel context.CancelFunc
+	eof    bool
 }
 
+// Read fetches the next message when its buffer is empty, even for an
+// empty p (Get uses that to see the first answer).
 func (r *bsReader) Read(p []byte) (int, error) {
 	for len(r.buf) == 0 {
+		if r.eof {
+			return 0, io.EOF
+		}
 		m, err := r.stream.Recv()
 		if err == io.EOF {
+			r.eof = true
 			return 0, io.EOF
 		}
 		if err != nil {
 			return 0, r.b.grpcError("get", r.ns, r.id, err)
 		}
 		r.buf = m.GetData()
+		if len(p) == 0 {
+			return 0, nil
+		}
 	}
 	n := copy(p, r.buf)
 	r.buf = r.buf[n:]
@@ -301,10 +308,7 @@ func (r *bsReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-func (r *bsReader) Close() error {
-	r.cancel()
-	return nil
-}
+func (r *bsReader) Close() error { return nil } // idleReader cancels the stream
 
 func (b *grpcBackend) Put(ctx context.Context, ns Namespace, ref Ref, r io.Reader) error {
 	if err := check(b.loc, ns, ref); err != nil {

@@ -121,18 +121,20 @@ func (b *httpBackend) Get(ctx context.Context, ns Namespace, ref Ref) (io.ReadCl
 	if err := check(b.loc, ns, ref); err != nil {
 		return nil, err
 	}
+	ctx, idle, cancel := withIdleTimeout(ctx, b.opts.Timeout)
 	resp, err := b.do(ctx, http.MethodGet, b.url(ns, ref.ID), nil, 0)
 	if err != nil {
+		cancel()
 		return nil, err
 	}
-	switch resp.StatusCode {
-	case http.StatusOK:
-		return decompress(&countingReader{r: resp.Body, c: resp.Body, n: &b.opts.Stats.Down}), nil
-	case http.StatusNotFound:
-		resp.Body.Close()
+	if resp.StatusCode == http.StatusOK {
+		return decompress(idle(&countingReader{r: resp.Body, c: resp.Body, n: &b.opts.Stats.Down})), nil
+	}
+	defer cancel()
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound {
 		return nil, fmt.Errorf("remote %s: %s %s: %w", b.loc, ns, ref.ID, ErrNotFound)
 	}
-	defer resp.Body.Close()
 	return nil, b.statusError("get", ns, ref.ID, resp)
 }
 

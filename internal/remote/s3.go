@@ -111,11 +111,13 @@ func (b *s3Backend) Get(ctx context.Context, ns Namespace, ref Ref) (io.ReadClos
 	if err := check(b.loc, ns, ref); err != nil {
 		return nil, err
 	}
+	ctx, idle, cancel := withIdleTimeout(ctx, b.opts.Timeout)
 	out, err := b.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &b.bucket, Key: aws.String(b.key(ns, ref.ID))})
 	if err != nil {
+		cancel()
 		return nil, b.s3Error("get", ns, ref.ID, err)
 	}
-	return decompress(&countingReader{r: out.Body, c: out.Body, n: &b.opts.Stats.Down}), nil
+	return decompress(idle(&countingReader{r: out.Body, c: out.Body, n: &b.opts.Stats.Down})), nil
 }
 
 func (b *s3Backend) Put(ctx context.Context, ns Namespace, ref Ref, r io.Reader) error {
