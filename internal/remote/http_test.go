@@ -2,9 +2,9 @@ package remote
 
 import (
 	"bytes"
-	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -38,20 +38,45 @@ func TestHTTP(t *testing.T) {
 	}
 }
 
-// TestHTTPReadOnly: a server that refuses writes gives an error that says so.
-func TestHTTPReadOnly(t *testing.T) {
+// TestHTTPRefused: a server that refuses a write or a read gives an error
+// that says what to check.
+func TestHTTPRefused(t *testing.T) {
 	base, _ := startNginx(t)
-	b, err := Open(t.Context(), base+"/static", Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	t.Setenv("SMELT_REMOTE_TOKEN", "")
 	data := []byte("x")
-	err = b.Put(t.Context(), Layers, Ref{ID: hashOf(data), Size: 1}, bytes.NewReader(data))
-	if err == nil {
-		t.Fatal("Put to a location without WebDAV succeeded")
+	ref := Ref{ID: hashOf(data), Size: 1}
+	for _, tc := range []struct {
+		path, token string
+		putErr      string // "" if Put must succeed
+		hasErr      string
+	}{
+		{"/static", "", "enable WebDAV", ""},
+		{"/ro/cache", "", "may write", ""},
+		{"/auth/cache", "", "check SMELT_REMOTE_TOKEN", "check SMELT_REMOTE_TOKEN"},
+		{"/auth/cache", "wrong", "check SMELT_REMOTE_TOKEN", "check SMELT_REMOTE_TOKEN"},
+		{"/auth/cache", "s3cret", "", ""},
+	} {
+		t.Run(tc.path+"/"+tc.token, func(t *testing.T) {
+			t.Setenv("SMELT_REMOTE_TOKEN", tc.token)
+			b, err := Open(t.Context(), base+tc.path, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = b.Put(t.Context(), Layers, ref, bytes.NewReader(data))
+			if tc.putErr == "" && err != nil || tc.putErr != "" && (err == nil || !strings.Contains(err.Error(), tc.putErr)) {
+				t.Fatalf("Put: %v; want an error saying %q", err, tc.putErr)
+			}
+			_, err = b.Has(t.Context(), Layers, []Ref{ref})
+			if tc.hasErr == "" && err != nil || tc.hasErr != "" && (err == nil || !strings.Contains(err.Error(), tc.hasErr)) {
+				t.Fatalf("Has: %v; want an error saying %q", err, tc.hasErr)
+			}
+			if tc.token == "s3cret" {
+				if got, err := getVerified(b, Layers, Ref{ID: ref.ID, Size: -1}); err != nil || !bytes.Equal(got, data) {
+					t.Fatalf("with the token, GetVerified = %q, %v", got, err)
+				}
+			}
+		})
 	}
-	t.Log(err)
-	_ = http.StatusMethodNotAllowed
 }
 
 func TestHTTPDown(t *testing.T) {

@@ -81,7 +81,8 @@ func serve(t *testing.T, cmd *exec.Cmd, addr, logPath string, wait time.Duration
 }
 
 // startNginx serves a WebDAV root: /dav/ with create_full_put_path, /plain/
-// without it (PUT then needs MKCOL). It returns the base URL and the root.
+// without it (PUT then needs MKCOL), /ro/ read-only, /auth/ only with the
+// bearer token "s3cret". It returns the base URL and the root.
 func startNginx(t *testing.T) (string, string) {
 	t.Helper()
 	bin, err := exec.LookPath("nginx")
@@ -118,6 +119,12 @@ http {
     client_max_body_size 0;
     location /dav/ { dav_methods PUT DELETE MKCOL; create_full_put_path on; }
     location /plain/ { dav_methods PUT DELETE MKCOL; }
+    location /ro/ { limit_except GET HEAD { deny all; } }
+    location /auth/ {
+      if ($http_authorization != "Bearer s3cret") { return 401; }
+      dav_methods PUT DELETE MKCOL;
+      create_full_put_path on;
+    }
   }
 }
 `, user, dir, port, root)
