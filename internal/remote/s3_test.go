@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -99,6 +101,56 @@ func TestS3HasListing(t *testing.T) {
 		}
 		t.Logf("budget %d: %d requests", tc.budget, n)
 	}
+}
+
+// TestS3ReadOnly: credentials that may read but not write (a pull
+// request's) read the cache, and a push gives an error that says so.
+func TestS3ReadOnly(t *testing.T) {
+	startS3(t)
+	makeBucket(t, "team")
+	data := []byte(`{"record":{}}`)
+	ref := Ref{ID: hashOf(data), Size: int64(len(data))}
+	rw, err := Open(t.Context(), "s3://team/c", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	put(t, rw, Results, ref.ID, data)
+	// A user "ro" whom a bucket policy lets read and list.
+	endpoint := os.Getenv("AWS_ENDPOINT_URL_S3")
+	out, err := exec.Command(versitygwPath(), "admin", "-a", "smeltkey", "-s", "smeltsecret", "--er", endpoint,
+		"create-user", "--access", "ro", "--secret", "rosecret", "--role", "user").CombinedOutput()
+	if err != nil {
+		t.Fatalf("versitygw admin create-user: %v\n%s", err, out)
+	}
+	cfg, err := config.LoadDefaultConfig(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	policy := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":["ro"]},` +
+		`"Action":["s3:GetObject","s3:ListBucket"],"Resource":["arn:aws:s3:::team","arn:aws:s3:::team/*"]}]}`
+	_, err = s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true }).PutBucketPolicy(t.Context(),
+		&s3.PutBucketPolicyInput{Bucket: aws.String("team"), Policy: aws.String(policy)})
+	if err != nil {
+		t.Fatalf("put bucket policy: %v", err)
+	}
+	t.Setenv("AWS_ACCESS_KEY_ID", "ro")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "rosecret")
+	ro, err := Open(t.Context(), "s3://team/c", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := getVerified(ro, Results, Ref{ID: ref.ID, Size: -1}); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read with read-only credentials: %q, %v", got, err)
+	}
+	if has, err := ro.Has(t.Context(), Results, []Ref{ref}); err != nil || !has[0] {
+		t.Fatalf("Has with read-only credentials: %v, %v", has, err)
+	}
+	other := []byte(`{"other":1}`)
+	err = ro.Put(t.Context(), Results, Ref{ID: hashOf(other), Size: int64(len(other))}, bytes.NewReader(other))
+	if err == nil || !strings.Contains(err.Error(), "may write") {
+		t.Fatalf("Put with read-only credentials: %v; want an error saying they may not write", err)
+	}
+	t.Log(err)
 }
 
 func TestS3NoBucket(t *testing.T) {

@@ -153,8 +153,9 @@ func versitygwPath() string {
 	return ""
 }
 
-// startS3 runs versitygw on a posix directory and points the AWS variables
-// at it; it returns the directory that holds the buckets.
+// startS3 runs versitygw on a posix directory, with its internal IAM, and
+// points the AWS variables at it as its root user; it returns the
+// directory that holds the buckets.
 func startS3(t *testing.T) string {
 	t.Helper()
 	bin := versitygwPath()
@@ -168,7 +169,11 @@ func startS3(t *testing.T) string {
 	}
 	port := freePort(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	cmd := exec.Command(bin, "--access", "smeltkey", "--secret", "smeltsecret", "--port", addr, "--quiet", "posix", "--nometa", root)
+	iam := filepath.Join(dir, "iam")
+	if err := os.MkdirAll(iam, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "--access", "smeltkey", "--secret", "smeltsecret", "--port", addr, "--iam-dir", iam, "--quiet", "posix", root)
 	serve(t, cmd, addr, filepath.Join(dir, "out.log"), 15*time.Second)
 	for k, v := range map[string]string{
 		"AWS_ACCESS_KEY_ID":           "smeltkey",
