@@ -21,8 +21,12 @@ import (
 // (S3 and many HTTP servers want one).
 const spoolMemMax = 1 << 20
 
+// Level: measured on a release target/deps of 823 files (617 MB, rlibs
+// and binaries), one core of this 2-core machine: SpeedFastest 0.34 of the
+// size at 83 MB/s, SpeedDefault 0.32 at 45 MB/s. 6% more bytes for twice
+// the speed: uploads here are bound by the CPU before the network.
 var encoders = sync.Pool{New: func() any {
-	e, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithEncoderLevel(zstd.SpeedDefault))
+	e, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithEncoderLevel(zstd.SpeedFastest))
 	if err != nil {
 		panic(err) // only for invalid options
 	}
@@ -105,7 +109,9 @@ func encode(dst io.Writer, r io.Reader, size int64) error {
 }
 
 var decoders = sync.Pool{New: func() any {
-	d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
+	// smelt's frames use an 8 MiB window at most; a larger one is garbage
+	// that would only cost memory.
+	d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true), zstd.WithDecoderMaxWindow(32<<20))
 	if err != nil {
 		panic(err)
 	}

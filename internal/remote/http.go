@@ -148,6 +148,8 @@ func (b *httpBackend) Put(ctx context.Context, ns Namespace, ref Ref, r io.Reade
 	}
 	defer sp.Close()
 	put := func() (*http.Response, error) {
+		// The timeout grows by a second a MiB: an upload slower than
+		// 1 MiB/s counts as stalled.
 		ctx, cancel := context.WithTimeout(ctx, b.opts.Timeout+time.Duration(sp.Len>>20)*time.Second)
 		defer cancel()
 		resp, err := b.do(ctx, http.MethodPut, b.url(ns, ref.ID), sp.Reader(), sp.Len)
