@@ -17,8 +17,12 @@ import (
 // httpBackend speaks plain GET/PUT/HEAD under PREFIX: PREFIX/NS/ab/ID,
 // zstd-compressed. nginx's WebDAV module serves it (PUT needs
 // `create_full_put_path on`, or the directories are made with MKCOL, which
-// this backend falls back to on 409 Conflict). Existence is parallel HEADs:
-// plain HTTP has no batch query.
+// this backend falls back to on 409 Conflict or nginx's 500). Existence is
+// parallel HEADs: plain HTTP has no batch query.
+//
+// bazel-remote's HTTP interface is not this layout (it wants plain blobs
+// under /cas/ and ActionResults under /ac/): reach bazel-remote with
+// grpc://, which it serves too.
 type httpBackend struct {
 	base   string // scheme://host/prefix, no trailing slash
 	loc    string
