@@ -58,7 +58,7 @@ func (b *fileBackend) Get(ctx context.Context, ns Namespace, ref Ref) (io.ReadCl
 }
 
 func (b *fileBackend) Put(ctx context.Context, ns Namespace, ref Ref, r io.Reader) error {
-	if err := check(b.loc, ns, ref); err != nil {
+	if err := checkPut(b.loc, ns, ref); err != nil {
 		return err
 	}
 	b.stats.Requests.Add(1)

@@ -311,7 +311,7 @@ func (r *bsReader) Read(p []byte) (int, error) {
 func (r *bsReader) Close() error { return nil } // idleReader cancels the stream
 
 func (b *grpcBackend) Put(ctx context.Context, ns Namespace, ref Ref, r io.Reader) error {
-	if err := check(b.loc, ns, ref); err != nil {
+	if err := checkPut(b.loc, ns, ref); err != nil {
 		return err
 	}
 	if ns == Objects {

@@ -143,7 +143,7 @@ func (b *httpBackend) Get(ctx context.Context, ns Namespace, ref Ref) (io.ReadCl
 }
 
 func (b *httpBackend) Put(ctx context.Context, ns Namespace, ref Ref, r io.Reader) error {
-	if err := check(b.loc, ns, ref); err != nil {
+	if err := checkPut(b.loc, ns, ref); err != nil {
 		return err
 	}
 	sp, err := compress(r, ref.Size)

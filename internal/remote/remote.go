@@ -173,6 +173,17 @@ func check(loc string, ns Namespace, ref Ref) error {
 	return nil
 }
 
+// checkPut is check for Put, which must know the size.
+func checkPut(loc string, ns Namespace, ref Ref) error {
+	if err := check(loc, ns, ref); err != nil {
+		return err
+	}
+	if ref.Size < 0 {
+		return fmt.Errorf("remote %s: put %s %s: the size must be known", loc, ns, ref.ID)
+	}
+	return nil
+}
+
 // blobPath is a blob's place below a prefix, the same on every backend that
 // has paths: NS/ab/abcdef… (two hex digits fan a namespace out, so that no
 // directory of a shared file system holds millions of entries).

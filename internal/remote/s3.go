@@ -121,7 +121,7 @@ func (b *s3Backend) Get(ctx context.Context, ns Namespace, ref Ref) (io.ReadClos
 }
 
 func (b *s3Backend) Put(ctx context.Context, ns Namespace, ref Ref, r io.Reader) error {
-	if err := check(b.loc, ns, ref); err != nil {
+	if err := checkPut(b.loc, ns, ref); err != nil {
 		return err
 	}
 	sp, err := compress(r, ref.Size)
