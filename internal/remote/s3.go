@@ -32,6 +32,8 @@ type s3Backend struct {
 	prefix string // "" or "dir/" with a trailing slash
 	loc    string
 	opts   Options
+	// listPage is the keys a listing page asks for (0: S3's 1,000).
+	listPage int32
 }
 
 func openS3(ctx context.Context, u *url.URL, opts Options) (Backend, error) {
@@ -213,6 +215,9 @@ func (b *s3Backend) hasByList(ctx context.Context, ns Namespace, refs []Ref, out
 	first := b.key(ns, refs[order[0]].ID)
 	start := first[:len(first)-1] + string(first[len(first)-1]-1) // StartAfter is exclusive
 	in := &s3.ListObjectsV2Input{Bucket: &b.bucket, Prefix: aws.String(b.prefix + ns.String() + "/"), StartAfter: &start}
+	if b.listPage > 0 {
+		in.MaxKeys = aws.Int32(b.listPage)
+	}
 	next := 0 // position in order of the first ref not yet decided
 	for page := 0; page < pages && next < len(order); page++ {
 		res, err := b.client.ListObjectsV2(ctx, in)
