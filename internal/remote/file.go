@@ -71,7 +71,11 @@ func (b *fileBackend) Put(ctx context.Context, ns Namespace, ref Ref, r io.Reade
 		return fmt.Errorf("remote %s: %w; check that the directory is writable", b.loc, err)
 	}
 	defer os.Remove(tmp.Name())
-	err = encode(tmp, r, ref.Size)
+	// CreateTemp makes the file 0600; the directory is shared.
+	err = tmp.Chmod(0o644)
+	if err == nil {
+		err = encode(tmp, r, ref.Size)
+	}
 	if err == nil {
 		var st os.FileInfo
 		if st, err = tmp.Stat(); err == nil {

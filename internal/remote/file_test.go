@@ -25,6 +25,15 @@ func TestFile(t *testing.T) {
 		},
 		hasRequests: 1000,
 	}.run(t)
+	// Others sharing the directory can read what was put.
+	filepath.WalkDir(filepath.Join(dir, "objects"), func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if st, _ := d.Info(); st.Mode().Perm()&0o044 != 0o044 {
+				t.Fatalf("%s has mode %v: others sharing the remote cannot read it", p, st.Mode())
+			}
+		}
+		return err
+	})
 	// Nothing is left in tmp/: every write was renamed into place.
 	if left, _ := os.ReadDir(filepath.Join(dir, "tmp")); len(left) > 0 {
 		t.Fatalf("%d temporary files left in the shared directory", len(left))
