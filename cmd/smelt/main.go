@@ -45,6 +45,9 @@ Usage:
   smelt ci github|gitlab     write a CI workflow running each check as a job of its own, sharing the
                              remote cache (-o PATH, - for stdout; --force overwrites; --smelt-from
                              URL#REF: the git repository smelt is built from in CI)
+  smelt key generate NAME -o FILE
+                             write a new signing key to FILE (mode 0600) and print its public
+                             key NAME:BASE64, for the remote cache's trusted keys
 
 Flags (before or after the command):
   -C DIR        the project (default: the current directory)
@@ -155,6 +158,8 @@ func mainErr(args []string) int {
 		err = graphCmd(ctx, o, pos)
 	case "ci":
 		err = ciCmd(o, pos)
+	case "key":
+		err = key(o, pos)
 	default:
 		fmt.Fprintf(os.Stderr, "smelt: unknown command %q\n\n%s", cmd, usage)
 		return 2
