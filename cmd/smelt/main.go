@@ -171,7 +171,9 @@ func setup(o options) (string, *config.Config, *store.Store, error) {
 	return root, cfg, st, nil
 }
 
-func runSteps(ctx context.Context, o options, verb string, names []string) (*run.Report, *config.Config, *store.Store, string, error) {
+// runSteps runs the named steps; finish, if not nil, then uses their
+// results (see run.Options.Finish).
+func runSteps(ctx context.Context, o options, verb string, names []string, finish func(*run.Report, *config.Config, *store.Store, string) error) (*run.Report, *config.Config, *store.Store, string, error) {
 	root, cfg, st, err := setup(o)
 	if err != nil {
 		return nil, nil, nil, "", err
@@ -182,13 +184,18 @@ func runSteps(ctx context.Context, o options, verb string, names []string) (*run
 	names = resolve(cfg, names)
 	p := ui.New(os.Stderr, o.asJSON)
 	defer p.Close()
+	st.Warn = p.Warn
 	where := "built-in default pipeline"
 	if cfg.File != "" {
 		where = filepath.Base(cfg.File)
 	}
 	p.Info("smelt %s %s (%s)", verb, root, where)
 	start := time.Now()
-	rep, err := run.Run(ctx, root, cfg, names, run.Options{Store: st, Jobs: o.jobs, FailFast: o.failFast, Observer: p})
+	opt := run.Options{Store: st, Jobs: o.jobs, FailFast: o.failFast, Observer: p}
+	if finish != nil {
+		opt.Finish = func(rep *run.Report) error { return finish(rep, cfg, st, root) }
+	}
+	rep, err := run.Run(ctx, root, cfg, names, opt)
 	if err != nil {
 		return nil, nil, nil, "", err
 	}
@@ -200,7 +207,7 @@ func runSteps(ctx context.Context, o options, verb string, names []string) (*run
 }
 
 func check(ctx context.Context, o options, names []string) (int, error) {
-	rep, _, _, _, err := runSteps(ctx, o, "check", names)
+	rep, _, _, _, err := runSteps(ctx, o, "check", names, nil)
 	if err != nil {
 		return 1, err
 	}
@@ -244,37 +251,50 @@ func build(ctx context.Context, o options, pos []string) (int, error) {
 	if stepName == "" {
 		return 1, fmt.Errorf("smelt.toml has no [outputs] default and no step of kind package: name the step to build")
 	}
-	rep, _, st, root, err := runSteps(ctx, o, "build", []string{stepName})
-	if err != nil {
-		return 1, err
-	}
-	r := rep.Step(stepName)
-	if rep.Failed() || r == nil || r.Result == nil {
-		return 1, nil
-	}
-	res := r.Result
-	if res.Output == "" {
-		return 1, fmt.Errorf("step %s (kind %s) has no output to link", stepName, res.Kind)
-	}
-	var keep func(store.Entry) bool
-	if member != "" {
-		bins := run.BinsOf(res, member)
-		if len(bins) == 0 {
-			return 1, fmt.Errorf("workspace member %s has no binaries to link (members with binaries: %s)",
-				member, strings.Join(run.Packages(res), ", "))
+	// The output is linked under the run's hold on the store, so that a
+	// damaged object met on the way is rebuilt (run.Options.Finish).
+	var dir, link string
+	var linkErr error
+	rep, _, _, _, err := runSteps(ctx, o, "build", []string{stepName}, func(rep *run.Report, _ *config.Config, st *store.Store, root string) error {
+		r := rep.Step(stepName)
+		if rep.Failed() || r == nil || r.Result == nil {
+			return nil
 		}
-		keep = run.BinFilter(bins)
-	}
-	dir, err := run.Materialize(st, res.Output, keep)
+		res := r.Result
+		if res.Output == "" {
+			linkErr = fmt.Errorf("step %s (kind %s) has no output to link", stepName, res.Kind)
+			return nil
+		}
+		var keep func(store.Entry) bool
+		if member != "" {
+			bins := run.BinsOf(res, member)
+			if len(bins) == 0 {
+				linkErr = fmt.Errorf("workspace member %s has no binaries to link (members with binaries: %s)",
+					member, strings.Join(run.Packages(res), ", "))
+				return nil
+			}
+			keep = run.BinFilter(bins)
+		}
+		link = o.out
+		if link == "" {
+			link = filepath.Join(root, "result")
+		}
+		var err error
+		dir, err = run.LinkOutput(st, res.Output, keep, link)
+		if errors.Is(err, store.ErrDamaged) {
+			return err
+		}
+		linkErr = err
+		return nil
+	})
 	if err != nil {
 		return 1, err
 	}
-	link := o.out
-	if link == "" {
-		link = filepath.Join(root, "result")
+	if linkErr != nil {
+		return 1, linkErr
 	}
-	if err := run.Link(dir, link); err != nil {
-		return 1, err
+	if r := rep.Step(stepName); rep.Failed() || r == nil || r.Result == nil || dir == "" {
+		return 1, nil
 	}
 	fmt.Fprintf(os.Stderr, "result: %s -> %s\n", link, dir)
 	return 0, nil
@@ -285,20 +305,33 @@ func restore(ctx context.Context, o options, pos []string) (int, error) {
 	if len(pos) != 2 {
 		return 2, fmt.Errorf("restore takes a step and a directory: smelt restore STEP DIR")
 	}
-	rep, cfg, st, _, err := runSteps(ctx, o, "restore", pos[:1])
+	var name string
+	var restoreErr error
+	var took time.Duration
+	rep, _, _, _, err := runSteps(ctx, o, "restore", pos[:1], func(rep *run.Report, cfg *config.Config, st *store.Store, _ string) error {
+		name = resolve(cfg, pos[:1])[0]
+		r := rep.Step(name)
+		if rep.Failed() || r == nil || r.Result == nil {
+			return nil
+		}
+		start := time.Now()
+		err := run.RestoreArtifacts(st, r.Result, pos[1], o.link)
+		if errors.Is(err, store.ErrDamaged) {
+			return err
+		}
+		took, restoreErr = time.Since(start), err
+		return nil
+	})
 	if err != nil {
 		return 1, err
 	}
-	names := resolve(cfg, pos[:1])
-	r := rep.Step(names[0])
-	if rep.Failed() || r == nil || r.Result == nil {
+	if restoreErr != nil {
+		return 1, restoreErr
+	}
+	if r := rep.Step(name); rep.Failed() || r == nil || r.Result == nil {
 		return 1, nil
 	}
-	start := time.Now()
-	if err := run.RestoreArtifacts(st, r.Result, pos[1], o.link); err != nil {
-		return 1, err
-	}
-	fmt.Fprintf(os.Stderr, "restored %s's target/ into %s in %.3fs\n", names[0], pos[1], time.Since(start).Seconds())
+	fmt.Fprintf(os.Stderr, "restored %s's target/ into %s in %.3fs\n", name, pos[1], took.Seconds())
 	return 0, nil
 }
 

@@ -27,6 +27,9 @@ const FormatVersion = "smelt-store-1"
 // Store is one store directory.
 type Store struct {
 	Dir string
+	// Warn, when not nil, prints a warning (the message without
+	// "warning: "); else Warnf prints to standard error.
+	Warn func(msg string)
 }
 
 // DefaultDir is $SMELT_STORE, else $XDG_CACHE_HOME/smelt, else ~/.cache/smelt.
@@ -124,14 +127,18 @@ func (s *Store) PutFile(path, hash string) error { return s.PutFileTime(path, ha
 // built, so cargo sees no dependency newer than it was.
 func (s *Store) PutFileTime(path, hash string, mtime int64) error {
 	dst := s.ObjectPath(hash)
-	if _, err := os.Stat(dst); err == nil {
-		return nil
-	}
 	src, err := os.Open(path)
 	if err != nil {
 		return err
 	}
 	defer src.Close()
+	if oi, err := os.Stat(dst); err == nil {
+		if si, err := src.Stat(); err != nil || si.Size() == oi.Size() {
+			return nil
+		}
+		// An object of another size than its content: damaged; this
+		// file, just hashed, replaces it.
+	}
 	tmp, err := s.TempFile("obj-*")
 	if err != nil {
 		return err
