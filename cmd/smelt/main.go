@@ -22,6 +22,7 @@ import (
 	"smelt/internal/run"
 	"smelt/internal/store"
 	"smelt/internal/ui"
+	"smelt/internal/vendor"
 )
 
 const usage = `smelt builds a Cargo project as a graph of cached steps.
@@ -38,6 +39,8 @@ Usage:
                              never writes in place but nothing else may write either)
   smelt init [--sequential]  write a commented smelt.toml (default pipeline, or the seed's chain)
   smelt gc [--older-than D]  drop results unused for D days (default 30) and all that only they need
+  smelt store verify [--repair]  re-hash the whole store (objects, layers, results, vendored
+                             crates); --repair drops what is damaged and what was built from it
 
 Flags (before or after the command):
   -C DIR        the project (default: the current directory)
@@ -55,6 +58,7 @@ type options struct {
 	sequential       bool
 	force            bool
 	link             bool
+	repair           bool
 	olderThan        int
 }
 
@@ -78,6 +82,7 @@ func mainErr(args []string) int {
 	fl.BoolVar(&o.sequential, "sequential", false, "init: the seed's sequential chain")
 	fl.BoolVar(&o.force, "force", false, "init: overwrite smelt.toml")
 	fl.IntVar(&o.olderThan, "older-than", 30, "gc: days a result may go unused")
+	fl.BoolVar(&o.repair, "repair", false, "store verify: drop what is damaged")
 	fl.BoolVar(&o.link, "link", false, "restore: hard-link compiled crates from the store instead of copying")
 	fl.Usage = func() { fmt.Fprint(os.Stderr, usage) }
 	// Accept flags after positional arguments too (`smelt build app -j 1`),
@@ -130,6 +135,8 @@ func mainErr(args []string) int {
 		err = initConfig(o)
 	case "gc":
 		err = gc(o)
+	case "store":
+		code, err = storeCmd(o, pos)
 	default:
 		fmt.Fprintf(os.Stderr, "smelt: unknown command %q\n\n%s", cmd, usage)
 		return 2
@@ -383,15 +390,20 @@ func showLog(o options, pos []string) error {
 	return nil
 }
 
-func gc(o options) error {
+// openStore opens the store of --store (or the default) without a project.
+func openStore(o options) (*store.Store, error) {
 	dir := o.store
 	var err error
 	if dir == "" {
 		if dir, err = store.DefaultDir(); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	st, err := store.Open(dir)
+	return store.Open(dir)
+}
+
+func gc(o options) error {
+	st, err := openStore(o)
 	if err != nil {
 		return err
 	}
@@ -402,6 +414,49 @@ func gc(o options) error {
 	fmt.Fprintf(os.Stderr, "gc: removed %d results, %d layers, %d objects (%.1f MB), %d cached directories\n",
 		stats.Results, stats.Layers, stats.Objects, float64(stats.Bytes)/1e6, stats.Other)
 	return nil
+}
+
+// storeCmd runs `smelt store verify [--repair]`.
+func storeCmd(o options, pos []string) (int, error) {
+	if len(pos) != 1 || pos[0] != "verify" {
+		return 2, fmt.Errorf("usage: smelt store verify [--repair]")
+	}
+	st, err := openStore(o)
+	if err != nil {
+		return 1, err
+	}
+	rep, err := st.Verify(o.repair)
+	if err != nil {
+		return 1, err
+	}
+	crates, pool, err := vendor.VerifyPool(st, o.repair)
+	if err != nil {
+		return 1, err
+	}
+	fmt.Fprintf(os.Stderr, "store %s: %d objects, %d layers, %d results, %d vendored crates checked\n",
+		st.Dir, rep.Objects, rep.Layers, rep.Results, crates)
+	if rep.Damage == nil && len(pool) == 0 {
+		fmt.Fprintln(os.Stderr, "store verify: no damage found")
+		return 0, nil
+	}
+	if rep.Damage != nil {
+		for _, o := range rep.Damage.Objects {
+			fmt.Fprintf(os.Stderr, "damaged: store object %s\n", o)
+		}
+		for _, l := range rep.Damage.Layers {
+			fmt.Fprintf(os.Stderr, "damaged: store layer %s\n", l)
+		}
+	}
+	for _, d := range pool {
+		fmt.Fprintf(os.Stderr, "damaged: vendored crate %s: %s\n", d.Crate, d.Why)
+	}
+	if !o.repair {
+		fmt.Fprintf(os.Stderr, "store verify: %d results need damaged entries: run `smelt store verify --repair` to drop them (the next run builds them again)\n", rep.Users)
+		return 1, nil
+	}
+	fmt.Fprintf(os.Stderr, "store verify --repair: dropped the damaged entries, %d results that needed them, %d working-directory links to them, and %d vendored crates; the next run builds them again\n",
+		rep.Users, rep.Links, len(pool))
+	return 0, nil
 }
 
 func initConfig(o options) error {

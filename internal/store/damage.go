@@ -193,6 +193,14 @@ func (s *Store) dropObject(hash string, fi fs.FileInfo) {
 	}
 }
 
+// DropObjectOf removes the object hash if the file at p is it (a hard
+// link to it) and holds other bytes: found changed through p.
+func (s *Store) DropObjectOf(hash, p string) {
+	if fi, err := os.Lstat(p); err == nil {
+		s.dropObject(hash, fi)
+	}
+}
+
 // readLayer reads a layer and checks it against its id, the hash of its
 // bytes: a missing or altered layer is a *DamageError.
 func (s *Store) readLayer(id string) (*Layer, error) {
@@ -226,7 +234,10 @@ func (s *Store) readLayer(id string) (*Layer, error) {
 // DropUsers removes every result that needs what d found damaged (an
 // object or layer in its layers' chains, its log), so that the next run
 // builds it again, and returns how many it removed.
-func (s *Store) DropUsers(d *DamageError) (int, error) {
+func (s *Store) DropUsers(d *DamageError) (int, error) { return s.dropUsers(d, false) }
+
+// dropUsers is DropUsers; with dry, it only counts them.
+func (s *Store) dropUsers(d *DamageError, dry bool) (int, error) {
 	layers := map[string]bool{} // layer id → it or an ancestor is damaged
 	var damaged func(id string) bool
 	damaged = func(id string) bool {
@@ -239,7 +250,7 @@ func (s *Store) DropUsers(d *DamageError) (int, error) {
 		layers[id] = false // no cycles: ids are hashes
 		v := d.layers[id]
 		if !v {
-			l, err := s.readLayer(id)
+			l, err := s.peekLayer(id)
 			if err != nil {
 				v = true
 			} else {
@@ -266,6 +277,10 @@ func (s *Store) DropUsers(d *DamageError) (int, error) {
 			return err
 		}
 		if json.Unmarshal(b, &r) != nil || d.hashes[r.Log] || damaged(r.Artifacts) || damaged(r.Seed) || damaged(r.Output) {
+			if dry {
+				n++
+				return nil
+			}
 			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return err
 			}
