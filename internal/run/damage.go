@@ -31,7 +31,7 @@ func (e *engine) damage(err error) bool {
 		return false
 	}
 	if first {
-		e.p.st.Warnf("%s; dropped it and the %s built from it, which are built again", msg, plural(n, "result"))
+		e.p.st.Warnf("%s; dropped it and the %s that used it, to build again", msg, plural(n, "result"))
 	}
 	return n > 0 || !first
 }

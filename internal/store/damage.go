@@ -22,11 +22,13 @@ var ErrDamaged = errors.New("damaged store entry")
 
 // DamageError lists the damaged objects and layers one use found.
 type DamageError struct {
-	Store   string   // the store's directory
-	Objects []string // "hash (path): why"
-	Layers  []string // "id: why"
-	hashes  map[string]bool
-	layers  map[string]bool
+	Store     string   // the store's directory
+	Objects   []string // "hash (path): why"
+	Layers    []string // "id: why"
+	hashes    map[string]bool
+	layers    map[string]bool
+	objKeys   []string // the keys of Objects and Layers, in their order
+	layerKeys []string
 }
 
 func (d *DamageError) Error() string {
@@ -52,6 +54,7 @@ func (d *DamageError) addObject(hash, path, why string) {
 	}
 	if !d.hashes[hash] {
 		d.hashes[hash] = true
+		d.objKeys = append(d.objKeys, hash)
 		d.Objects = append(d.Objects, fmt.Sprintf("%.12s (%s): %s", hash, path, why))
 	}
 }
@@ -62,26 +65,30 @@ func (d *DamageError) addLayer(id, why string) {
 	}
 	if !d.layers[id] {
 		d.layers[id] = true
+		d.layerKeys = append(d.layerKeys, id)
 		d.Layers = append(d.Layers, fmt.Sprintf("%.12s: %s", id, why))
 	}
 }
 
 func (d *DamageError) merge(o *DamageError) {
 	d.Store = o.Store
-	for h := range o.hashes {
-		if d.hashes == nil {
-			d.hashes = map[string]bool{}
-		}
-		d.hashes[h] = true
+	if d.hashes == nil {
+		d.hashes, d.layers = map[string]bool{}, map[string]bool{}
 	}
-	for l := range o.layers {
-		if d.layers == nil {
-			d.layers = map[string]bool{}
+	for i, h := range o.objKeys {
+		if !d.hashes[h] {
+			d.hashes[h] = true
+			d.objKeys = append(d.objKeys, h)
+			d.Objects = append(d.Objects, o.Objects[i])
 		}
-		d.layers[l] = true
 	}
-	d.Objects = append(d.Objects, o.Objects...)
-	d.Layers = append(d.Layers, o.Layers...)
+	for i, l := range o.layerKeys {
+		if !d.layers[l] {
+			d.layers[l] = true
+			d.layerKeys = append(d.layerKeys, l)
+			d.Layers = append(d.Layers, o.Layers[i])
+		}
+	}
 }
 
 // damages collects the DamageErrors of work done in parallel.
@@ -275,6 +282,17 @@ func (s *Store) dropUsers(d *DamageError, dry bool) (int, error) {
 		b, err := os.ReadFile(p)
 		if err != nil {
 			return err
+		}
+		if json.Unmarshal(b, &r) == nil && r.Seed != "" && damaged(r.Seed) && !damaged(r.Artifacts) && !damaged(r.Output) && !d.hashes[r.Log] {
+			// Only its seed (a warm start for its heirs) is spoilt:
+			// the result stands without it.
+			n++
+			if dry {
+				return nil
+			}
+			r.Seed, r.SeedSource, r.SeedMaxMTime = "", nil, 0
+			rel, _ := filepath.Rel(s.Dir, p)
+			return s.WriteJSON(rel, &r)
 		}
 		if json.Unmarshal(b, &r) != nil || d.hashes[r.Log] || damaged(r.Artifacts) || damaged(r.Seed) || damaged(r.Output) {
 			if dry {

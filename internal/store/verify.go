@@ -127,6 +127,23 @@ func (s *Store) Verify(repair bool) (*VerifyReport, error) {
 	for id := range d.layers {
 		os.Remove(filepath.Join(s.Dir, s.layerRel(id)))
 	}
+	// The layers that name a damaged object are of no use either (their
+	// results are dropped): gone, they are not found missing it next time.
+	filepath.WalkDir(lroot, func(p string, de fs.DirEntry, err error) error {
+		if err != nil || de.IsDir() {
+			return nil
+		}
+		rel, _ := filepath.Rel(lroot, p)
+		if l, err := s.peekLayer(strings.TrimSuffix(strings.ReplaceAll(rel, string(filepath.Separator), ""), ".json")); err == nil {
+			for _, e := range l.Entries {
+				if d.hashes[e.Hash] && (e.Type == TypeFile || e.Type == TypeExec) {
+					os.Remove(p)
+					break
+				}
+			}
+		}
+		return nil
+	})
 	rep.Links = s.unlinkCopies(bad)
 	return rep, nil
 }
