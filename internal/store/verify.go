@@ -192,7 +192,7 @@ func (s *Store) unlinkCopies(bad map[string]fs.FileInfo) int {
 		if err != nil {
 			return nil
 		}
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Nlink > 1 && inodes[[2]uint64{st.Dev, st.Ino}] {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && inodes[[2]uint64{st.Dev, st.Ino}] {
 			if os.Remove(p) == nil {
 				n++
 			}
