@@ -1,8 +1,6 @@
 package store
 
 import (
-	"errors"
-	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -112,8 +110,3 @@ func (s *Store) liveRoots() map[string]bool {
 	}
 	return live
 }
-
-// ErrNoRoot is returned for links no root records.
-var ErrNoRoot = errors.New("no such root")
-
-func (r *Root) String() string { return fmt.Sprintf("%s -> %s", r.Link, r.Dir) }
