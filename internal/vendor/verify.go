@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -19,25 +20,26 @@ import (
 
 // statFile records, in a vendored crate's directory, the stat identity
 // (size, mtime) of each of its files when smelt put it there, and the hash
-// of its .cargo-checksum.json: checking a crate then costs a stat per file,
-// and only a file whose identity changed is hashed against the checksum
-// cargo would check it with. cargo reads only the files .cargo-checksum.json
-// lists, and skips dot files in a crate's directory.
-const statFile = ".smelt-stat.json"
-
-type crateStat struct {
-	Sums  string              `json:"sums"`
-	Files map[string][2]int64 `json:"files"`
-}
+// and identity of its .cargo-checksum.json: checking a crate then costs a
+// stat per file and no parsing of .cargo-checksum.json, and only a file
+// whose identity changed is hashed against the checksum cargo would check
+// it with. cargo reads only the files .cargo-checksum.json lists, and skips
+// dot files in a crate's directory. It is text, one file a line ("size
+// mtime path"; the first line "sums HASH size mtime"): parsing JSON for
+// every file of a large lock file's crates took most of the check's time.
+const statFile = ".smelt-stat"
 
 type checksums struct {
 	Files   map[string]string `json:"files"`
 	Package string            `json:"package"`
 }
 
+const checksumFile = ".cargo-checksum.json"
+
 // record writes the stat identity of the crate directory dir.
 func record(dir string) error {
-	b, err := os.ReadFile(filepath.Join(dir, ".cargo-checksum.json"))
+	sp := filepath.Join(dir, checksumFile)
+	b, err := os.ReadFile(sp)
 	if err != nil {
 		return err
 	}
@@ -45,30 +47,81 @@ func record(dir string) error {
 	if err := json.Unmarshal(b, &sums); err != nil {
 		return err
 	}
-	rec := crateStat{Sums: store.HashBytes(b), Files: map[string][2]int64{}}
-	for f := range sums.Files {
+	si, err := os.Stat(sp)
+	if err != nil {
+		return err
+	}
+	var out strings.Builder
+	fmt.Fprintf(&out, "sums %s %d %d\n", store.HashBytes(b), si.Size(), si.ModTime().UnixNano())
+	for _, f := range sortedFiles(sums.Files) {
 		fi, err := os.Stat(filepath.Join(dir, filepath.FromSlash(f)))
 		if err != nil {
 			return err
 		}
-		rec.Files[f] = [2]int64{fi.Size(), fi.ModTime().UnixNano()}
-	}
-	out, err := json.Marshal(rec)
-	if err != nil {
-		return err
+		fmt.Fprintf(&out, "%d %d %s\n", fi.Size(), fi.ModTime().UnixNano(), f)
 	}
 	tmp := filepath.Join(dir, statFile+".tmp")
-	if err := os.WriteFile(tmp, out, 0o644); err != nil {
+	if err := os.WriteFile(tmp, []byte(out.String()), 0o644); err != nil {
 		return err
 	}
 	return os.Rename(tmp, filepath.Join(dir, statFile))
 }
 
+// quickCheck reports whether the crate directory dir is as its record
+// says, by stat alone.
+func quickCheck(dir string) bool {
+	b, err := os.ReadFile(filepath.Join(dir, statFile))
+	if err != nil {
+		return false
+	}
+	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+	var hash string
+	var size, mtime int64
+	if _, err := fmt.Sscanf(lines[0], "sums %s %d %d", &hash, &size, &mtime); err != nil || !sameStat(filepath.Join(dir, checksumFile), size, mtime) {
+		return false
+	}
+	for _, l := range lines[1:] {
+		sz, rest, ok1 := strings.Cut(l, " ")
+		mt, f, ok2 := strings.Cut(rest, " ")
+		size, err1 := strconv.ParseInt(sz, 10, 64)
+		mtime, err2 := strconv.ParseInt(mt, 10, 64)
+		if !ok1 || !ok2 || err1 != nil || err2 != nil || !sameStat(filepath.Join(dir, filepath.FromSlash(f)), size, mtime) {
+			return false
+		}
+	}
+	return true
+}
+
+func sameStat(p string, size, mtime int64) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.Size() == size && fi.ModTime().UnixNano() == mtime
+}
+
+// recordedSums is the hash of .cargo-checksum.json that dir's record
+// holds, or "" if none.
+func recordedSums(dir string) string {
+	b, err := os.ReadFile(filepath.Join(dir, statFile))
+	if err != nil {
+		return ""
+	}
+	first, _, _ := strings.Cut(string(b), "\n")
+	var hash string
+	var size, mtime int64
+	if _, err := fmt.Sscanf(first, "sums %s %d %d", &hash, &size, &mtime); err != nil {
+		return ""
+	}
+	return hash
+}
+
 // checkCrate checks the vendored crate directory dir against its
 // .cargo-checksum.json and returns what is wrong ("" if nothing) and the
-// hashes of the files found changed. With full, every file is hashed.
+// hashes of the files found changed. With full, every file is hashed;
+// else only when the stat identity of some file changed.
 func checkCrate(dir string, full bool) (why string, changed []string, err error) {
-	b, err := os.ReadFile(filepath.Join(dir, ".cargo-checksum.json"))
+	if !full && quickCheck(dir) {
+		return "", nil, nil
+	}
+	b, err := os.ReadFile(filepath.Join(dir, checksumFile))
 	if errors.Is(err, fs.ErrNotExist) {
 		return "missing from the store", nil, nil
 	}
@@ -79,27 +132,17 @@ func checkCrate(dir string, full bool) (why string, changed []string, err error)
 	if json.Unmarshal(b, &sums) != nil {
 		return ".cargo-checksum.json unreadable", nil, nil
 	}
-	var rec crateStat
-	if rb, err := os.ReadFile(filepath.Join(dir, statFile)); err == nil && json.Unmarshal(rb, &rec) == nil && rec.Sums != store.HashBytes(b) {
+	if h := recordedSums(dir); h != "" && h != store.HashBytes(b) {
 		return ".cargo-checksum.json changed", nil, nil
 	}
-	hashed := false
 	var bad []string
 	for _, f := range sortedFiles(sums.Files) {
 		p := filepath.Join(dir, filepath.FromSlash(f))
-		fi, err := os.Stat(p)
+		h, _, err := store.HashFile(p)
 		if errors.Is(err, fs.ErrNotExist) {
 			bad = append(bad, f+" missing")
 			continue
 		}
-		if err != nil {
-			return "", nil, err
-		}
-		if id, ok := rec.Files[f]; ok && !full && id == [2]int64{fi.Size(), fi.ModTime().UnixNano()} {
-			continue
-		}
-		hashed = true
-		h, _, err := store.HashFile(p)
 		if err != nil {
 			return "", nil, err
 		}
@@ -114,9 +157,7 @@ func checkCrate(dir string, full bool) (why string, changed []string, err error)
 		}
 		return strings.Join(bad, ", "), changed, nil
 	}
-	if hashed {
-		record(dir) // intact: the new identities save the next check a hash
-	}
+	record(dir) // intact: the new identities save the next check the hashing
 	return "", nil, nil
 }
 
