@@ -36,7 +36,7 @@ Usage:
   smelt log STEP             print the log of a step's last run
   smelt restore STEP DIR     write the target/ a step left behind into DIR (building it if needed;
                              --link: compiled crates as hard links into the store, which cargo
-                             never writes in place but nothing else may write either)
+                             never writes in place; a write through one is found and rebuilt)
   smelt init [--sequential]  write a commented smelt.toml (default pipeline, or the seed's chain)
   smelt gc [--older-than D]  drop results unused for D days (default 30) and all that only they need
   smelt store verify [--repair]  re-hash the whole store (objects, layers, results, vendored

@@ -50,14 +50,25 @@ func writeInPlace(t *testing.T, p string, keep bool) {
 	}
 }
 
-// An object changed in place is never restored: the restore reports the
-// damage, drops the object and restores every other file.
+// An object changed in place or truncated is never restored: the restore
+// reports the damage, drops the object and restores every other file.
 func TestRestoreChangedObject(t *testing.T) {
-	for _, linking := range []bool{false, true} {
+	for _, c := range []struct {
+		linking, truncate bool
+	}{{false, false}, {true, false}, {false, true}, {true, true}} {
+		linking := c.linking
 		st := openStore(t)
 		_, tree := bigTree(t, st)
 		obj := st.ObjectPath(tree["deps/liba.rlib"].Hash)
-		writeInPlace(t, obj, false)
+		if c.truncate {
+			fi, _ := os.Stat(obj)
+			if err := os.Truncate(obj, 100); err != nil {
+				t.Fatal(err)
+			}
+			os.Chtimes(obj, fi.ModTime(), fi.ModTime()) // only the size tells
+		} else {
+			writeInPlace(t, obj, false)
+		}
 		var linkable func(string) bool
 		if linking {
 			linkable = func(p string) bool { return strings.HasPrefix(p, "deps/") }

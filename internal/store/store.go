@@ -283,14 +283,24 @@ func (s *Store) resultRel(key string) string {
 }
 
 // LookupResult returns the result stored for key, or (nil, nil) if none.
+// A result that cannot be read as one (damaged) is dropped, with a
+// warning: the step is built again.
 func (s *Store) LookupResult(key string) (*Result, error) {
-	var r Result
-	err := s.ReadJSON(s.resultRel(key), &r)
+	p := filepath.Join(s.Dir, s.resultRel(key))
+	b, err := os.ReadFile(p)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
+	}
+	var r Result
+	if err := json.Unmarshal(b, &r); err != nil || r.Key != key {
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("drop the damaged result %s: %w", p, err)
+		}
+		s.Warnf("the stored result %s was damaged (not the result of its key); dropped it, to build again", p)
+		return nil, nil
 	}
 	return &r, nil
 }

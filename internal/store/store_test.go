@@ -705,12 +705,18 @@ func TestResults(t *testing.T) {
 	if r, err := st.LookupResult(HashBytes([]byte("other"))); r != nil || err != nil {
 		t.Errorf("LookupResult(other) = %v, %v", r, err)
 	}
-	// A corrupt result is an error, not a miss.
+	// A corrupt result is dropped, with a warning, and is a miss: the
+	// step is built again.
 	if err := os.WriteFile(filepath.Join(st.Dir, st.resultRel(key)), []byte("{not json"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if r, err := st.LookupResult(key); err == nil {
-		t.Errorf("corrupt result gave %v, nil", r)
+	var warned []string
+	st.Warn = func(m string) { warned = append(warned, m) }
+	if r, err := st.LookupResult(key); r != nil || err != nil || len(warned) != 1 {
+		t.Errorf("corrupt result gave %v, %v, warnings %q", r, err, warned)
+	}
+	if _, err := os.Stat(filepath.Join(st.Dir, st.resultRel(key))); err == nil {
+		t.Error("the corrupt result is still in the store")
 	}
 	assertNoTemp(t, st)
 }
