@@ -267,27 +267,12 @@ func build(ctx context.Context, o options, pos []string) (int, error) {
 		if rep.Failed() || r == nil || r.Result == nil {
 			return nil
 		}
-		res := r.Result
-		if res.Output == "" {
-			linkErr = fmt.Errorf("step %s (kind %s) has no output to link", stepName, res.Kind)
-			return nil
-		}
-		var keep func(store.Entry) bool
-		if member != "" {
-			bins := run.BinsOf(res, member)
-			if len(bins) == 0 {
-				linkErr = fmt.Errorf("workspace member %s has no binaries to link (members with binaries: %s)",
-					member, strings.Join(run.Packages(res), ", "))
-				return nil
-			}
-			keep = run.BinFilter(bins)
-		}
 		link = o.out
 		if link == "" {
 			link = filepath.Join(root, "result")
 		}
 		var err error
-		dir, err = run.LinkOutput(st, res.Output, keep, link)
+		dir, err = run.LinkResult(st, r.Result, member, link)
 		if errors.Is(err, store.ErrDamaged) {
 			return err
 		}

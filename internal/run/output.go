@@ -5,10 +5,29 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 
 	"smelt/internal/cargo"
 	"smelt/internal/store"
 )
+
+// LinkResult links the output of a step's result (only the binaries of
+// the workspace member member, if not "") at link (see LinkOutput).
+func LinkResult(st *store.Store, res *store.Result, member, link string) (string, error) {
+	if res.Output == "" {
+		return "", fmt.Errorf("step %s (kind %s) has no output to link", res.Step, res.Kind)
+	}
+	var keep func(store.Entry) bool
+	if member != "" {
+		bins := BinsOf(res, member)
+		if len(bins) == 0 {
+			return "", fmt.Errorf("workspace member %s has no binaries to link (members with binaries: %s)",
+				member, strings.Join(Packages(res), ", "))
+		}
+		keep = BinFilter(bins)
+	}
+	return LinkOutput(st, res.Output, keep, link)
+}
 
 // LinkOutput writes the entries of an output layer that keep() accepts
 // to a directory in the store of link's own and points link (e.g.

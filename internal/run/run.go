@@ -147,7 +147,7 @@ func Run(ctx context.Context, root string, cfg *config.Config, names []string, o
 			}
 			damaged = true
 		}
-		if !damaged || pass == maxPasses {
+		if !damaged || pass == maxPasses || ctx.Err() != nil {
 			for _, r := range rep.Steps {
 				if r.damaged && !e.quiet(r) {
 					e.report(r) // left unreported in the hope of a rebuild
