@@ -317,7 +317,7 @@ func (s *Store) Capture(dir string, base, known Tree, linkable func(string) bool
 		}
 		e.Hash = h
 		if linkable != nil && linkable(e.Path) && s.adopt(p, h) == nil {
-			e.OM = s.objectTime(h, e.MTime)
+			e.OM = s.ObjectTime(h, e.MTime)
 			return nil
 		}
 		if _, ok := e.inline(); ok {
@@ -328,7 +328,7 @@ func (s *Store) Capture(dir string, base, known Tree, linkable func(string) bool
 		if err := s.PutFileTime(p, h, e.MTime); err != nil {
 			return err
 		}
-		e.OM = s.objectTime(h, e.MTime)
+		e.OM = s.ObjectTime(h, e.MTime)
 		return nil
 	})
 	if err != nil {
@@ -341,9 +341,9 @@ func (s *Store) Capture(dir string, base, known Tree, linkable func(string) bool
 	return tree, nil
 }
 
-// objectTime is the OM of an entry of mtime mtime whose object is hash:
+// ObjectTime is the OM of an entry of mtime mtime whose object is hash:
 // the object's mtime if it differs.
-func (s *Store) objectTime(hash string, mtime int64) int64 {
+func (s *Store) ObjectTime(hash string, mtime int64) int64 {
 	if oi, err := os.Stat(s.ObjectPath(hash)); err == nil && oi.ModTime().UnixNano() != mtime {
 		return oi.ModTime().UnixNano()
 	}
