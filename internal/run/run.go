@@ -142,7 +142,7 @@ func Run(ctx context.Context, root string, cfg *config.Config, names []string, o
 		}
 		if !damaged && opt.Finish != nil && ctx.Err() == nil {
 			err := opt.Finish(rep)
-			if !e.damage(err) {
+			if !e.damage(err) || pass == maxPasses {
 				return rep, err
 			}
 			damaged = true
