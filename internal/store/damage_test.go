@@ -278,3 +278,27 @@ func TestVerifyRepair(t *testing.T) {
 		t.Errorf("Verify after repair: %+v, %v", rep, err)
 	}
 }
+
+// Sharing a file with an object of another size (damaged: truncated)
+// makes the file the object, instead of linking the file to it.
+func TestShareReplacesDamagedObject(t *testing.T) {
+	st := openStore(t)
+	_, tree := bigTree(t, st)
+	e := tree["bin/app"]
+	if err := os.Truncate(st.ObjectPath(e.Hash), 10); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "app")
+	if err := os.WriteFile(p, []byte(strings.Repeat("b", 2*InlineMax)), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Share(p, e.Hash); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(p); err != nil || len(b) != 2*InlineMax {
+		t.Fatalf("the shared file now holds %d bytes (%v)", len(b), err)
+	}
+	if inode(t, p) != inode(t, st.ObjectPath(e.Hash)) {
+		t.Error("the file did not become the object")
+	}
+}

@@ -490,6 +490,16 @@ func (s *Store) share(p, h string, sameMTime bool) error {
 	if os.SameFile(fi, oi) {
 		return nil
 	}
+	if oi.Size() != fi.Size() {
+		// The object is damaged (it is named by content p has): p,
+		// just hashed, takes its place.
+		tmp := filepath.Join(s.Dir, "tmp", "adopt-"+h)
+		os.Remove(tmp)
+		if err := os.Link(p, tmp); err != nil {
+			return err
+		}
+		return os.Rename(tmp, obj)
+	}
 	if oi.Mode() != fi.Mode() || sameMTime && !oi.ModTime().Equal(fi.ModTime()) {
 		// Linking would change the file's mode or mtime (see link): keep it.
 		return nil
