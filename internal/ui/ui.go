@@ -119,6 +119,18 @@ func (p *Printer) Info(format string, args ...any) {
 	p.println(format, args...)
 }
 
+// Warn prints a warning: one line starting "warning: " (a JSON event
+// with --json).
+func (p *Printer) Warn(msg string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.json {
+		p.event(map[string]any{"event": "warning", "message": msg})
+		return
+	}
+	p.println("warning: %s", msg)
+}
+
 // Started implements run.Observer.
 func (p *Printer) Started(name, kind, reason string) {
 	p.mu.Lock()
