@@ -1,0 +1,93 @@
+package sandbox
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// A command in the sandbox finds its directories at the fixed paths, in
+// the directory asked for, writes through them into the real ones, and
+// still sees what Parent held before.
+func TestWrap(t *testing.T) {
+	if err := Available(); err != nil {
+		t.Skipf("no sandbox here: %v", err)
+	}
+	work, vendor := t.TempDir(), t.TempDir()
+	if err := os.WriteFile(filepath.Join(vendor, "lib.rs"), []byte("fn x() {}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.ReadDir(Parent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("sh", "-c", `pwd; cat `+Root+`/vendor/lib.rs; echo made > out; id -u; grep CapAmb /proc/self/status; ls -a `+Parent)
+	cmd.Dir = work
+	if err := Wrap(cmd, Root+"/work", []Mount{{Source: work, Target: Root + "/work"}, {Source: vendor, Target: Root + "/vendor"}}); err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if lines[0] != Root+"/work" || lines[1] != "fn x() {}" || lines[2] != strconv.Itoa(os.Getuid()) || lines[3] != "CapAmb:\t0000000000000000" {
+		t.Errorf("the command saw:\n%s", out)
+	}
+	for _, e := range before {
+		if !strings.Contains(string(out), "\n"+e.Name()+"\n") && !strings.HasSuffix(string(out), "\n"+e.Name()+"\n") {
+			t.Errorf("%s/%s is gone inside the sandbox:\n%s", Parent, e.Name(), out)
+		}
+	}
+	if data, err := os.ReadFile(filepath.Join(work, "out")); err != nil || string(data) != "made\n" {
+		t.Errorf("the file written in the sandbox: %q, %v", data, err)
+	}
+	if _, err := os.Stat(Root); err == nil {
+		t.Errorf("%s exists outside the sandbox", Root)
+	}
+}
+
+// What Parent held stays there inside the sandbox, files, directories and
+// symbolic links alike, and a store that lies in Parent stays reachable.
+func TestParentKept(t *testing.T) {
+	if err := Available(); err != nil {
+		t.Skipf("no sandbox here: %v", err)
+	}
+	parent := t.TempDir()
+	store := filepath.Join(parent, "store")
+	for _, d := range []string{"data/sub", "store/work"} {
+		if err := os.MkdirAll(filepath.Join(parent, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(parent, "data/sub/f"), []byte("kept\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(parent, "top"), []byte("top\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("data/sub", filepath.Join(parent, "link")); err != nil {
+		t.Fatal(err)
+	}
+	root := parent + "/smelt"
+	cmd := exec.Command("sh", "-c", `cat `+parent+`/data/sub/f `+parent+`/top `+parent+`/link/f; echo made > out`)
+	if err := wrap(cmd, parent, root+"/work", []Mount{{Source: filepath.Join(store, "work"), Target: root + "/work"}}); err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if string(out) != "kept\ntop\nkept\n" {
+		t.Errorf("the command saw %q", out)
+	}
+	if data, err := os.ReadFile(filepath.Join(store, "work", "out")); err != nil || string(data) != "made\n" {
+		t.Errorf("the file written in the sandbox: %q, %v", data, err)
+	}
+	if _, err := os.Stat(root); err == nil {
+		t.Errorf("%s exists outside the sandbox", root)
+	}
+}
