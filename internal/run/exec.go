@@ -44,6 +44,7 @@ type stepRun struct {
 	locals    []string          // the workspace's own packages
 	phases    []string          // where the step's time went, for its log
 	fused     bool              // a deps step now building on its heirs' source (see fuse.go)
+	view      view              // where its commands see its directories
 	mark      time.Time
 }
 
@@ -115,18 +116,19 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 	if err := os.MkdirAll(sr.scratch, 0o755); err != nil {
 		return nil, err
 	}
-	vendorConfig := ""
+	vendorConfig, vendorDir := "", ""
 	if plan.UsesDependencies(s.Kind) {
 		v, err := e.p.vendor(ctx, logf)
 		if err != nil {
 			return nil, err
 		}
-		vendorConfig = v.Config
+		vendorConfig, vendorDir = v.Config, v.Dir
 	}
+	sr.view = sr.newView(dir, vendorDir, vendorConfig)
 	// Tools that cargo runs as subcommands (tarpaulin, nextest, deny) or
 	// that the user runs cannot all take `--config`: a config file in a
 	// parent directory of the workspace points them at the vendored sources.
-	if err := writeParentConfig(dir, vendorConfig); err != nil {
+	if err := writeParentConfig(dir, vendorConfig, vendorDir, sr.view.vendor); err != nil {
 		return nil, err
 	}
 	if sr.tools, err = e.tools(ctx, s); err != nil {
@@ -135,7 +137,7 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 	sr.phase("prepare")
 
 	sr.env = append(stepEnv(s.Toolchain),
-		"CARGO_TARGET_DIR="+sr.targetDir,
+		"CARGO_TARGET_DIR="+sr.view.target,
 		"CARGO_TERM_COLOR=never",
 		"CARGO_NET_OFFLINE=true",
 		"NO_COLOR=1", // logs are files: no escape codes (tarpaulin, nextest)
@@ -175,7 +177,7 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 			if err != nil {
 				fmt.Fprintf(logf, "# smelt: rustc fails the stubs (the stub wrapper cannot run: %v)\n", err)
 			} else {
-				sr.env = append(sr.env, "RUSTC_WORKSPACE_WRAPPER="+w)
+				sr.env = append(sr.env, "RUSTC_WORKSPACE_WRAPPER="+sr.view.program(w))
 			}
 		}
 	}
@@ -191,7 +193,7 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 			}
 			sr.phase("source")
 		}
-		if err := sr.command(ctx, c.Expand(vendorConfig, sr.scratch)); err != nil {
+		if err := sr.command(ctx, c.Expand(sr.view.vendorConfig, sr.view.scratch)); err != nil {
 			return nil, err
 		}
 		sr.phase(c.Program + " " + firstArg(c.Args))
@@ -200,6 +202,9 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 	res := &store.Result{Key: key, Step: n.Name(), Kind: s.Kind, Inputs: in, Source: from.times, Created: time.Now().UTC()}
 	var tree store.Tree
 	if keeps {
+		if err := sortDepInfo(sr.targetDir, start); err != nil {
+			return nil, err
+		}
 		t, err := st.Capture(sr.targetDir, from.base, from.restored, linkable(s.Kind))
 		if err != nil {
 			return nil, err
@@ -427,8 +432,9 @@ func linkable(kind string) func(string) bool {
 }
 
 // writeParentConfig writes (or removes) dir/.cargo/config.toml with the
-// vendored sources' configuration.
-func writeParentConfig(dir, vendorConfig string) error {
+// vendored sources' configuration, with the path of the vendored crates as
+// the step's commands see it (from → to).
+func writeParentConfig(dir, vendorConfig, from, to string) error {
 	p := filepath.Join(dir, ".cargo", "config.toml")
 	if vendorConfig == "" {
 		if err := os.Remove(p); err != nil && !os.IsNotExist(err) {
@@ -439,6 +445,9 @@ func writeParentConfig(dir, vendorConfig string) error {
 	data, err := os.ReadFile(vendorConfig)
 	if err != nil {
 		return err
+	}
+	if from != to {
+		data = []byte(strings.ReplaceAll(string(data), from, to))
 	}
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return err
@@ -492,6 +501,9 @@ func (sr *stepRun) command(ctx context.Context, c cargo.Command) error {
 	cmd.Env = append(append([]string{}, sr.env...), envList(c.Env)...)
 	cmd.Stdout, cmd.Stderr = stdout, io.MultiWriter(sr.logf, &stderr)
 	killGroupOnCancel(cmd)
+	if err := sr.view.wrap(cmd); err != nil {
+		return err
+	}
 	release := func() {}
 	if sr.e.jobs != nil {
 		// The process's implicit token (see jobserver).
@@ -620,13 +632,13 @@ func (sr *stepRun) collect(out []byte) {
 			continue
 		}
 		if m.Profile.Test {
-			sr.testExes = append(sr.testExes, m.Executable)
+			sr.testExes = append(sr.testExes, sr.view.real(m.Executable))
 			continue
 		}
 		if !contains(m.Target.Kind, "bin") {
 			continue
 		}
-		rel, err := filepath.Rel(sr.targetDir, m.Executable)
+		rel, err := filepath.Rel(sr.view.target, m.Executable)
 		if err != nil || strings.HasPrefix(rel, "..") {
 			continue
 		}

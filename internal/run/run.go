@@ -189,6 +189,9 @@ type engine struct {
 	toolsMu    sync.Mutex
 	toolsCache map[string]map[string]string // by kind and toolchain
 
+	sandboxOnce sync.Once
+	sandbox     bool // steps run in a sandbox (see view)
+
 	tickOnce sync.Once
 	tick     time.Duration
 	tickErr  error

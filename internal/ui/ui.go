@@ -119,6 +119,17 @@ func (p *Printer) Info(format string, args ...any) {
 	p.println(format, args...)
 }
 
+// Warn prints one warning line (or a JSON warning event).
+func (p *Printer) Warn(format string, args ...any) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.json {
+		p.event(map[string]any{"event": "warning", "message": fmt.Sprintf(format, args...)})
+		return
+	}
+	p.println("warning: "+format, args...)
+}
+
 // Started implements run.Observer.
 func (p *Printer) Started(name, kind, reason string) {
 	p.mu.Lock()
