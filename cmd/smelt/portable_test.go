@@ -1,0 +1,86 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// stepKeys reads, from a store's results, the key of each step's latest
+// result.
+func stepKeys(t *testing.T, store string) map[string]string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(store, "results", "*", "*.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, created := map[string]string{}, map[string]string{}
+	for _, f := range files {
+		var r struct {
+			Key     string `json:"key"`
+			Step    string `json:"step"`
+			Created string `json:"created"`
+		}
+		if err := json.Unmarshal([]byte(readAbs(t, f)), &r); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		if r.Created > created[r.Step] {
+			keys[r.Step], created[r.Step] = r.Key, r.Created
+		}
+	}
+	return keys
+}
+
+// noSandbox skips a test that needs portable results where smelt said it
+// cannot make them (no mount namespace here).
+func noSandbox(t *testing.T, o outcome) {
+	t.Helper()
+	if strings.Contains(o.output, "results are not shared with other stores") {
+		t.Skipf("no sandbox on this machine: %s", o.output)
+	}
+}
+
+// Two empty stores at different paths, the project copied to two
+// different paths: every step key agrees, and the package binaries are
+// byte-identical. What cargo and rustc record of the vendored crates and
+// the working directory must not depend on where the store lies.
+func TestPortableResults(t *testing.T) {
+	a := newProject(t, "sequential")
+	b := newProject(t, "sequential")
+	moved := filepath.Join(t.TempDir(), "elsewhere", "seq-copy")
+	if err := os.MkdirAll(filepath.Dir(moved), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(b.dir, moved); err != nil {
+		t.Fatal(err)
+	}
+	b.dir, b.store = moved, filepath.Join(t.TempDir(), "deeper", "other-store")
+	noSandbox(t, a.mustSmelt("check"))
+	b.mustSmelt("check")
+	ka, kb := stepKeys(t, a.store), stepKeys(t, b.store)
+	if len(ka) != 4 {
+		t.Fatalf("store A has results for %d steps, want 4: %v", len(ka), ka)
+	}
+	agree := 0
+	for step, k := range ka {
+		if kb[step] == k {
+			agree++
+		} else {
+			t.Errorf("step %s: key %.16s in one store, %.16s in the other", step, k, kb[step])
+		}
+	}
+	t.Logf("%d of %d step keys agree", agree, len(ka))
+	var bins [2][]byte
+	for i, p := range []*project{a, b} {
+		if o := p.mustSmelt("build"); o.status["crate"] != "cached" {
+			t.Errorf("smelt build after check ran the package step again: %v", o.status)
+		}
+		bins[i] = []byte(readAbs(t, filepath.Join(p.dir, "result", "bin", "seq")))
+	}
+	if len(bins[0]) == 0 || !bytes.Equal(bins[0], bins[1]) {
+		t.Errorf("the package binaries differ (%d and %d bytes)", len(bins[0]), len(bins[1]))
+	}
+}
