@@ -91,3 +91,30 @@ func TestParentKept(t *testing.T) {
 		t.Errorf("%s exists outside the sandbox", root)
 	}
 }
+
+// The cost of the sandbox per command: go test -bench Wrap ./internal/sandbox
+func BenchmarkWrap(b *testing.B) {
+	if err := Available(); err != nil {
+		b.Skipf("no sandbox here: %v", err)
+	}
+	dir := b.TempDir()
+	for _, sandboxed := range []bool{false, true} {
+		name := "direct"
+		if sandboxed {
+			name = "sandboxed"
+		}
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				cmd := exec.Command("true")
+				if sandboxed {
+					if err := Wrap(cmd, Root+"/work", []Mount{{Source: dir, Target: Root + "/work"}, {Source: dir, Target: Root + "/vendor"}}); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if err := cmd.Run(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
