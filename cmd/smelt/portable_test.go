@@ -46,10 +46,20 @@ func noSandbox(t *testing.T, o outcome) {
 // Two empty stores at different paths, the project copied to two
 // different paths: every step key agrees, and the package binaries are
 // byte-identical. What cargo and rustc record of the vendored crates and
-// the working directory must not depend on where the store lies.
+// the working directory must not depend on where the store lies; nor may
+// rustc's incremental state (the dev profile), which no two builds share.
 func TestPortableResults(t *testing.T) {
+	for _, profile := range []string{"release", "dev"} {
+		t.Run(profile, func(t *testing.T) { portableResults(t, profile) })
+	}
+}
+
+func portableResults(t *testing.T, profile string) {
 	a := newProject(t, "sequential")
 	b := newProject(t, "sequential")
+	for _, p := range []*project{a, b} {
+		p.replace("smelt.toml", `profile = "release"`, `profile = "`+profile+`"`)
+	}
 	moved := filepath.Join(t.TempDir(), "elsewhere", "seq-copy")
 	if err := os.MkdirAll(filepath.Dir(moved), 0o755); err != nil {
 		t.Fatal(err)

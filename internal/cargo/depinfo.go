@@ -110,3 +110,12 @@ func CanonicalDepInfo(b []byte) ([]byte, bool) {
 	}
 	return out, true
 }
+
+// IsIncremental reports whether a path under target/ is rustc's
+// incremental state (PROFILE/incremental/… or TRIPLE/PROFILE/incremental/…):
+// session directories named by time and a random number, which two builds
+// of the same source never share.
+func IsIncremental(p string) bool {
+	parts := strings.SplitN(p, "/", 4)
+	return (len(parts) > 2 && parts[1] == "incremental") || (len(parts) > 3 && parts[2] == "incremental")
+}

@@ -55,3 +55,17 @@ func TestIsDepInfo(t *testing.T) {
 		}
 	}
 }
+
+func TestIsIncremental(t *testing.T) {
+	for p, want := range map[string]bool{
+		"debug/incremental/seq-0h6xz341mjahi/s-hopiyfnv13-0k7dtaa.lock":                      true,
+		"x86_64-unknown-linux-gnu/debug/incremental/seq-0h6xz341mjahi/s-a-b-c/dep-graph.bin": true,
+		"debug/incremental": false,
+		"debug/build/gen-0123456789abcdef/out/incremental/table.rs": false,
+		"debug/deps/libseq-0123456789abcdef.rlib":                   false,
+	} {
+		if IsIncremental(p) != want {
+			t.Errorf("IsIncremental(%s) = %v", p, !want)
+		}
+	}
+}

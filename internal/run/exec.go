@@ -254,15 +254,23 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 }
 
 // artifactsID is the content identity of a target/ for early cutoff: all
-// but cargo's cache of its compiler queries, which is keyed by the wrappers
-// its last command ran with (a deps step's stub wrapper, or none when it ran
-// fused) and which cargo checks before it uses it. The cache itself stays
-// in the artifacts: a step that starts from them asks rustc nothing again
-// when its wrappers are the same.
+// but two caches, which stay in the artifacts but not in the keys after
+// them. Cargo's cache of its compiler queries is keyed by the wrappers its
+// last command ran with (a deps step's stub wrapper, or none when it ran
+// fused), and cargo checks it before it uses it: a step that starts from
+// it asks rustc nothing again when its wrappers are the same. rustc's
+// incremental state (dev profiles) is named by time and a random number,
+// so no two builds share it; rustc checks it against its inputs before
+// using any of it and builds the same code without it, which is what a
+// warm start already relies on.
 func artifactsID(t store.Tree) string {
-	if _, ok := t[cargo.RustcInfo]; ok {
-		t = maps.Clone(t)
-		delete(t, cargo.RustcInfo)
+	drop := func(p string) bool { return p == cargo.RustcInfo || cargo.IsIncremental(p) }
+	for p := range t {
+		if drop(p) {
+			t = maps.Clone(t)
+			maps.DeleteFunc(t, func(p string, _ store.Entry) bool { return drop(p) })
+			break
+		}
 	}
 	return t.ContentID()
 }
