@@ -94,3 +94,31 @@ func portableResults(t *testing.T, profile string) {
 		t.Errorf("the package binaries differ (%d and %d bytes)", len(bins[0]), len(bins[1]))
 	}
 }
+
+// A store that built the project, then a few edits, each checked (every
+// step warm-started from its own older target/), against an empty store
+// that builds the last state cold: every step key agrees. A result must
+// not carry its local history into the keys after it, or a developer's
+// laptop and CI never share a key past the first step.
+func TestWarmAgreesWithCold(t *testing.T) {
+	warm := newProject(t, "sequential")
+	noSandbox(t, warm.mustSmelt("check"))
+	warm.replace("src/main.rs", "double(21)", "double(22)")
+	warm.mustSmelt("check")
+	warm.replace("src/main.rs", "n * 2", "n + n")
+	warm.write("src/main.rs", warm.read("src/main.rs")+"\n// an edit\n")
+	warm.mustSmelt("check")
+	cold := newProject(t, "sequential")
+	cold.write("src/main.rs", warm.read("src/main.rs"))
+	cold.mustSmelt("check")
+	kw, kc := stepKeys(t, warm.store), stepKeys(t, cold.store)
+	agree := 0
+	for step, k := range kc {
+		if kw[step] == k {
+			agree++
+		} else {
+			t.Errorf("step %s: key %.16s warm, %.16s cold", step, kw[step], k)
+		}
+	}
+	t.Logf("%d of %d step keys agree", agree, len(kc))
+}

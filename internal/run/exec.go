@@ -233,6 +233,10 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 		}
 		tree = t
 		res.Artifacts, res.ArtifactsID, res.MaxMTime = id, artifactsID(t), t.MaxMTime()
+		if s.Kind != "command" {
+			// A user's command may have written anything into target/.
+			res.DepsID = artifactsID(dependencyPart(t, locals))
+		}
 		sr.phase("snapshot")
 	}
 	if err := sr.outputs(ctx, res, tree); err != nil {

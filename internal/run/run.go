@@ -263,6 +263,16 @@ func (e *engine) inputs(ctx context.Context, n *plan.Node, src source.Tree, pare
 	}
 	if n.Parent != nil {
 		in["artifacts"] = parent.ArtifactsID
+		if parent.DepsID != "" && n.Step.Kind != "command" {
+			// A step that runs cargo keys on the dependencies' part of what
+			// it inherits, not on the workspace's own units there: those
+			// are a step's local history (its warm start's units, stale or
+			// never used, a fused deps step's seed), and cargo rebuilds any
+			// that the step's source leaves stale (the mtime rule), so its
+			// result is the same whichever it inherits. A user's command
+			// could read them: it keys on all of target/.
+			in["artifacts"] = parent.DepsID
+		}
 		if !plan.KeepsArtifacts(n.Parent.Step.Kind) {
 			in["artifacts"] = "none"
 		}
