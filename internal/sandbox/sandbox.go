@@ -124,7 +124,7 @@ func Available() error {
 }
 
 func probe() error {
-	if err := safeParent(); err != nil {
+	if err := safeParent(Parent); err != nil {
 		return err
 	}
 	dir, err := os.MkdirTemp("", "smelt-sandbox-")
@@ -152,10 +152,10 @@ func probe() error {
 // safeParent refuses a Parent that another user could replace: removing or
 // renaming a directory detaches the mounts on it in every namespace, and
 // the fixed paths would then lead into whatever they put there.
-func safeParent() error {
-	real, err := filepath.EvalSymlinks(Parent)
+func safeParent(parent string) error {
+	real, err := filepath.EvalSymlinks(parent)
 	if err != nil {
-		return fmt.Errorf("%s: %w", Parent, err)
+		return fmt.Errorf("%s: %w", parent, err)
 	}
 	uid := uint32(os.Geteuid())
 	for p := real; ; p = filepath.Dir(p) {

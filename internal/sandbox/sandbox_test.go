@@ -118,3 +118,52 @@ func BenchmarkWrap(b *testing.B) {
 		})
 	}
 }
+
+// The directory the sandbox covers must be one no other user can remove or
+// replace.
+func TestSafeParent(t *testing.T) {
+	if err := safeParent(Parent); err != nil {
+		t.Logf("%s here: %v", Parent, err)
+	}
+	base := t.TempDir() // 0700, the test user's own
+	mk := func(name string, mode os.FileMode) string {
+		p := filepath.Join(base, name)
+		if err := os.Mkdir(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	own := mk("own", 0o755)
+	if err := safeParent(own); err != nil {
+		t.Errorf("the user's own directory: %v", err)
+	}
+	if err := safeParent(mk("open", 0o777)); err == nil || !strings.Contains(err.Error(), "writable by others") {
+		t.Errorf("a directory anyone can write: %v", err)
+	}
+	sticky := mk("sticky", os.ModeSticky|0o777)
+	inSticky := filepath.Join(sticky, "p")
+	if err := os.Mkdir(inSticky, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := safeParent(inSticky); err != nil {
+		t.Errorf("the user's own directory in a sticky one (/tmp): %v", err)
+	}
+	if err := os.Symlink(own, filepath.Join(base, "link")); err != nil {
+		t.Fatal(err)
+	}
+	if err := safeParent(filepath.Join(base, "link")); err != nil {
+		t.Errorf("a link to the user's own directory: %v", err)
+	}
+	if os.Geteuid() == 0 {
+		other := mk("other", 0o755)
+		if err := os.Chown(other, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+		if err := safeParent(other); err == nil || !strings.Contains(err.Error(), "another user") {
+			t.Errorf("another user's directory: %v", err)
+		}
+	}
+}
