@@ -55,6 +55,14 @@ type spec struct {
 	Dir    string  `json:"dir"`    // working directory inside the sandbox
 	Mounts []Mount `json:"mounts"`
 	Probe  bool    `json:"probe,omitempty"` // set up, check Dir, exit
+	// The mount namespace of the process that asked: the setup refuses to
+	// mount anything in it (a stray `smelt __smelt_sandbox` run by hand).
+	CallerNS string `json:"caller_ns"`
+}
+
+func mountNS() string {
+	ns, _ := os.Readlink("/proc/self/ns/mnt")
+	return ns
 }
 
 func init() {
@@ -80,7 +88,7 @@ func wrap(cmd *exec.Cmd, parent, dir string, mounts []Mount) error {
 	if err != nil {
 		return fmt.Errorf("sandbox: find smelt's own binary: %w", err)
 	}
-	b, err := json.Marshal(spec{Parent: parent, Dir: dir, Mounts: mounts})
+	b, err := json.Marshal(spec{Parent: parent, Dir: dir, Mounts: mounts, CallerNS: mountNS()})
 	if err != nil {
 		return err
 	}
@@ -136,7 +144,7 @@ func probe() error {
 	if err != nil {
 		return err
 	}
-	b, _ := json.Marshal(spec{Parent: Parent, Dir: Root + "/probe", Mounts: []Mount{{Source: dir, Target: Root + "/probe"}}, Probe: true})
+	b, _ := json.Marshal(spec{Parent: Parent, Dir: Root + "/probe", Mounts: []Mount{{Source: dir, Target: Root + "/probe"}}, Probe: true, CallerNS: mountNS()})
 	cmd := exec.Command(self, childArg, string(b))
 	attrs(cmd)
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -184,6 +192,9 @@ func child(specJSON string, argv []string) error {
 	var s spec
 	if err := json.Unmarshal([]byte(specJSON), &s); err != nil {
 		return fmt.Errorf("read the spec: %w", err)
+	}
+	if ns := mountNS(); ns == "" || s.CallerNS == "" || ns == s.CallerNS {
+		return fmt.Errorf("not in a mount namespace of its own: nothing mounted")
 	}
 	// Nothing mounted here may propagate back to the parent namespace.
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {

@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -165,5 +166,26 @@ func TestSafeParent(t *testing.T) {
 		if err := safeParent(other); err == nil || !strings.Contains(err.Error(), "another user") {
 			t.Errorf("another user's directory: %v", err)
 		}
+	}
+}
+
+// The setup run without a namespace of its own (by hand, or by a caller
+// that forgot attrs) mounts nothing.
+func TestChildRefusesCallerNamespace(t *testing.T) {
+	dir := t.TempDir()
+	b, err := json.Marshal(spec{Parent: dir, Dir: dir, Probe: true, CallerNS: mountNS()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(self, childArg, string(b)).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "not in a mount namespace of its own") {
+		t.Errorf("the setup ran in its caller's namespace: %v: %s", err, out)
+	}
+	if data, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(data), " "+dir+" ") {
+		t.Errorf("%s is a mount point now", dir)
 	}
 }
