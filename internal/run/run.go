@@ -18,6 +18,7 @@ import (
 
 	"smelt/internal/config"
 	"smelt/internal/plan"
+	"smelt/internal/sandbox"
 	"smelt/internal/source"
 	"smelt/internal/store"
 )
@@ -162,6 +163,9 @@ func prepare(ctx context.Context, root string, cfg *config.Config, names []strin
 	if err != nil {
 		return nil, nil, err
 	}
+	// Whether steps run in a sandbox enters every key: find out while
+	// the project is read.
+	go sandbox.Available()
 	nodes, err := g.Select(names)
 	if err != nil {
 		return nil, nil, err
@@ -254,6 +258,7 @@ func (e *engine) inputs(ctx context.Context, n *plan.Node, src source.Tree, pare
 		in["tools"] = id
 	}
 	in["cargo-config"] = e.p.cargoConfig
+	in["paths"] = e.pathsID(n)
 	if plan.UsesDependencies(n.Step.Kind) {
 		id, err := e.p.vendorID()
 		if err != nil {

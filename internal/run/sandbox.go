@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"smelt/internal/plan"
 	"smelt/internal/sandbox"
 )
 
@@ -101,6 +102,18 @@ func (e *engine) sandboxed() bool {
 		}
 	})
 	return e.sandbox
+}
+
+// pathsID names where a step's commands see its directories, which cargo
+// and rustc record in its artifacts: the sandbox's fixed paths, the same
+// everywhere, or without a sandbox the store's own. A result built at
+// other paths is then not taken for this step's: for cargo, every
+// dependency in it would be stale (it fingerprints them by path).
+func (e *engine) pathsID(n *plan.Node) string {
+	if e.sandboxed() {
+		return "sandbox " + sandbox.Root
+	}
+	return "store " + filepath.Join(e.p.st.Dir, "work", e.p.id, n.Name())
 }
 
 // warn passes one warning to the observer, if it takes warnings.
