@@ -83,11 +83,11 @@ func Wrap(cmd *exec.Cmd, dir string, mounts []Mount) error {
 	return wrap(cmd, Parent, dir, mounts)
 }
 
+// self is the running binary, even if its file was replaced or removed
+// since it started (a rebuild, `go run`'s temporary binary).
+const self = "/proc/self/exe"
+
 func wrap(cmd *exec.Cmd, parent, dir string, mounts []Mount) error {
-	self, err := os.Executable()
-	if err != nil {
-		return fmt.Errorf("sandbox: find smelt's own binary: %w", err)
-	}
 	b, err := json.Marshal(spec{Parent: parent, Dir: dir, Mounts: mounts, CallerNS: mountNS()})
 	if err != nil {
 		return err
@@ -140,10 +140,6 @@ func probe() error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
 	b, _ := json.Marshal(spec{Parent: Parent, Dir: Root + "/probe", Mounts: []Mount{{Source: dir, Target: Root + "/probe"}}, Probe: true, CallerNS: mountNS()})
 	cmd := exec.Command(self, childArg, string(b))
 	attrs(cmd)
