@@ -9,27 +9,27 @@ import (
 	"testing"
 )
 
-// stepKeys reads, from a store's results, the key of each step's latest
-// result.
+// stepKeys reads the key of each step's last run (of the one project a
+// store has seen), from the state smelt keeps to explain the next run.
 func stepKeys(t *testing.T, store string) map[string]string {
 	t.Helper()
-	files, err := filepath.Glob(filepath.Join(store, "results", "*", "*.json"))
+	files, err := filepath.Glob(filepath.Join(store, "state", "projects", "*", "*.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys, created := map[string]string{}, map[string]string{}
+	keys := map[string]string{}
 	for _, f := range files {
-		var r struct {
-			Key     string `json:"key"`
-			Step    string `json:"step"`
-			Created string `json:"created"`
+		var st struct {
+			Key string `json:"key"`
 		}
-		if err := json.Unmarshal([]byte(readAbs(t, f)), &r); err != nil {
+		if err := json.Unmarshal([]byte(readAbs(t, f)), &st); err != nil || st.Key == "" {
 			t.Fatalf("%s: %v", f, err)
 		}
-		if r.Created > created[r.Step] {
-			keys[r.Step], created[r.Step] = r.Key, r.Created
+		step := strings.TrimSuffix(filepath.Base(f), ".json")
+		if _, dup := keys[step]; dup {
+			t.Fatalf("store %s has seen more than one project", store)
 		}
+		keys[step] = st.Key
 	}
 	return keys
 }
@@ -96,8 +96,9 @@ func portableResults(t *testing.T, profile string) {
 }
 
 // A store that built the project, then a few edits, each checked (every
-// step warm-started from its own older target/), against an empty store
-// that builds the last state cold: every step key agrees. A result must
+// step warm-started from its own older target/), one of them adding a
+// dependency that a later one removes, against an empty store that builds
+// the last state cold: every step key agrees. A result must
 // not carry its local history into the keys after it, or a developer's
 // laptop and CI never share a key past the first step.
 func TestWarmAgreesWithCold(t *testing.T) {
@@ -105,11 +106,20 @@ func TestWarmAgreesWithCold(t *testing.T) {
 	noSandbox(t, warm.mustSmelt("check"))
 	warm.replace("src/main.rs", "double(21)", "double(22)")
 	warm.mustSmelt("check")
+	// A dependency for a while: the warm starts keep its units.
+	warm.replace("Cargo.toml", "itoa = \"1\"\n", "itoa = \"1\"\nfnv = \"1\"\n")
+	warm.replace("src/main.rs", "fn main() {\n", "fn main() {\n    let _ = fnv::FnvHashMap::<u8, u8>::default();\n")
+	warm.updateLock()
+	warm.mustSmelt("check")
+	warm.replace("Cargo.toml", "fnv = \"1\"\n", "")
+	warm.replace("src/main.rs", "    let _ = fnv::FnvHashMap::<u8, u8>::default();\n", "")
+	warm.updateLock()
 	warm.replace("src/main.rs", "n * 2", "n + n")
-	warm.write("src/main.rs", warm.read("src/main.rs")+"\n// an edit\n")
 	warm.mustSmelt("check")
 	cold := newProject(t, "sequential")
-	cold.write("src/main.rs", warm.read("src/main.rs"))
+	for _, f := range []string{"src/main.rs", "Cargo.toml", "Cargo.lock"} {
+		cold.write(f, warm.read(f))
+	}
 	cold.mustSmelt("check")
 	kw, kc := stepKeys(t, warm.store), stepKeys(t, cold.store)
 	agree := 0

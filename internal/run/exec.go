@@ -24,6 +24,7 @@ import (
 	"smelt/internal/skeleton"
 	"smelt/internal/source"
 	"smelt/internal/store"
+	"smelt/internal/vendor"
 )
 
 // stepRun is one execution of a step: its directories and what its
@@ -235,7 +236,7 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 		res.Artifacts, res.ArtifactsID, res.MaxMTime = id, artifactsID(t), t.MaxMTime()
 		if s.Kind != "command" {
 			// A user's command may have written anything into target/.
-			res.DepsID = artifactsID(dependencyPart(t, locals))
+			res.DepsID = depsID(t, locals, src)
 		}
 		sr.phase("snapshot")
 	}
@@ -277,6 +278,27 @@ func artifactsID(t store.Tree) string {
 		}
 	}
 	return t.ContentID()
+}
+
+// depsID is the content identity of the dependencies' part of a target/
+// (see inputs), less the units of packages that the lock file no longer
+// names: a warm start keeps them (cargo never deletes a unit), and no build
+// of this lock file can use them, so a store that once had a dependency
+// must not key differently from one that never had it.
+func depsID(t store.Tree, locals []string, src source.Tree) string {
+	drop := locals
+	if lock, ok := src.Get("Cargo.lock"); ok {
+		if names, err := vendor.PackageNames(lock.Data); err == nil {
+			seen := map[string]bool{}
+			for p := range t {
+				if name := cargo.UnitPackage(p); name != "" && !names[name] && !seen[name] {
+					seen[name] = true
+					drop = append(slices.Clip(drop), name)
+				}
+			}
+		}
+	}
+	return artifactsID(dependencyPart(t, drop))
 }
 
 // warmups leaves out the deps step's skeleton warm-ups (cmds) that another
