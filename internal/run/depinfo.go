@@ -16,6 +16,9 @@ import (
 // writes them in hash-map order, so two builds of the same unit gave
 // other bytes, and the steps after them other keys.
 func sortDepInfo(target string, since time.Time) error {
+	// File times come from a coarser clock than time.Now: a file written
+	// just after since may look older. Sorting one again costs a read.
+	since = since.Add(-time.Second)
 	var files []string
 	for _, pattern := range []string{"*/.fingerprint/*/dep-*", "*/*/.fingerprint/*/dep-*"} {
 		m, err := filepath.Glob(filepath.Join(target, pattern))

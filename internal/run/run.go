@@ -258,7 +258,7 @@ func (e *engine) inputs(ctx context.Context, n *plan.Node, src source.Tree, pare
 		in["tools"] = id
 	}
 	in["cargo-config"] = e.p.cargoConfig
-	in["paths"] = e.pathsID(n)
+	in["paths"] = e.pathsID()
 	if plan.UsesDependencies(n.Step.Kind) {
 		id, err := e.p.vendorID()
 		if err != nil {

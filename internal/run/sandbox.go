@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"smelt/internal/plan"
 	"smelt/internal/sandbox"
 )
 
@@ -104,16 +103,18 @@ func (e *engine) sandboxed() bool {
 	return e.sandbox
 }
 
-// pathsID names where a step's commands see its directories, which cargo
-// and rustc record in its artifacts: the sandbox's fixed paths, the same
-// everywhere, or without a sandbox the store's own. A result built at
-// other paths is then not taken for this step's: for cargo, every
-// dependency in it would be stale (it fingerprints them by path).
-func (e *engine) pathsID(n *plan.Node) string {
+// pathsID names where a step's commands see the vendored crates, which
+// cargo fingerprints by their absolute path: the sandbox's fixed path, the
+// same everywhere, or without a sandbox the store's own. A result built at
+// another path is then not taken for this step's: for cargo every
+// dependency in it would be stale, and the steps after it would rebuild
+// them all on every run. (Cargo relocates the workspace and target/ by
+// itself.)
+func (e *engine) pathsID() string {
 	if e.sandboxed() {
 		return "sandbox " + sandbox.Root
 	}
-	return "store " + filepath.Join(e.p.st.Dir, "work", e.p.id, n.Name())
+	return "store " + e.p.st.Dir
 }
 
 // warn passes one warning to the observer, if it takes warnings.
