@@ -554,7 +554,7 @@ func (p *parser) outputs(cfg *Config, out *rawOutputs) {
 	if out.Default != nil {
 		// An explicit "" means "no default output", so it is not checked.
 		cfg.Default = *out.Default
-		if cfg.Default != "" && cfg.Steps[cfg.Default] == nil {
+		if cfg.Default != "" && !cfg.isOutput(cfg.Default) {
 			p.add(p.ix.line("outputs", "default"), p.stepFix(cfg.Default, cfg.Order),
 				"[outputs] default names unknown step %q", cfg.Default)
 		}
@@ -569,7 +569,7 @@ func (p *parser) outputs(cfg *Config, out *rawOutputs) {
 	if out.Checks != nil {
 		cfg.Checks = cloneList(out.Checks)
 		for _, c := range cfg.Checks {
-			if cfg.Steps[c] == nil {
+			if !cfg.isOutput(c) {
 				p.add(p.ix.line("outputs", "checks"), p.stepFix(c, cfg.Order), "[outputs] checks names unknown step %q", c)
 				break
 			}
@@ -577,6 +577,21 @@ func (p *parser) outputs(cfg *Config, out *rawOutputs) {
 	} else {
 		cfg.Checks = slices.Clone(cfg.Order)
 	}
+}
+
+// MemberSep joins a package step's name and a workspace member's: the step
+// that builds that member's binaries alone (`cargo build -p MEMBER`), which
+// [outputs] may name ("package:app").
+const MemberSep = ":"
+
+// isOutput reports whether [outputs] may name name: a step, or a package
+// step's build of one member (which member cargo checks).
+func (c *Config) isOutput(name string) bool {
+	if c.Steps[name] != nil {
+		return true
+	}
+	base, member, ok := strings.Cut(name, MemberSep)
+	return ok && member != "" && c.Steps[base] != nil && c.Steps[base].Kind == "package"
 }
 
 // stepFix suggests a close step name, or lists them all.
