@@ -157,7 +157,7 @@ func (p *Printer) drawStatus() {
 	width := p.width()
 	var b strings.Builder
 	for i, name := range p.order {
-		line := fmt.Sprintf("  ▸ %-12s %s", name, describe(p.running[name], now, "  "))
+		line := fmt.Sprintf("  … %-12s %s", name, describe(p.running[name], now, "  "))
 		if i == maxStatus-1 && len(p.order) > maxStatus {
 			line = fmt.Sprintf("  … and %d more", len(p.order)-i)
 		}
