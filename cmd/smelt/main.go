@@ -265,14 +265,14 @@ func build(ctx context.Context, o options, pos []string) (int, error) {
 		return 1, err
 	}
 	stepName, member := cfg.Default, ""
-	if _, m, ok := strings.Cut(stepName, config.MemberSep); ok {
-		member = m // [outputs] default = "package:app"
+	if _, m, ok := config.SplitMember(stepName); ok && cfg.Steps[stepName] == nil {
+		member = m // [outputs] default = "package.app"
 	}
 	if len(pos) == 1 {
 		if names, err := cfg.Resolve(pos[0]); err == nil {
 			stepName, member = names[0], "" // under a matrix, a base name means its first row
-		} else if _, m, ok := strings.Cut(pos[0], config.MemberSep); ok {
-			stepName, member = pos[0], m // package:app
+		} else if _, m, ok := config.SplitMember(pos[0]); ok {
+			stepName, member = pos[0], m // package.app
 		} else {
 			member = pos[0]
 			// Check the name before building anything.
@@ -295,7 +295,10 @@ func build(ctx context.Context, o options, pos []string) (int, error) {
 			}
 			// The member's binaries alone: a step of its own, with the
 			// default package step's settings and `-p MEMBER`.
-			base, _, _ := strings.Cut(cfg.Default, config.MemberSep)
+			base := cfg.Default
+			if b, _, ok := config.SplitMember(base); ok && cfg.Steps[base] == nil {
+				base = b
+			}
 			if def := cfg.Steps[base]; def == nil || def.Kind != "package" {
 				return 1, fmt.Errorf("smelt build %s builds a member with the default output's settings, but the default output (%q) is not a step of kind package: set [outputs] default to one", member, cfg.Default)
 			}
@@ -314,17 +317,16 @@ func build(ctx context.Context, o options, pos []string) (int, error) {
 		return 1, nil
 	}
 	res := r.Result
-	if res.Output == "" {
-		return 1, fmt.Errorf("step %s (kind %s) has no output to link", stepName, res.Kind)
-	}
 	var keep func(store.Entry) bool
 	if member != "" {
 		bins := run.BinsOf(res, member)
 		if len(bins) == 0 {
-			return 1, fmt.Errorf("workspace member %s has no binaries to link (members with binaries: %s)",
-				member, strings.Join(run.Packages(res), ", "))
+			return 1, fmt.Errorf("workspace member %s has no binaries to link (`cargo build -p %s` built none): name a member with a [[bin]] or src/main.rs", member, member)
 		}
 		keep = run.BinFilter(bins)
+	}
+	if res.Output == "" {
+		return 1, fmt.Errorf("step %s (kind %s) has no output to link", stepName, res.Kind)
 	}
 	dir, err := run.Materialize(st, res.Output, keep)
 	if err != nil {

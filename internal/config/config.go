@@ -581,8 +581,20 @@ func (p *parser) outputs(cfg *Config, out *rawOutputs) {
 
 // MemberSep joins a package step's name and a workspace member's: the step
 // that builds that member's binaries alone (`cargo build -p MEMBER`), which
-// [outputs] may name ("package:app").
-const MemberSep = ":"
+// [outputs] may name ("package.app"). Neither step nor package names hold
+// it, and it is safe in paths (a step's name names its directories: ":"
+// would split $LD_LIBRARY_PATH, which cargo sets to them).
+const MemberSep = "."
+
+// SplitMember parts STEP.MEMBER; a matrix row's name may hold a dot
+// (package@1.80.app), a package's never does.
+func SplitMember(name string) (step, member string, ok bool) {
+	i := strings.LastIndex(name, MemberSep)
+	if i <= 0 || i == len(name)-1 {
+		return "", "", false
+	}
+	return name[:i], name[i+1:], true
+}
 
 // isOutput reports whether [outputs] may name name: a step, or a package
 // step's build of one member (which member cargo checks).
@@ -590,8 +602,8 @@ func (c *Config) isOutput(name string) bool {
 	if c.Steps[name] != nil {
 		return true
 	}
-	base, member, ok := strings.Cut(name, MemberSep)
-	return ok && member != "" && c.Steps[base] != nil && c.Steps[base].Kind == "package"
+	base, _, ok := SplitMember(name)
+	return ok && c.Steps[base] != nil && c.Steps[base].Kind == "package"
 }
 
 // stepFix suggests a close step name, or lists them all.

@@ -150,7 +150,7 @@ const MemberSep = config.MemberSep
 // member (`cargo build -p MEMBER`) with the settings of package step step.
 func MemberStep(step, member string) string { return step + MemberSep + member }
 
-// Node returns the named step. A name STEP:MEMBER, STEP being a package
+// Node returns the named step. A name STEP.MEMBER, STEP being a package
 // step, is a step of its own added on first use: STEP's settings and
 // parent, with `-p MEMBER`, so it has a key of its own. It is nobody's
 // heir: a deps step's commands, and so its key, stay what the
@@ -159,9 +159,9 @@ func (g *Graph) Node(name string) (*Node, bool) {
 	if n, ok := g.Nodes[name]; ok {
 		return n, true
 	}
-	base, member, ok := strings.Cut(name, MemberSep)
+	base, member, ok := config.SplitMember(name)
 	b := g.Nodes[base]
-	if !ok || b == nil || b.Step.Kind != "package" || member == "" || strings.Contains(member, MemberSep) {
+	if !ok || b == nil || b.Step.Kind != "package" {
 		return nil, false
 	}
 	s := *b.Step

@@ -516,7 +516,7 @@ func TestMemberStep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := names(sel); !slices.Equal(got, []string{"deps", "package:app"}) {
+	if got := names(sel); !slices.Equal(got, []string{"deps", "package.app"}) {
 		t.Fatalf("selected %v", got)
 	}
 	m := sel[1]
@@ -534,7 +534,7 @@ func TestMemberStep(t *testing.T) {
 	if StepInputs(m).Key() == StepInputs(g.Nodes["package"]).Key() {
 		t.Error("the member step has the package step's key")
 	}
-	for _, bad := range []string{"deps:app", "package:", "nosuch:app", "package:a:b"} {
+	for _, bad := range []string{"deps.app", "package.", "nosuch.app", "package.a.b"} {
 		if _, err := g.Select([]string{bad}); err == nil {
 			t.Errorf("Select(%q) gave no error", bad)
 		}

@@ -87,20 +87,6 @@ func BinsOf(r *store.Result, pkg string) []string {
 	return out
 }
 
-// Packages lists the workspace packages that own binaries in r.
-func Packages(r *store.Result) []string {
-	seen := map[string]bool{}
-	var out []string
-	for _, owner := range r.Bins {
-		if !seen[owner] {
-			seen[owner] = true
-			out = append(out, owner)
-		}
-	}
-	sort.Strings(out)
-	return out
-}
-
 // BinFilter keeps only the named binaries of an output.
 func BinFilter(bins []string) func(store.Entry) bool {
 	want := map[string]bool{}
