@@ -128,8 +128,14 @@ type lineWriter struct {
 	buf []byte
 }
 
+// maxLine bounds what a lineWriter holds of a line without a newline.
+const maxLine = 1 << 20
+
 func (w *lineWriter) Write(b []byte) (int, error) {
 	w.buf = append(w.buf, b...)
+	if len(w.buf) > maxLine && bytes.IndexByte(w.buf, '\n') < 0 {
+		w.flush()
+	}
 	for {
 		i := bytes.IndexByte(w.buf, '\n')
 		if i < 0 {
