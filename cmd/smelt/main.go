@@ -275,34 +275,26 @@ func build(ctx context.Context, o options, pos []string) (int, error) {
 			stepName, member = pos[0], m // package.app
 		} else {
 			member = pos[0]
-			// Check the name before building anything.
-			root, err := run.FindRoot(o.dir)
-			if err != nil {
-				return 1, err
-			}
-			members, err := run.Members(root)
-			if err != nil {
-				return 1, err
-			}
-			if !slices.Contains(members, member) {
-				steps := sortedKeys(cfg.Steps)
-				hint := ""
-				if near := config.Nearest(member, append(steps, members...)); near != "" {
-					hint = fmt.Sprintf("; did you mean %s?", near)
-				}
-				return 1, fmt.Errorf("%s is neither a step (%s) nor a workspace member (%s)%s",
-					member, strings.Join(steps, ", "), strings.Join(members, ", "), hint)
-			}
 			// The member's binaries alone: a step of its own, with the
 			// default package step's settings and `-p MEMBER`.
 			base := cfg.Default
 			if b, _, ok := config.SplitMember(base); ok && cfg.Steps[base] == nil {
 				base = b
 			}
+			stepName = plan.MemberStep(base, member)
+			if err := isMember(o, cfg, member); err != nil {
+				return 1, err // a typo, most likely: said before the rest
+			}
 			if def := cfg.Steps[base]; def == nil || def.Kind != "package" {
 				return 1, fmt.Errorf("smelt build %s builds a member with the default output's settings, but the default output (%q) is not a step of kind package: set [outputs] default to one", member, cfg.Default)
 			}
-			stepName = plan.MemberStep(base, member)
+		}
+	}
+	if member != "" && (len(pos) == 0 || pos[0] != member) {
+		// package.MEMBER named, here or as [outputs] default: check the
+		// member before building anything.
+		if err := isMember(o, cfg, member); err != nil {
+			return 1, err
 		}
 	}
 	if stepName == "" {
@@ -341,6 +333,28 @@ func build(ctx context.Context, o options, pos []string) (int, error) {
 	}
 	say(o, map[string]any{"event": "result", "link": link, "path": dir}, "result: %s -> %s", link, dir)
 	return 0, nil
+}
+
+// isMember checks that name is a member of the project's workspace.
+func isMember(o options, cfg *config.Config, name string) error {
+	root, err := run.FindRoot(o.dir)
+	if err != nil {
+		return err
+	}
+	members, err := run.Members(root)
+	if err != nil {
+		return err
+	}
+	if slices.Contains(members, name) {
+		return nil
+	}
+	steps := sortedKeys(cfg.Steps)
+	hint := ""
+	if near := config.Nearest(name, append(steps, members...)); near != "" {
+		hint = fmt.Sprintf("; did you mean %s?", near)
+	}
+	return fmt.Errorf("%s is neither a step (%s) nor a workspace member (%s)%s",
+		name, strings.Join(steps, ", "), strings.Join(members, ", "), hint)
 }
 
 // restore builds a step if needed and writes its target/ into a directory.

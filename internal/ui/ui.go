@@ -131,7 +131,7 @@ func (p *Printer) Tick() {
 		s := p.running[name]
 		if now.Sub(s.said) >= PlainEvery {
 			s.said = now
-			fmt.Fprintf(p.w, "  … %-12s %s\n", name, describe(s, now, ", "))
+			fmt.Fprintf(p.w, "  … %-12s %s\n", name, describe(s, now, false))
 		}
 	}
 }
@@ -157,7 +157,7 @@ func (p *Printer) drawStatus() {
 	width := p.width()
 	var b strings.Builder
 	for i, name := range p.order {
-		line := fmt.Sprintf("  … %-12s %s", name, describe(p.running[name], now, "  "))
+		line := fmt.Sprintf("  … %-12s %s", name, describe(p.running[name], now, true))
 		if i == maxStatus-1 && len(p.order) > maxStatus {
 			line = fmt.Sprintf("  … and %d more", len(p.order)-i)
 		}
@@ -182,8 +182,13 @@ func cut(s string, n int) string {
 
 // describe says how a running step is doing: time spent, time left by
 // its last run's duration, units done of its last run's, the crate cargo
-// started last, tests passed.
-func describe(s *step, now time.Time, sep string) string {
+// started last, tests passed. live: for the status area (a bar), else for
+// a line of a log.
+func describe(s *step, now time.Time, live bool) string {
+	sep := ", "
+	if live {
+		sep = "  "
+	}
 	elapsed := now.Sub(s.start)
 	parts := []string{duration(elapsed)}
 	if last := time.Duration(s.prog.Last * float64(time.Second)); last > 0 {
@@ -195,8 +200,10 @@ func describe(s *step, now time.Time, sep string) string {
 	}
 	pr := s.prog
 	switch {
-	case pr.Total > 0:
+	case pr.Total > 0 && live:
 		parts = append(parts, fmt.Sprintf("%s %d/%d", bar(pr.Units, pr.Total), pr.Units, max(pr.Total, pr.Units)))
+	case pr.Total > 0:
+		parts = append(parts, fmt.Sprintf("%d/%d units", pr.Units, max(pr.Total, pr.Units)))
 	case pr.Units > 0:
 		parts = append(parts, fmt.Sprintf("%d units", pr.Units))
 	}

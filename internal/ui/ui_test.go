@@ -39,10 +39,10 @@ func TestPlainProgress(t *testing.T) {
 	}{
 		{time.Second, ""},
 		{8 * time.Second, ""},
-		{time.Second, "  … deps         10s, ~50s left, [======>             ] 12/40, itoa"},
+		{time.Second, "  … deps         10s, ~50s left, 12/40 units, itoa"},
 		{5 * time.Second, ""},
 		{4 * time.Second, ""},
-		{time.Second, "  … deps         20s, ~40s left, [======>             ] 12/40, itoa"},
+		{time.Second, "  … deps         20s, ~40s left, 12/40 units, itoa"},
 	} {
 		before := out.Len()
 		c.advance(step.after)
