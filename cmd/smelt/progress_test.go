@@ -114,6 +114,10 @@ func TestBuildMember(t *testing.T) {
 	if o.code == 0 || !strings.Contains(o.output, "workspace member greet has no binaries") {
 		t.Errorf("smelt build greet: exit %d\n%s", o.code, o.output)
 	}
+	o = p.smelt("build", "package.nosuch")
+	if o.code == 0 || !strings.Contains(o.output, "nosuch is neither a step") || strings.Contains(o.output, `"start"`) {
+		t.Errorf("smelt build package.nosuch: exit %d\n%s", o.code, o.output)
+	}
 	if _, err := os.Stat(p.dir + "/result/bin/app"); err != nil {
 		t.Errorf("result/bin/app gone after a failed build: %v", err)
 	}
