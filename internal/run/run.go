@@ -33,10 +33,13 @@ const (
 	Built
 	Failed
 	Skipped
+	// Pulled: taken from a remote cache (which is still to come; the
+	// summary counts it already).
+	Pulled
 )
 
 func (s Status) String() string {
-	return [...]string{"cached", "built", "failed", "skipped"}[s]
+	return [...]string{"cached", "built", "failed", "skipped", "pulled"}[s]
 }
 
 // StepReport is what happened to one step.
@@ -80,9 +83,15 @@ func (r *Report) Step(name string) *StepReport {
 	return nil
 }
 
-// Observer hears about steps as they start and end (the UI).
+// Observer hears about steps as they start, progress and end (the UI).
+// Its methods are called one at a time.
 type Observer interface {
 	Started(name, kind, reason string)
+	// Progress: what a running step has done so far, each time it changes.
+	Progress(name string, p Progress)
+	// Output: a line a running step's command printed (its log's lines,
+	// without cargo's JSON messages).
+	Output(name, line string)
 	Finished(r *StepReport)
 }
 
