@@ -40,6 +40,8 @@ Usage:
                              never writes in place but nothing else may write either)
   smelt init [--sequential]  write a commented smelt.toml (default pipeline, or the seed's chain)
   smelt gc [--older-than D]  drop results unused for D days (default 30) and all that only they need
+  smelt worker --engine grpc://HOST:PORT[/INSTANCE] --dir DIR
+                             run actions for a Remote Execution engine (BuildGrid) as one of its workers
 
 Flags (before or after the command):
   -C DIR        the project (default: the current directory)
@@ -68,6 +70,9 @@ func mainErr(args []string) int {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		fmt.Print(usage)
 		return 0
+	}
+	if args[0] == "worker" { // flags of its own
+		return workerMain(args[1:])
 	}
 	fl := flag.NewFlagSet("smelt", flag.ContinueOnError)
 	var o options
