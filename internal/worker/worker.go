@@ -123,7 +123,27 @@ func Run(ctx context.Context, o Options) error {
 		kv = append(kv, p.Key+"="+p.Value)
 	}
 	w.logf("bot %s on %s offers %s", id, o.Engine, strings.Join(kv, ", "))
+	go w.offer(ctx, repb.NewActionCacheClient(conn))
 	return w.loop(ctx)
+}
+
+// offer publishes the worker's offers now and every OfferRefresh.
+func (w *Worker) offer(ctx context.Context, ac repb.ActionCacheClient) {
+	warned := false
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := w.publish(cctx, ac)
+		cancel()
+		if err != nil && !warned && ctx.Err() == nil {
+			w.logf("warning: %v (clients cannot tell which properties this worker offers; it still takes leases)", err)
+			warned = true
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(OfferRefresh):
+		}
+	}
 }
 
 func (w *Worker) logf(format string, args ...any) {
@@ -229,7 +249,15 @@ func (w *Worker) serve(ctx context.Context, sess *rwpb.BotSession) error {
 			busy = busy || l.out == nil
 		}
 		if busy {
-			hb := time.NewTimer(w.o.Heartbeat)
+			// Well within the session's expiry, which the engine
+			// sets from its keepalive timeout.
+			every := w.o.Heartbeat
+			if exp := sess.GetExpireTime(); exp != nil {
+				if left := time.Until(exp.AsTime()) / 3; left > 100*time.Millisecond {
+					every = min(every, left)
+				}
+			}
+			hb := time.NewTimer(every)
 			for busy {
 				select {
 				case <-ctx.Done():
