@@ -337,7 +337,7 @@ func TestWorkersOnBuildGrid(t *testing.T) {
 	rand.Read(big)
 	in := []byte("hello worker\n")
 	a := spec{
-		args: []string{"sh", "-c", "tr a-z A-Z < data/in.txt > out/up.txt && mkdir -p tree/sub && cp big.bin tree/sub/big.copy && echo leaf > tree/leaf && echo to-stdout && echo to-stderr >&2"},
+		args:    []string{"sh", "-c", "tr a-z A-Z < data/in.txt > out/up.txt && mkdir -p tree/sub && cp big.bin tree/sub/big.copy && echo leaf > tree/leaf && echo to-stdout && echo to-stderr >&2"},
 		inputs:  map[string][]byte{"data/in.txt": in, "big.bin": big},
 		outputs: []string{"out/up.txt", "tree", "absent"},
 	}
