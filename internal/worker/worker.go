@@ -27,6 +27,7 @@ import (
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"golang.org/x/sys/unix"
 	"google.golang.org/genproto/googleapis/rpc/code"
+	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -233,12 +234,30 @@ func (w *Worker) create(ctx context.Context) (*rwpb.BotSession, error) {
 func (w *Worker) serve(ctx context.Context, sess *rwpb.BotSession) error {
 	leases := map[string]*lease{}
 	defer func() {
-		// The engine re-queues these when the next session opens.
 		for _, l := range leases {
 			l.cancel()
 			if l.out == nil {
 				<-l.done
 			}
+		}
+		if ctx.Err() == nil {
+			return // the engine re-queues them when the next session opens
+		}
+		// Stopping: hand the leases back at once (UNAVAILABLE is one
+		// of the codes BuildGrid retries on another bot), and take no
+		// new ones.
+		sess.Status = rwpb.BotStatus_BOT_TERMINATING
+		for _, pl := range sess.Leases {
+			if leases[pl.Id] != nil && pl.State == rwpb.LeaseState_ACTIVE {
+				pl.State = rwpb.LeaseState_COMPLETED
+				pl.Status = &spb.Status{Code: int32(code.Code_UNAVAILABLE), Message: "the worker was stopped"}
+				pl.Result = nil
+			}
+		}
+		uctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if _, err := w.bots.UpdateBotSession(uctx, &rwpb.UpdateBotSessionRequest{Name: sess.Name, BotSession: sess}); err != nil {
+			w.logf("warning: could not hand the leases back on stopping (%v); the engine re-queues them when the session expires", err)
 		}
 	}()
 	fails := 0
