@@ -68,6 +68,51 @@ func Bgd() string {
 	return ""
 }
 
+// makeVenv creates the venv as .ci/run does (Python 3.13 from pyenv, else
+// python3.13 on PATH; pip install buildgrid==0.9.1), under a lock so that
+// test packages running at once make it once; it returns bgd.
+func makeVenv(t testing.TB) string {
+	t.Helper()
+	install := "python3.13 -m venv " + Venv() + " && " + Venv() + "/bin/pip install buildgrid==0.9.1"
+	py := ""
+	if root, err := exec.Command("pyenv", "root").Output(); err == nil {
+		ms, _ := filepath.Glob(filepath.Join(strings.TrimSpace(string(root)), "versions", "3.13*", "bin", "python"))
+		if len(ms) > 0 {
+			py = ms[len(ms)-1]
+		}
+	}
+	if py == "" {
+		py, _ = exec.LookPath("python3.13")
+	}
+	if py == "" {
+		Missing(t, "BuildGrid 0.9.1 (and Python 3.13 to install it)", install)
+	}
+	if err := os.MkdirAll(filepath.Dir(Venv()), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	lock, err := os.OpenFile(Venv()+".lock", os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	bgd := filepath.Join(Venv(), "bin", "bgd")
+	if isExec(bgd) { // made while this test waited
+		return bgd
+	}
+	t.Logf("installing BuildGrid 0.9.1 into %s", Venv())
+	os.RemoveAll(Venv())
+	for _, c := range [][]string{{py, "-m", "venv", Venv()}, {filepath.Join(Venv(), "bin", "pip"), "install", "-q", "buildgrid==0.9.1"}} {
+		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
+			os.RemoveAll(Venv())
+			t.Fatalf("%s: %v\n%s\n(install it by hand: %s)", strings.Join(c, " "), err, out, install)
+		}
+	}
+	return bgd
+}
+
 func isExec(p string) bool {
 	info, err := os.Stat(p)
 	return err == nil && !info.IsDir() && info.Mode()&0o111 != 0
@@ -180,7 +225,7 @@ func BuildGrid(t testing.TB, o Options) Engine {
 	t.Helper()
 	bgd := Bgd()
 	if bgd == "" {
-		Missing(t, "BuildGrid 0.9.1", "python3.13 -m venv "+Venv()+" && "+Venv()+"/bin/pip install buildgrid==0.9.1")
+		bgd = makeVenv(t)
 	}
 	if o.QueueTimeout == 0 {
 		o.QueueTimeout = 30 * time.Minute
