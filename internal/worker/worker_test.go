@@ -167,9 +167,12 @@ type workerProc struct {
 	exited         chan struct{}
 }
 
-func startWorker(t *testing.T, bin, url, name string) *workerProc {
-	dir := filepath.Join(t.TempDir(), name)
-	w := &workerProc{name: name, dir: dir, log: dir + ".log", exited: make(chan struct{})}
+// startWorker runs a worker on dir ("": a new one).
+func startWorker(t *testing.T, bin, url, name, dir string) *workerProc {
+	if dir == "" {
+		dir = filepath.Join(t.TempDir(), name)
+	}
+	w := &workerProc{name: name, dir: dir, log: filepath.Join(t.TempDir(), name+".log"), exited: make(chan struct{})}
 	logf, err := os.Create(w.log)
 	if err != nil {
 		t.Fatal(err)
@@ -204,10 +207,11 @@ type run struct {
 	exit       int
 	fetched    int
 	inputs     int
+	status     string // "ok", or why the lease did not complete
 	args       string
 }
 
-var doneLine = regexp.MustCompile(`smelt worker: done action=(\S+) start=(\S+) end=(\S+) exit=(-?\d+) fetched=(\d+)/(\d+) .* args="(.*)"$`)
+var doneLine = regexp.MustCompile(`smelt worker: done action=(\S+) start=(\S+) end=(\S+) exit=(-?\d+) fetched=(\d+)/(\d+) .* status="(.*)" args="(.*)"$`)
 
 func (w *workerProc) runs(t *testing.T) []run {
 	b, err := os.ReadFile(w.log)
@@ -221,7 +225,7 @@ func (w *workerProc) runs(t *testing.T) []run {
 		if m == nil {
 			continue
 		}
-		r := run{worker: w.name, action: m[1], args: m[7]}
+		r := run{worker: w.name, action: m[1], status: m[7], args: m[8]}
 		r.start, _ = time.Parse(time.RFC3339Nano, m[2])
 		r.end, _ = time.Parse(time.RFC3339Nano, m[3])
 		r.exit, _ = strconv.Atoi(m[4])
@@ -237,13 +241,36 @@ func (w *workerProc) started(t *testing.T, action string) bool {
 	return bytes.Contains(b, []byte("start action="+action))
 }
 
+// find lists the completed runs of an action in the workers' logs.
 func find(t *testing.T, ws []*workerProc, d *repb.Digest) []run {
 	var out []run
 	for _, w := range ws {
 		for _, r := range w.runs(t) {
-			if r.action == reapi.Key(d) {
+			if r.action == reapi.Key(d) && r.status == "ok" {
 				out = append(out, r)
 			}
+		}
+	}
+	return out
+}
+
+// botLine is the bot id a worker's log names ("" before its session).
+func botLine(t *testing.T, w *workerProc) string {
+	b, _ := os.ReadFile(w.log)
+	m := regexp.MustCompile(`smelt worker: bot (\S+) on `).FindSubmatch(b)
+	if m == nil {
+		return ""
+	}
+	return string(m[1])
+}
+
+// cwdUnder lists the processes whose working directory is in dir.
+func cwdUnder(dir string) []string {
+	var out []string
+	cwds, _ := filepath.Glob("/proc/[0-9]*/cwd")
+	for _, p := range cwds {
+		if d, err := os.Readlink(p); err == nil && strings.HasPrefix(d, dir+"/") {
+			out = append(out, p+" -> "+d)
 		}
 	}
 	return out
@@ -271,6 +298,15 @@ func TestWorkersOnBuildGrid(t *testing.T) {
 		t.Skip("starts PostgreSQL, BuildGrid and two workers (not in -short)")
 	}
 	began := time.Now()
+	bin := filepath.Join(t.TempDir(), "smelt")
+	built := make(chan error, 1)
+	go func() { // while BuildGrid starts
+		out, err := exec.Command("go", "build", "-o", bin, "smelt/cmd/smelt").CombinedOutput()
+		if err != nil {
+			err = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+		built <- err
+	}()
 	const queueTimeout = 25 * time.Second
 	eng := testsrv.BuildGrid(t, testsrv.Options{
 		MatchKeys:        []string{worker.KeyRustc, worker.KeyTool},
@@ -287,11 +323,10 @@ func TestWorkersOnBuildGrid(t *testing.T) {
 			t.Logf("BuildGrid's log (end):\n%s", b)
 		}
 	})
-	bin := filepath.Join(t.TempDir(), "smelt")
-	if out, err := exec.Command("go", "build", "-o", bin, "smelt/cmd/smelt").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	if err := <-built; err != nil {
+		t.Fatal(err)
 	}
-	ws := []*workerProc{startWorker(t, bin, eng.URL, "w1"), startWorker(t, bin, eng.URL, "w2")}
+	ws := []*workerProc{startWorker(t, bin, eng.URL, "w1", ""), startWorker(t, bin, eng.URL, "w2", "")}
 	c := newClient(t, eng.URL)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -446,7 +481,7 @@ func TestWorkersOnBuildGrid(t *testing.T) {
 
 	// (c) A worker SIGKILLed mid-action: the engine re-leases the action
 	// to the other worker once the dead one's session expires.
-	cDigest := c.upload(t, spec{args: []string{"sh", "-c", "sleep 3; echo survived > out.txt"}, outputs: []string{"out.txt"}})
+	cDigest := c.upload(t, spec{args: []string{"sh", "-c", "sleep 5; echo survived > out.txt"}, outputs: []string{"out.txt"}})
 	var cResp *repb.ExecuteResponse
 	var cErr error
 	wg.Go(func() { cResp, cErr = c.execute(ctx, cDigest) })
@@ -464,6 +499,14 @@ func TestWorkersOnBuildGrid(t *testing.T) {
 	killed := time.Now()
 	victim.cmd.Process.Kill()
 	<-victim.exited
+	// Nothing of the killed worker's action outlives it (the action
+	// would sleep 4 s more).
+	for deadline := time.Now().Add(time.Second); len(cwdUnder(victim.dir)) > 0; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Errorf("(c) processes of the killed worker's action still run: %v", cwdUnder(victim.dir))
+			break
+		}
+	}
 	wg.Wait()
 	if cErr != nil {
 		t.Fatalf("(c) after %s was killed: %v", victim.name, cErr)
@@ -477,6 +520,51 @@ func TestWorkersOnBuildGrid(t *testing.T) {
 	} else {
 		t.Logf("(c) %s killed; the action completed on %s %s later", victim.name, rc[0].worker, rc[0].end.Sub(killed).Round(time.Millisecond))
 	}
+
+	// (e) The killed worker, restarted on its directory, is the same bot
+	// and takes work again; stopped (SIGTERM) mid-action, it hands the
+	// lease back at once: the other worker starts it well before the
+	// stopped one's session would have expired.
+	firstID := botLine(t, victim)
+	restarted := startWorker(t, bin, eng.URL, victim.name, victim.dir)
+	for i, w := range ws {
+		if w == victim {
+			ws[i] = restarted
+		}
+	}
+	waitFor(t, "(e) the restarted worker opens its session", 30*time.Second, func() bool { return botLine(t, restarted) != "" })
+	if id := botLine(t, restarted); id != firstID {
+		t.Errorf("(e) bot id %q after the restart, was %q", id, firstID)
+	}
+	eDigest := c.upload(t, spec{args: []string{"sh", "-c", "sleep 3; echo handed-back"}})
+	var eErr error
+	wg.Go(func() { _, eErr = c.execute(ctx, eDigest) })
+	var stopped *workerProc
+	waitFor(t, "(e) the action starts on a worker", 30*time.Second, func() bool {
+		for _, w := range ws {
+			if w.started(t, reapi.Key(eDigest)) {
+				stopped = w
+				return true
+			}
+		}
+		return false
+	})
+	time.Sleep(300 * time.Millisecond)
+	stopAt := time.Now()
+	stopped.cmd.Process.Signal(syscall.SIGTERM)
+	<-stopped.exited
+	wg.Wait()
+	if eErr != nil {
+		t.Fatalf("(e) after %s was stopped: %v", stopped.name, eErr)
+	}
+	re := find(t, ws, eDigest)
+	if len(re) != 1 || re[0].worker == stopped.name {
+		t.Fatalf("(e) runs %+v, want one on the worker not stopped (%s was)", re, stopped.name)
+	}
+	if d := re[0].start.Sub(stopAt); d > 4*time.Second {
+		t.Errorf("(e) the other worker started the action %s after the stop: not handed back, expired", d)
+	}
+	t.Logf("(e) %s stopped; %s started the action %s later", stopped.name, re[0].worker, re[0].start.Sub(stopAt).Round(time.Millisecond))
 
 	dWG.Wait()
 	if status.Code(dErr) != codes.Unavailable || dTook < queueTimeout-time.Second {
