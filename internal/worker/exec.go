@@ -92,14 +92,10 @@ func (w *Worker) execute(ctx context.Context, action *repb.Action, dir string, s
 		if !within(root, p) {
 			return failed(code.Code_INVALID_ARGUMENT, "output path %q leaves the input root", o)
 		}
-		// The worker creates the outputs' parents (REAPI).
+		// The worker creates the outputs' parents, not the outputs
+		// themselves (REAPI).
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			return failed(code.Code_INTERNAL, "%v", err)
-		}
-	}
-	for _, o := range cmd.OutputDirectories {
-		if len(cmd.OutputPaths) == 0 {
-			os.MkdirAll(filepath.Join(wd, filepath.FromSlash(o)), 0o755)
 		}
 	}
 

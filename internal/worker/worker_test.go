@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"cloud.google.com/go/longrunning/autogen/longrunningpb"
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -478,6 +479,39 @@ func TestWorkersOnBuildGrid(t *testing.T) {
 		t.Errorf("(b) the two 2 s actions overlapped %s: %+v %+v", overlap, r0[0], r1[0])
 	}
 	t.Logf("(b) %s and %s overlapped %s", r0[0].worker, r1[0].worker, overlap.Round(time.Millisecond))
+
+	// (f) An operation cancelled by its client: the engine drops the
+	// lease, and the worker stops the action's processes.
+	fDigest := c.upload(t, spec{args: []string{"sh", "-c", "sleep 60 & sleep 60"}})
+	stream, err := c.exec.Execute(ctx, &repb.ExecuteRequest{ActionDigest: fDigest, SkipCacheLookup: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	op, err := stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fWorker *workerProc
+	waitFor(t, "(f) the action starts on a worker", 30*time.Second, func() bool {
+		for _, w := range ws {
+			if w.started(t, reapi.Key(fDigest)) {
+				fWorker = w
+				return true
+			}
+		}
+		return false
+	})
+	waitFor(t, "(f) the action's processes run", 10*time.Second, func() bool { return len(cwdUnder(fWorker.dir)) >= 2 })
+	cancelAt := time.Now()
+	if _, err := longrunningpb.NewOperationsClient(c.conn).CancelOperation(ctx, &longrunningpb.CancelOperationRequest{Name: op.Name}); err != nil {
+		t.Fatalf("(f) cancel %s: %v", op.Name, err)
+	}
+	waitFor(t, "(f) the worker stops the cancelled action's processes", 15*time.Second, func() bool { return len(cwdUnder(fWorker.dir)) == 0 })
+	t.Logf("(f) cancelled; %s stopped the action %s later", fWorker.name, time.Since(cancelAt).Round(time.Millisecond))
+	waitFor(t, "(f) the worker logs the cancellation", 5*time.Second, func() bool {
+		b, _ := os.ReadFile(fWorker.log)
+		return bytes.Contains(b, []byte("cancelled by the engine"))
+	})
 
 	// (c) A worker SIGKILLed mid-action: the engine re-leases the action
 	// to the other worker once the dead one's session expires.
