@@ -233,11 +233,14 @@ func BuildGrid(t testing.TB, o Options) Engine {
 	if o.KeepaliveTimeout == 0 {
 		o.KeepaliveTimeout = 60 * time.Second
 	}
+	start := time.Now()
 	db := Postgres(t)
+	pgUp := time.Since(start)
 	dir := t.TempDir()
 	if out, err := exec.Command(bgd, "migrate", "apply", db).CombinedOutput(); err != nil {
 		t.Fatalf("bgd migrate apply: %v\n%s", err, out)
 	}
+	migrated := time.Since(start)
 	addr := fmt.Sprintf("127.0.0.1:%d", FreePort(t))
 	keys := "[" + strings.Join(o.MatchKeys, ", ") + "]"
 	conf := strings.NewReplacer(
@@ -252,6 +255,8 @@ func BuildGrid(t testing.TB, o Options) Engine {
 	}
 	log := filepath.Join(dir, "bgd.log")
 	serve(t, exec.Command(bgd, "server", "start", confPath), addr, log, 90*time.Second)
+	t.Logf("BuildGrid on %s: PostgreSQL up after %s, tables after %s, serving after %s",
+		addr, pgUp.Round(time.Millisecond), migrated.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 	e := Engine{Addr: addr, URL: "grpc://" + addr, Log: log}
 	if o.Instance != "" {
 		e.URL += "/" + o.Instance

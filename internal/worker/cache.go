@@ -162,14 +162,31 @@ func files(dirs map[string]*repb.Directory) []*repb.Digest {
 	return out
 }
 
+// LinkProperty marks an input file (a NodeProperty of its FileNode, any
+// value) that the action replaces but never rewrites in place, such as a
+// crate rustc compiled (smelt's cargo.Replaced rule): the worker hard-links
+// it from its cache instead of copying it.
+const LinkProperty = "smelt-link"
+
+func linkable(f *repb.FileNode) bool {
+	for _, p := range f.GetNodeProperties().GetProperties() {
+		if p.Name == LinkProperty {
+			return true
+		}
+	}
+	return false
+}
+
 // materialise writes the tree under dst: files copied from the cache (an
-// action may rewrite its inputs, which must not change the cache), with
-// their executable bit and, where the client set it, their mtime.
+// action may rewrite its inputs, which must not change the cache) or,
+// when marked with LinkProperty, hard-linked; with their executable bit
+// and, where the client set it, their mtime.
 func (c *cache) materialise(dst string, dirs map[string]*repb.Directory, root *repb.Digest) error {
 	type job struct {
 		src, dst string
 		mode     os.FileMode
 		mtime    time.Time
+		link     bool
 	}
 	var jobs []job
 	var walk func(dir string, d *repb.Digest) error
@@ -185,7 +202,7 @@ func (c *cache) materialise(dst string, dirs map[string]*repb.Directory, root *r
 			if !local(f.Name) {
 				return fmt.Errorf("input file name %q is not a plain name", f.Name)
 			}
-			j := job{src: c.path(f.Digest), dst: filepath.Join(dir, f.Name), mode: 0o644}
+			j := job{src: c.path(f.Digest), dst: filepath.Join(dir, f.Name), mode: 0o644, link: linkable(f)}
 			if f.IsExecutable {
 				j.mode = 0o755
 			}
@@ -225,7 +242,10 @@ func (c *cache) materialise(dst string, dirs map[string]*repb.Directory, root *r
 	for range 4 {
 		wg.Go(func() {
 			for j := range next {
-				err := copyFile(j.src, j.dst, j.mode)
+				var err error
+				if !j.link || os.Link(j.src, j.dst) != nil || os.Chmod(j.dst, j.mode) != nil {
+					err = copyFile(j.src, j.dst, j.mode)
+				}
 				if err == nil && !j.mtime.IsZero() {
 					err = os.Chtimes(j.dst, j.mtime, j.mtime)
 				}

@@ -131,6 +131,31 @@ func TestCollectMaterialise(t *testing.T) {
 	if target, err := os.Readlink(filepath.Join(dst, "link")); err != nil || target != "a.txt" {
 		t.Errorf("link: %q %v", target, err)
 	}
+	// A file marked linkable is the cache's object itself.
+	run := tree.Children[0] // bin
+	if run.Files[0].Name != "run" {
+		t.Fatalf("child 0 %v", run)
+	}
+	run.Files[0].NodeProperties = &repb.NodeProperties{Properties: []*repb.NodeProperty{{Name: LinkProperty}}}
+	_, runDigest, _ := reapi.Marshal(run)
+	dirs[reapi.Key(runDigest)] = run
+	tree.Root.Directories[0].Digest = runDigest
+	_, rootDigest, _ = reapi.Marshal(tree.Root)
+	dirs[reapi.Key(rootDigest)] = tree.Root
+	dst2 := filepath.Join(t.TempDir(), "root")
+	if err := c.materialise(dst2, dirs, rootDigest); err != nil {
+		t.Fatal(err)
+	}
+	linked, _ := os.Stat(filepath.Join(dst2, "bin", "run"))
+	object, _ := os.Stat(c.path(reapi.Digest([]byte("#!/bin/sh\n"))))
+	copied, _ := os.Stat(filepath.Join(dst2, "a.txt"))
+	if !os.SameFile(linked, object) || linked.Mode().Perm() != 0o755 {
+		t.Errorf("bin/run (linkable): not the cache's object, or mode %v", linked.Mode())
+	}
+	if os.SameFile(copied, object) || os.SameFile(copied, func() os.FileInfo { i, _ := os.Stat(c.path(reapi.Digest([]byte("a")))); return i }()) {
+		t.Errorf("a.txt (not linkable) is a link to the cache")
+	}
+
 	// An action that rewrites an input leaves the cache as it was.
 	os.WriteFile(filepath.Join(dst, "x", "same.txt"), []byte("changed"), 0o644)
 	if b, _ := os.ReadFile(c.path(reapi.Digest([]byte("same")))); string(b) != "same" {
