@@ -135,30 +135,7 @@ func (c *client) upload(t *testing.T, s spec) *repb.Digest {
 
 // execute runs an uploaded action to its end.
 func (c *client) execute(ctx context.Context, d *repb.Digest) (*repb.ExecuteResponse, error) {
-	stream, err := c.exec.Execute(ctx, &repb.ExecuteRequest{ActionDigest: d, SkipCacheLookup: true})
-	if err != nil {
-		return nil, err
-	}
-	for {
-		op, err := stream.Recv()
-		if err != nil {
-			return nil, err
-		}
-		if !op.Done {
-			continue
-		}
-		if e := op.GetError(); e != nil {
-			return nil, status.FromProto(e).Err()
-		}
-		resp := &repb.ExecuteResponse{}
-		if err := op.GetResponse().UnmarshalTo(resp); err != nil {
-			return nil, err
-		}
-		if s := resp.Status; s != nil && s.Code != 0 {
-			return resp, status.FromProto(s).Err()
-		}
-		return resp, nil
-	}
+	return reapi.Execute(ctx, c.conn, "", d, true, nil)
 }
 
 // workerProc is one `smelt worker` process.
@@ -483,14 +460,8 @@ func TestWorkersOnBuildGrid(t *testing.T) {
 	// (f) An operation cancelled by its client: the engine drops the
 	// lease, and the worker stops the action's processes.
 	fDigest := c.upload(t, spec{args: []string{"sh", "-c", "sleep 60 & sleep 60"}})
-	stream, err := c.exec.Execute(ctx, &repb.ExecuteRequest{ActionDigest: fDigest, SkipCacheLookup: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	op, err := stream.Recv()
-	if err != nil {
-		t.Fatal(err)
-	}
+	opName := make(chan string, 1)
+	go reapi.Execute(ctx, c.conn, "", fDigest, true, func(name string) { opName <- name })
 	var fWorker *workerProc
 	waitFor(t, "(f) the action starts on a worker", 30*time.Second, func() bool {
 		for _, w := range ws {
@@ -502,9 +473,10 @@ func TestWorkersOnBuildGrid(t *testing.T) {
 		return false
 	})
 	waitFor(t, "(f) the action's processes run", 10*time.Second, func() bool { return len(cwdUnder(fWorker.dir)) >= 2 })
+	name := <-opName
 	cancelAt := time.Now()
-	if _, err := longrunningpb.NewOperationsClient(c.conn).CancelOperation(ctx, &longrunningpb.CancelOperationRequest{Name: op.Name}); err != nil {
-		t.Fatalf("(f) cancel %s: %v", op.Name, err)
+	if _, err := longrunningpb.NewOperationsClient(c.conn).CancelOperation(ctx, &longrunningpb.CancelOperationRequest{Name: name}); err != nil {
+		t.Fatalf("(f) cancel %s: %v", name, err)
 	}
 	waitFor(t, "(f) the worker stops the cancelled action's processes", 15*time.Second, func() bool { return len(cwdUnder(fWorker.dir)) == 0 })
 	t.Logf("(f) cancelled; %s stopped the action %s later", fWorker.name, time.Since(cancelAt).Round(time.Millisecond))
