@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -411,6 +412,10 @@ kind = "package"
 artifacts = "deps"
 `)
 	w.run(cfg, "crate")
+	// An edit of greet first, so that the deps step's seed (the first
+	// build's target/) is no longer a stand-in for crate's own.
+	w.replace("greet/src/lib.rs", "pub fn hi() {}", "pub fn hi() { }")
+	w.run(cfg, "crate")
 	w.calls()
 	w.replace("app/src/main.rs", "fn main() { greet::hi(); }", "fn main() { greet::hi(); greet::hi(); }")
 	rep := w.run(cfg, "crate")
@@ -649,5 +654,48 @@ func TestEngineKeyLock(t *testing.T) {
 		if built != 1 {
 			t.Errorf("%s built %d times by two runs at once; want once", name, built)
 		}
+	}
+}
+
+// A command step's declared outputs appear in its heirs' source, and the
+// package step's binaries are linked as ./result after the run (Finish).
+func TestEngineCommandOutputsAndResult(t *testing.T) {
+	w := newWS(t)
+	cfg := parseConfig(t, `
+[step.gen]
+kind = "command"
+run = ["sh", "-c", "echo '// generated' > greet/src/generated.rs"]
+outputs = ["greet/src/generated.rs"]
+
+[step.crate]
+kind = "package"
+artifacts = "gen"
+`)
+	link := filepath.Join(w.root, "result")
+	opt := Options{Store: w.st, Finish: func(rep *Report) error {
+		_, err := LinkResult(w.st, rep.Step("crate").Result, "app", link)
+		return err
+	}}
+	rep, err := Run(context.Background(), w.root, cfg, []string{"crate"}, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantStatuses(t, rep, all("built", "gen", "crate"))
+	if got := rep.Step("gen").Result.Summary; got != "1 output files" {
+		t.Errorf("gen's summary %q", got)
+	}
+	// greet as the fake sees it with the generated file.
+	w.write("greet/src/generated.rs", "// generated\n")
+	want := "greet rlib of " + w.memberHash("greet") + "\n"
+	os.Remove(filepath.Join(w.root, "greet/src/generated.rs"))
+	if got := w.artifact(rep.Step("crate").Result, "release/deps/libgreet-", ".rlib"); got != want {
+		t.Errorf("crate built greet as %q, want %q (with gen's output)", got, want)
+	}
+	out, err := exec.Command(filepath.Join(link, "bin", "app")).Output()
+	if err != nil {
+		t.Fatalf("run result/bin/app: %v", err)
+	}
+	if got, want := string(out), "app rlib of "+w.memberHash("app")+"\n"; got != want {
+		t.Errorf("result/bin/app printed %q, want %q", got, want)
 	}
 }
