@@ -16,6 +16,7 @@ import (
 
 	"smelt/internal/config"
 	"smelt/internal/plan"
+	"smelt/internal/sandbox"
 	"smelt/internal/source"
 	"smelt/internal/store"
 )
@@ -32,10 +33,13 @@ const (
 	Built
 	Failed
 	Skipped
+	// Pulled: taken from a remote cache (which is still to come; the
+	// summary counts it already).
+	Pulled
 )
 
 func (s Status) String() string {
-	return [...]string{"cached", "built", "failed", "skipped"}[s]
+	return [...]string{"cached", "built", "failed", "skipped", "pulled"}[s]
 }
 
 // StepReport is what happened to one step.
@@ -79,9 +83,15 @@ func (r *Report) Step(name string) *StepReport {
 	return nil
 }
 
-// Observer hears about steps as they start and end (the UI).
+// Observer hears about steps as they start, progress and end (the UI).
+// Its methods are called one at a time.
 type Observer interface {
 	Started(name, kind, reason string)
+	// Progress: what a running step has done so far, each time it changes.
+	Progress(name string, p Progress)
+	// Output: a line a running step's command printed (its log's lines,
+	// without cargo's JSON messages).
+	Output(name, line string)
 	Finished(r *StepReport)
 }
 
@@ -203,6 +213,9 @@ func prepare(ctx context.Context, root string, cfg *config.Config, names []strin
 	if err != nil {
 		return nil, nil, err
 	}
+	// Whether steps run in a sandbox enters every key: find out while
+	// the project is read.
+	go sandbox.Available()
 	nodes, err := g.Select(names)
 	if err != nil {
 		return nil, nil, err
@@ -234,6 +247,9 @@ type engine struct {
 
 	toolsMu    sync.Mutex
 	toolsCache map[string]map[string]string // by kind and toolchain
+
+	sandboxOnce sync.Once
+	sandbox     bool // steps run in a sandbox (see view)
 
 	tickOnce sync.Once
 	tick     time.Duration
@@ -314,6 +330,7 @@ func (e *engine) inputs(ctx context.Context, n *plan.Node, src source.Tree, pare
 		in["tools"] = id
 	}
 	in["cargo-config"] = e.p.cargoConfig
+	in["paths"] = e.pathsID()
 	if plan.UsesDependencies(n.Step.Kind) {
 		id, err := e.p.vendorID()
 		if err != nil {
@@ -323,6 +340,16 @@ func (e *engine) inputs(ctx context.Context, n *plan.Node, src source.Tree, pare
 	}
 	if n.Parent != nil {
 		in["artifacts"] = parent.ArtifactsID
+		if parent.DepsID != "" && n.Step.Kind != "command" {
+			// A step that runs cargo keys on the dependencies' part of what
+			// it inherits, not on the workspace's own units there: those
+			// are a step's local history (its warm start's units, stale or
+			// never used, a fused deps step's seed), and cargo rebuilds any
+			// that the step's source leaves stale (the mtime rule), so its
+			// result is the same whichever it inherits. A user's command
+			// could read them: it keys on all of target/.
+			in["artifacts"] = parent.DepsID
+		}
 		if !plan.KeepsArtifacts(n.Parent.Step.Kind) {
 			in["artifacts"] = "none"
 		}
