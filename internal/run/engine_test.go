@@ -5,7 +5,6 @@ package run
 // fused first builds, failures, store damage and the per-key lock.
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -160,32 +159,35 @@ func (w *ws) run(cfg *config.Config, names ...string) *Report {
 }
 
 // calls returns the fake's invocations since the last call of calls, by
-// step (the working directory they ran in).
+// step ("" for those outside a step: the toolchain's identity).
 func (w *ws) calls() map[string][]fakeCall {
 	w.t.Helper()
-	p := filepath.Join(w.fake, "calls.jsonl")
-	f, err := os.Open(p)
-	if os.IsNotExist(err) {
-		return map[string][]fakeCall{}
-	} else if err != nil {
+	logs, err := filepath.Glob(filepath.Join(w.st.Dir, "work", "*", "*", "calls.jsonl"))
+	if err != nil {
 		w.t.Fatal(err)
 	}
-	defer f.Close()
-	defer os.Remove(p)
 	out := map[string][]fakeCall{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var c fakeCall
-		if err := json.Unmarshal(sc.Bytes(), &c); err != nil {
+	for _, p := range append(logs, filepath.Join(w.fake, "calls.jsonl")) {
+		b, err := os.ReadFile(p)
+		if os.IsNotExist(err) {
+			continue
+		} else if err != nil {
 			w.t.Fatal(err)
 		}
-		step := "?"
-		if rel, err := filepath.Rel(filepath.Join(w.st.Dir, "work"), c.Cwd); err == nil && !strings.HasPrefix(rel, "..") {
-			if parts := strings.Split(rel, string(filepath.Separator)); len(parts) > 1 {
-				step = parts[1]
-			}
+		if err := os.Remove(p); err != nil {
+			w.t.Fatal(err)
 		}
-		out[step] = append(out[step], c)
+		step := ""
+		if p != filepath.Join(w.fake, "calls.jsonl") {
+			step = filepath.Base(filepath.Dir(p))
+		}
+		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			var c fakeCall
+			if err := json.Unmarshal([]byte(line), &c); err != nil {
+				w.t.Fatal(err)
+			}
+			out[step] = append(out[step], c)
+		}
 	}
 	return out
 }
@@ -360,13 +362,14 @@ func TestEngineWhy(t *testing.T) {
 	}
 }
 
-// Early cutoff: a step that reruns and leaves its artifacts byte-identical
-// stops the rebuild there; its heir, whose own source did not change, is
-// cached.
+// Early cutoff: a step that reruns and leaves what its heir keys on
+// byte-identical stops the rebuild there. A user's command keys on all of
+// the target/ it inherits; a step that runs cargo on its dependencies'
+// part only (the workspace's own units there are rebuilt by cargo if its
+// source leaves them stale). The heirs leave out the files edited, so
+// only what they inherit can make them run.
 func TestEngineEarlyCutoff(t *testing.T) {
-	w := newWS(t)
-	w.write("tools/gen.rs", "// not in any package\n")
-	cfg := parseConfig(t, `
+	const toml = `
 [step.deps]
 kind = "deps"
 
@@ -374,28 +377,41 @@ kind = "deps"
 kind = "clippy"
 artifacts = "deps"
 
-[step.crate]
-kind = "package"
+[step.heir]
 artifacts = "lint"
-exclude = ["tools/**"]
-`)
-	wantStatuses(t, w.run(cfg, "crate"), all("built", "deps", "lint", "crate"))
-	w.calls()
-	w.write("tools/gen.rs", "// not in any package, edited\n")
-	rep := w.run(cfg, "crate")
-	wantStatuses(t, rep, map[string]string{"deps": "cached", "lint": "built", "crate": "cached"})
-	if r := rep.Step("lint").Reason; r != "source changed: tools/gen.rs" {
-		t.Errorf("lint ran because %q", r)
-	}
-	if c := w.calls(); len(compiled(c["lint"])) != 0 || len(c["crate"]) != 0 {
-		t.Errorf("the fake compiled %v for lint, ran %d times for crate; want nothing", compiled(c["lint"]), len(c["crate"]))
-	}
-	// And an edit that changes lint's artifacts goes through.
-	w.replace("greet/src/lib.rs", "pub fn hi() {}", "pub fn hi() { }")
-	rep = w.run(cfg, "crate")
-	wantStatuses(t, rep, map[string]string{"deps": "cached", "lint": "built", "crate": "built"})
-	if r := rep.Step("crate").Reason; !strings.Contains(r, "source changed: greet/src/lib.rs") || !strings.Contains(r, "artifacts") {
-		t.Errorf("crate ran because %q; want its source and inherited artifacts named", r)
+exclude = ["tools/**", "greet/**"]
+`
+	for _, tc := range []struct {
+		name, kind, edit string
+		want, why        string
+	}{
+		{"command, lint's output unchanged", "kind = \"command\"\nrun = [\"true\"]\n", "tools/gen.rs", "cached", ""},
+		{"command, lint's output changed", "kind = \"command\"\nrun = [\"true\"]\n", "greet/src/lib.rs", "built", "the artifacts it inherits changed"},
+		{"package, lint's own units changed", "kind = \"package\"\n", "greet/src/lib.rs", "cached", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWS(t)
+			w.write("tools/gen.rs", "// in no package\n")
+			cfg := parseConfig(t, toml+tc.kind)
+			wantStatuses(t, w.run(cfg, "heir"), all("built", "deps", "lint", "heir"))
+			w.calls()
+			w.write(tc.edit, "// edited\n"+wsFiles[tc.edit])
+			rep := w.run(cfg, "heir")
+			wantStatuses(t, rep, map[string]string{"deps": "cached", "lint": "built", "heir": tc.want})
+			if r := rep.Step("lint").Reason; r != "source changed: "+tc.edit {
+				t.Errorf("lint ran because %q", r)
+			}
+			calls := w.calls()
+			if got := compiled(calls["lint"]); (tc.edit == "greet/src/lib.rs") != slices.Equal(got, []string{"greet rmeta"}) {
+				t.Errorf("after editing %s lint compiled %v", tc.edit, got)
+			}
+			if r := rep.Step("heir").Reason; r != tc.why {
+				t.Errorf("heir ran because %q, want %q", r, tc.why)
+			}
+			if tc.want == "cached" && len(calls["heir"]) != 0 {
+				t.Errorf("the fake ran for heir, which was cached: %v", calls["heir"])
+			}
+		})
 	}
 }
 

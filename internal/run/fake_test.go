@@ -22,8 +22,9 @@ package run
 //   - `cargo build --message-format=json…` reports the binaries (src/main.rs)
 //     as cargo does; `cargo test` prints cargo's test result lines.
 //
-// Each invocation appends one JSON line to calls.jsonl in the fake's
-// directory: its arguments, working directory and the units it compiled.
+// Each invocation appends one JSON line to calls.jsonl in the step's
+// working directory (or the fake's own, outside a step): its arguments,
+// working directory and the units it compiled.
 
 import (
 	"crypto/sha256"
@@ -67,7 +68,7 @@ func fakeMain(tool string, args []string) (code int) {
 	defer func() {
 		call.Exit = code
 		b, _ := json.Marshal(call)
-		f, err := os.OpenFile(filepath.Join(os.Getenv("SMELT_FAKE_DIR"), "calls.jsonl"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		f, err := os.OpenFile(filepath.Join(fakeLogDir(cwd), "calls.jsonl"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "fake:", err)
 			code = 99
@@ -93,6 +94,21 @@ func fakeMain(tool string, args []string) (code int) {
 	}
 	c := &fakeCargo{call: call, cwd: cwd, args: args, sub: args[0]}
 	return c.run()
+}
+
+// fakeLogDir is where an invocation logs itself: the step's working
+// directory (the nearest above cwd with the engine's .procs.lock), so that
+// the test can tell the steps apart even where a sandbox shows every step
+// its directory at the same path; else the fake's own directory.
+func fakeLogDir(cwd string) string {
+	for d := cwd; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, ".procs.lock")); err == nil {
+			return d
+		}
+		if filepath.Dir(d) == d {
+			return os.Getenv("SMELT_FAKE_DIR")
+		}
+	}
 }
 
 type fakeCargo struct {
