@@ -26,7 +26,7 @@ import (
 )
 
 var (
-	flagCases    = flag.String("cases", "all", "comma-separated cases: cold,cached,edit,dep,growth,restore,verify (or all)")
+	flagCases    = flag.String("cases", "all", "comma-separated cases: cold,cached,edit,dep,growth,restore,verify,remote,bytes,exec (or all)")
 	flagProjects = flag.String("projects", "crate,ripgrep,workspace", "comma-separated projects: crate (the published crate), ripgrep (ripgrep 14.1.1's workspace, from its published crates), workspace (testdata/workspace)")
 	flagReps     = flag.Int("reps", 3, "repetitions per timed case")
 	flagColdReps = flag.Int("cold-reps", 0, "repetitions of the cold case (0: same as -reps)")
@@ -174,8 +174,22 @@ func main() {
 		if want("verify") {
 			caseVerify(p)
 		}
+		// The remote cases last: side A pushes the project's store as the
+		// cases above left it.
+		if want("remote") {
+			caseRemote(p)
+		}
+		if want("bytes") {
+			caseBytes(p)
+		}
+		if want("exec") {
+			caseExec(p)
+		}
+		os.RemoveAll(filepath.Join(p.root, "remote-b"))
+		os.RemoveAll(filepath.Join(p.root, "exec-workers"))
 		writeResults(time.Since(start)) // after each project, so a crash keeps something
 	}
+	stopServers()
 	writeResults(time.Since(start))
 	logf("done in %s; wrote %s and %s", time.Since(start).Round(time.Second), *flagOut, *flagJSON)
 }
@@ -443,8 +457,14 @@ type result struct {
 
 // timeCmd runs a command, logs its output and returns the wall time.
 func timeCmd(tag, dir string, name string, args ...string) result {
+	return timeCmdEnv(tag, dir, nil, name, args...)
+}
+
+// timeCmdEnv is timeCmd with an environment (nil: the harness's).
+func timeCmdEnv(tag, dir string, env []string, name string, args ...string) result {
 	cmd := exec.Command(name, args...)
 	cmd.Dir = dir
+	cmd.Env = env
 	var buf bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &buf, &buf
 	t := time.Now()
@@ -558,6 +578,9 @@ func caseCold(p *project) {
 			"cargo")
 		s, c = append(s, rs.secs), append(c, rc.secs)
 		okAll = okAll && rs.ok && rc.ok
+	}
+	if okAll {
+		coldSmelt[p.label] = s
 	}
 	must(os.RemoveAll(trash))
 	addRow(p, "3. cold (empty store / empty target/)", "≤ 1.05×", s, c, 1.05, 0, okAll,
@@ -1138,6 +1161,7 @@ func must(err error) {
 }
 
 func fatalf(f string, a ...any) {
+	stopServers()
 	fmt.Fprintf(os.Stderr, "bench: "+f+"\n", a...)
 	os.Exit(1)
 }
