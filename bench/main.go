@@ -1024,9 +1024,18 @@ func verdict() []string {
 				miss = append(miss, m)
 			}
 		}
+		var skipped []string
+		for _, r := range rows {
+			if r.Project == p.label && r.Met == "skipped" {
+				skipped = append(skipped, r.Case)
+			}
+		}
 		v := "every goal met"
 		if len(miss) > 0 {
 			v = "missed: " + strings.Join(miss, "; ")
+		}
+		if len(skipped) > 0 {
+			v += "; not measured: " + strings.Join(skipped, "; ")
 		}
 		if p.fixture {
 			v += ". Its cold pipeline takes a second or two, so its ratios measure smelt's fixed cost per step rather than build work; the targets are judged on the published crate and workspace"
@@ -1042,6 +1051,8 @@ const method = `- smelt runs ` + "`smelt check -C DIR --store STORE -j 2`" + ` w
 - Edits append one line ` + "`#[used] static SMELT_BENCH_EDIT: &str = \"…\";`" + ` (kept in the binary) to the edited file at preparation and change its value at each edit to a value never used before (so that every repetition is a real change for cargo and for smelt's store).
 - Dependency added: ` + "`[dependencies.fnv] version = \"=1.0.N\"`" + ` with a different N per repetition (locks resolved once, online, at preparation); after each repetition both sides go back to the base dependencies untimed. cargo-chef: ` + "`cargo chef prepare`" + ` (untimed) then ` + "`cargo chef cook --release --offline`" + ` timed, in its own directory whose target/ is warm from the previous cook.
 - Store growth: ` + "`du -sb`" + ` of the store before/after each ` + "`smelt check`" + ` (hard links counted once). Crane-style = sum over the clippy, test and package steps of the full size of that step's target/ (its working directory in the store) after the run. Changed = sum over those steps of the sizes of files new or different in content from that step's target/ after the previous run.
+- Remote cache (8, 9): side A is the project's own store running ` + "`smelt check --push --remote R --signing-key K`" + ` (K from ` + "`smelt key generate`" + `), which builds what it lacks and pushes every result, untimed. R is a shared directory (` + "`file:///`" + `) and, when versitygw is installed, an S3 bucket on versitygw (posix backend) started on loopback by the harness, with the AWS_* variables pointing smelt at it. Side B copies the project to another path and, in a fresh store at another path, runs ` + "`smelt check --remote R --trust NAME:KEY`" + ` (every step must be pulled, none built) then ` + "`smelt build`" + ` (result/bin must exist); its time is the sum, compared with a cold ` + "`smelt check`" + ` (the cold case's times when it ran in the same run, else one in a fresh store measured alongside). Bytes are the ` + "`downloaded`" + ` field of the ` + "`remote`" + ` event of each command's ` + "`--json`" + ` output (bytes on the wire). Crane's chain: each step's target/ written by ` + "`smelt restore --link STEP DIR`" + ` from side A's store; the files new or different in content from its parent's (deps from nothing) put in one ` + "`tar --zstd`" + ` per step (crane's installCargoArtifactsMode use-zstd keeps only what changed against the inherited artifacts); the sum of the tars. Not counted on crane's side: the package's output (result/), which crane stores as a derivation output besides.
+- Remote execution (10): each repetition starts a new PostgreSQL + BuildGrid 0.9.1 (internal/testsrv's recipe: its action cache is in memory, so nothing is a cache hit) and two ` + "`smelt worker`" + `s with new directories, untimed; then ` + "`smelt check --executor grpc://…`" + ` in a fresh store is timed. Every step that ran must have run on a worker (the workers' ` + "`done action=`" + ` log lines). Compared with a cold local ` + "`smelt check`" + ` (as for 8).
 - Restore: ` + "`smelt restore --link STEP DIR`" + ` (the path a step's own restore takes: compiled crates hard-linked from the store, the rest copied; time from its \"restored … in Xs\" line; wall time incl. the cached check in results.json) vs ` + "`cp -a`" + ` of a copy of the same target/, each into a fresh directory.
 `
 

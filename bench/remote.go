@@ -61,6 +61,24 @@ func events(out string) map[string]map[string]any {
 	return evs
 }
 
+// stepTimes lists each step's status and seconds from the --json output's
+// finish events ("deps built 1.23s, ..."), for the record.
+func stepTimes(out string) string {
+	var parts []string
+	sc := bufio.NewScanner(strings.NewReader(out))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var ev struct {
+			Event, Step, Status string
+			Seconds             float64
+		}
+		if json.Unmarshal(sc.Bytes(), &ev) == nil && ev.Event == "finish" {
+			parts = append(parts, fmt.Sprintf("%s %s %.2fs", ev.Step, ev.Status, ev.Seconds))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
 func evInt(evs map[string]map[string]any, kind, field string) int64 {
 	if v, ok := evs[kind][field].(float64); ok {
 		return int64(v)
@@ -328,7 +346,9 @@ func keepPull(p *project, kind string, pr pulled) {
 func coldFresh(p *project, tag string, rep int) result {
 	store := filepath.Join(p.root, "cold-fresh", fmt.Sprint(rep))
 	must(os.RemoveAll(store))
-	return smeltAt(tag, p.smeltDir, store, nil, "check")
+	r := smeltAt(tag, p.smeltDir, store, nil, "check", "--json")
+	r.detail["steps"] = stepTimes(r.out)
+	return r
 }
 
 // ---------------------------------------------------------------- cases
@@ -507,6 +527,7 @@ func caseExec(p *project) {
 				done = append(done, fmt.Sprintf("%s: %d", filepath.Base(filepath.Dir(w)), n))
 			}
 			perWorker = strings.Join(done, ", ")
+			r.detail["steps"] = stepTimes(r.out)
 			r.detail["built"], r.detail["actions_per_worker"], r.detail["worker_logs"] = fmt.Sprint(built), perWorker, strings.Join(workers, " ")
 			// Every step that ran must have run on a worker.
 			r.ok = r.ok && built > 0 && total >= int(built)
