@@ -32,10 +32,11 @@ const (
 	Built
 	Failed
 	Skipped
+	Pulled // its result came from a remote cache
 )
 
 func (s Status) String() string {
-	return [...]string{"cached", "built", "failed", "skipped"}[s]
+	return [...]string{"cached", "built", "failed", "skipped", "pulled"}[s]
 }
 
 // StepReport is what happened to one step.
@@ -54,6 +55,10 @@ type StepReport struct {
 // Report is what happened to every selected step, in graph order.
 type Report struct {
 	Steps []*StepReport
+	// Bytes the remote caches sent and received (on the wire), and what
+	// pushing did.
+	Down, Up int64
+	Pushed   Pushed
 }
 
 // Failed reports whether any step failed or was skipped.
@@ -88,6 +93,7 @@ type Options struct {
 	Jobs     int  // steps running at once; 0 means 1
 	FailFast bool // stop everything at the first failure
 	Observer Observer
+	Remotes  *Remotes // remote caches (nil: none)
 }
 
 // Run runs the named steps of cfg (and the steps they inherit from) for the
@@ -150,6 +156,10 @@ func Run(ctx context.Context, root string, cfg *config.Config, names []string, o
 		}(n)
 	}
 	wg.Wait()
+	e.pushResults(ctx, rep)
+	if e.opt.Remotes != nil {
+		rep.Down, rep.Up = e.opt.Remotes.Bytes()
+	}
 	return rep, nil
 }
 
@@ -355,6 +365,7 @@ func (e *engine) step(ctx context.Context, n *plan.Node, parent *store.Result, r
 		return
 	}
 	key := in.Key()
+	pulled := false
 	res, err := e.p.st.LookupResult(key)
 	if err == nil && res == nil {
 		// Not stored: build it, unless another process (or step) is
@@ -372,12 +383,19 @@ func (e *engine) step(ctx context.Context, n *plan.Node, parent *store.Result, r
 			defer release()
 			res, err = e.p.st.LookupResult(key)
 		}
+		if err == nil && res == nil {
+			res, err = e.pull(ctx, n, key)
+			pulled = res != nil
+		}
 	}
 	if err != nil {
 		fail(err)
 		return
 	} else if res != nil {
 		r.Status, r.Result = Cached, res
+		if pulled {
+			r.Status = Pulled
+		}
 		e.p.st.Touch(key)
 		if old := e.readState(n.Name()); old == nil || old.Key != key {
 			// Back to an earlier state (a branch switched back): the next

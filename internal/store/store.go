@@ -26,7 +26,8 @@ const FormatVersion = "smelt-store-1"
 
 // Store is one store directory.
 type Store struct {
-	Dir string
+	Dir   string
+	fetch Fetcher // see SetFetcher
 }
 
 // DefaultDir is $SMELT_STORE, else $XDG_CACHE_HOME/smelt, else ~/.cache/smelt.

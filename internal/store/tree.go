@@ -177,7 +177,15 @@ func (s *Store) Flatten(id string) (Tree, error) {
 	var chain []*Layer
 	for id != "" {
 		var l Layer
-		if err := s.ReadJSON(s.layerRel(id), &l); err != nil {
+		err := s.ReadJSON(s.layerRel(id), &l)
+		if errors.Is(err, fs.ErrNotExist) {
+			if ok, ferr := s.fetchLayer(id); ferr != nil {
+				err = ferr
+			} else if ok {
+				err = s.ReadJSON(s.layerRel(id), &l)
+			}
+		}
+		if err != nil {
 			return nil, fmt.Errorf("read layer %.12s: %w", id, err)
 		}
 		chain = append(chain, &l)
@@ -419,6 +427,9 @@ func (s *Store) RestoreLinking(dir string, tree Tree, linkable func(string) bool
 			}
 			files = append(files, e)
 		}
+	}
+	if err := s.fetchMissing(files); err != nil {
+		return fmt.Errorf("restore %s: %w", dir, err)
 	}
 	return par.Each(ioWorkers(), files, func(e Entry) error {
 		dst := filepath.Join(dir, filepath.FromSlash(e.Path))

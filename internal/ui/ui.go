@@ -119,6 +119,18 @@ func (p *Printer) Info(format string, args ...any) {
 	p.println(format, args...)
 }
 
+// Warn prints a warning: one line starting "warning: " (a JSON event
+// with --json).
+func (p *Printer) Warn(msg string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.json {
+		p.event(map[string]any{"event": "warning", "message": msg})
+		return
+	}
+	p.println("warning: %s", msg)
+}
+
 // Started implements run.Observer.
 func (p *Printer) Started(name, kind, reason string) {
 	p.mu.Lock()
@@ -163,6 +175,8 @@ func (p *Printer) Finished(r *run.StepReport) {
 	switch r.Status {
 	case run.Cached:
 		p.println("  ✓ %-12s cached%s", r.Name, summary)
+	case run.Pulled:
+		p.println("  ✓ %-12s pulled%s", r.Name, summary)
 	case run.Built:
 		p.println("  ✓ %-12s done in %.1fs%s", r.Name, r.Seconds, summary)
 	case run.Skipped:
@@ -187,10 +201,14 @@ func (p *Printer) Summary(verb string, rep *run.Report, elapsed time.Duration) {
 		counts[s.Status]++
 	}
 	if p.json {
-		p.event(map[string]any{"event": "summary", "command": verb, "cached": counts[run.Cached], "built": counts[run.Built],
+		p.event(map[string]any{"event": "summary", "command": verb, "cached": counts[run.Cached], "pulled": counts[run.Pulled], "built": counts[run.Built],
 			"failed": counts[run.Failed], "skipped": counts[run.Skipped], "seconds": elapsed.Seconds()})
 		return
 	}
-	p.println("%s: %d steps: %d cached, %d built, %d failed, %d skipped (%.2fs)", verb, len(rep.Steps),
-		counts[run.Cached], counts[run.Built], counts[run.Failed], counts[run.Skipped], elapsed.Seconds())
+	pulled := ""
+	if n := counts[run.Pulled]; n > 0 {
+		pulled = fmt.Sprintf(", %d pulled", n)
+	}
+	p.println("%s: %d steps: %d cached%s, %d built, %d failed, %d skipped (%.2fs)", verb, len(rep.Steps),
+		counts[run.Cached], pulled, counts[run.Built], counts[run.Failed], counts[run.Skipped], elapsed.Seconds())
 }
