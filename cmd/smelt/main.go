@@ -24,6 +24,7 @@ import (
 	"smelt/internal/run"
 	"smelt/internal/store"
 	"smelt/internal/ui"
+	"smelt/internal/vendor"
 )
 
 const usage = `smelt builds a Cargo project as a graph of cached steps.
@@ -37,7 +38,7 @@ Usage:
   smelt log STEP             print the log of a step's last run
   smelt restore STEP DIR     write the target/ a step left behind into DIR (building it if needed;
                              --link: compiled crates as hard links into the store, which cargo
-                             never writes in place but nothing else may write either)
+                             never writes in place; a write through one is found and rebuilt)
   smelt init [--sequential]  write a commented smelt.toml (default pipeline, or the seed's chain)
   smelt gc [--older-than D]  drop results unused for D days (default 30) and all that only they need
   smelt graph [STEP...]      draw the steps and what each inherits (--format dot|mermaid|svg, default
@@ -52,6 +53,8 @@ Usage:
   smelt key generate NAME -o FILE
                              write a new signing key to FILE (mode 0600) and print its public
                              key NAME:BASE64, for the remote cache's trusted keys
+  smelt store verify [--repair]  re-hash the whole store (objects, layers, results, vendored
+                             crates); --repair drops what is damaged and what was built from it
 
 Flags (before or after the command):
   -C DIR        the project (default: the current directory)
@@ -78,6 +81,7 @@ type options struct {
 	sequential       bool
 	force            bool
 	link             bool
+	repair           bool
 	olderThan        int
 	format           string // graph
 	status           bool   // graph
@@ -106,6 +110,7 @@ func mainErr(args []string) int {
 	fl.BoolVar(&o.sequential, "sequential", false, "init: the seed's sequential chain")
 	fl.BoolVar(&o.force, "force", false, "init, ci: overwrite the file")
 	fl.IntVar(&o.olderThan, "older-than", 30, "gc: days a result may go unused")
+	fl.BoolVar(&o.repair, "repair", false, "store verify: drop what is damaged")
 	fl.BoolVar(&o.link, "link", false, "restore: hard-link compiled crates from the store instead of copying")
 	fl.StringVar(&o.format, "format", "dot", "graph: dot, mermaid or svg")
 	fl.BoolVar(&o.status, "status", false, "graph: each step's state in the store")
@@ -179,6 +184,8 @@ func mainErr(args []string) int {
 		err = ciCmd(o, pos)
 	case "key":
 		err = key(o, pos)
+	case "store":
+		code, err = storeCmd(o, pos)
 	case "push":
 		code, err = pushCmd(ctx, o, pos)
 	case "pull":
@@ -224,7 +231,9 @@ func setup(o options) (string, *config.Config, *store.Store, error) {
 	return root, cfg, st, nil
 }
 
-func runSteps(ctx context.Context, o options, verb string, names []string) (*run.Report, *config.Config, *store.Store, string, error) {
+// runSteps runs the named steps; finish, if not nil, then uses their
+// results (see run.Options.Finish).
+func runSteps(ctx context.Context, o options, verb string, names []string, finish func(*run.Report, *config.Config, *store.Store, string) error) (*run.Report, *config.Config, *store.Store, string, error) {
 	root, cfg, st, err := setup(o)
 	if err != nil {
 		return nil, nil, nil, "", err
@@ -235,6 +244,7 @@ func runSteps(ctx context.Context, o options, verb string, names []string) (*run
 	names = resolve(cfg, names)
 	p := ui.New(os.Stderr, o.asJSON)
 	defer p.Close()
+	st.Warn = p.Warn
 	where := "built-in default pipeline"
 	if cfg.File != "" {
 		where = filepath.Base(cfg.File)
@@ -248,7 +258,11 @@ func runSteps(ctx context.Context, o options, verb string, names []string) (*run
 	if remotes != nil {
 		defer remotes.Close()
 	}
-	rep, err := run.Run(ctx, root, cfg, names, run.Options{Store: st, Jobs: o.jobs, FailFast: o.failFast, Observer: p, Remotes: remotes})
+	opt := run.Options{Store: st, Jobs: o.jobs, FailFast: o.failFast, Observer: p, Remotes: remotes}
+	if finish != nil {
+		opt.Finish = func(rep *run.Report) error { return finish(rep, cfg, st, root) }
+	}
+	rep, err := run.Run(ctx, root, cfg, names, opt)
 	if err != nil {
 		return nil, nil, nil, "", err
 	}
@@ -269,7 +283,7 @@ func runSteps(ctx context.Context, o options, verb string, names []string) (*run
 }
 
 func check(ctx context.Context, o options, names []string) (int, error) {
-	rep, _, _, _, err := runSteps(ctx, o, "check", names)
+	rep, _, _, _, err := runSteps(ctx, o, "check", names, nil)
 	if err != nil {
 		return 1, err
 	}
@@ -318,37 +332,35 @@ func build(ctx context.Context, o options, pos []string) (int, error) {
 	if stepName == "" {
 		return 1, fmt.Errorf("smelt.toml has no [outputs] default and no step of kind package: name the step to build")
 	}
-	rep, _, st, root, err := runSteps(ctx, o, "build", []string{stepName})
-	if err != nil {
-		return 1, err
-	}
-	r := rep.Step(stepName)
-	if rep.Failed() || r == nil || r.Result == nil {
-		return 1, nil
-	}
-	res := r.Result
-	if res.Output == "" {
-		return 1, fmt.Errorf("step %s (kind %s) has no output to link", stepName, res.Kind)
-	}
-	var keep func(store.Entry) bool
-	if member != "" {
-		bins := run.BinsOf(res, member)
-		if len(bins) == 0 {
-			return 1, fmt.Errorf("workspace member %s has no binaries to link (members with binaries: %s)",
-				member, strings.Join(run.Packages(res), ", "))
+	// The output is linked under the run's hold on the store, so that a
+	// damaged object met on the way is rebuilt (run.Options.Finish).
+	var dir, link string
+	var linkErr error
+	rep, _, _, _, err := runSteps(ctx, o, "build", []string{stepName}, func(rep *run.Report, _ *config.Config, st *store.Store, root string) error {
+		r := rep.Step(stepName)
+		if rep.Failed() || r == nil || r.Result == nil {
+			return nil
 		}
-		keep = run.BinFilter(bins)
-	}
-	dir, err := run.Materialize(st, res.Output, keep)
+		link = o.out
+		if link == "" {
+			link = filepath.Join(root, "result")
+		}
+		var err error
+		dir, err = run.LinkResult(st, r.Result, member, link)
+		if errors.Is(err, store.ErrDamaged) {
+			return err
+		}
+		linkErr = err
+		return nil
+	})
 	if err != nil {
 		return 1, err
 	}
-	link := o.out
-	if link == "" {
-		link = filepath.Join(root, "result")
+	if linkErr != nil {
+		return 1, linkErr
 	}
-	if err := run.Link(dir, link); err != nil {
-		return 1, err
+	if r := rep.Step(stepName); rep.Failed() || r == nil || r.Result == nil || dir == "" {
+		return 1, nil
 	}
 	say(o, map[string]any{"event": "result", "link": link, "path": dir}, "result: %s -> %s", link, dir)
 	return 0, nil
@@ -359,22 +371,35 @@ func restore(ctx context.Context, o options, pos []string) (int, error) {
 	if len(pos) != 2 {
 		return 2, fmt.Errorf("restore takes a step and a directory: smelt restore STEP DIR")
 	}
-	rep, cfg, st, _, err := runSteps(ctx, o, "restore", pos[:1])
+	var name string
+	var restoreErr error
+	var took time.Duration
+	rep, _, _, _, err := runSteps(ctx, o, "restore", pos[:1], func(rep *run.Report, cfg *config.Config, st *store.Store, _ string) error {
+		name = resolve(cfg, pos[:1])[0]
+		r := rep.Step(name)
+		if rep.Failed() || r == nil || r.Result == nil {
+			return nil
+		}
+		start := time.Now()
+		err := run.RestoreArtifacts(st, r.Result, pos[1], o.link)
+		if errors.Is(err, store.ErrDamaged) {
+			return err
+		}
+		took, restoreErr = time.Since(start), err
+		return nil
+	})
 	if err != nil {
 		return 1, err
 	}
-	names := resolve(cfg, pos[:1])
-	r := rep.Step(names[0])
-	if rep.Failed() || r == nil || r.Result == nil {
+	if restoreErr != nil {
+		return 1, restoreErr
+	}
+	if r := rep.Step(name); rep.Failed() || r == nil || r.Result == nil {
 		return 1, nil
 	}
-	start := time.Now()
-	if err := run.RestoreArtifacts(st, r.Result, pos[1], o.link); err != nil {
-		return 1, err
-	}
-	secs := time.Since(start).Seconds()
-	say(o, map[string]any{"event": "restored", "step": names[0], "dir": pos[1], "seconds": secs},
-		"restored %s's target/ into %s in %.3fs", names[0], pos[1], secs)
+	secs := took.Seconds()
+	say(o, map[string]any{"event": "restored", "step": name, "dir": pos[1], "seconds": secs},
+		"restored %s's target/ into %s in %.3fs", name, pos[1], secs)
 	return 0, nil
 }
 
@@ -436,15 +461,20 @@ func showLog(o options, pos []string) error {
 	return nil
 }
 
-func gc(o options) error {
+// openStore opens the store of --store (or the default) without a project.
+func openStore(o options) (*store.Store, error) {
 	dir := o.store
 	var err error
 	if dir == "" {
 		if dir, err = store.DefaultDir(); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	st, err := store.Open(dir)
+	return store.Open(dir)
+}
+
+func gc(o options) error {
+	st, err := openStore(o)
 	if err != nil {
 		return err
 	}
@@ -466,6 +496,49 @@ func say(o options, event map[string]any, format string, args ...any) {
 		return
 	}
 	fmt.Fprintf(os.Stderr, format+"\n", args...)
+}
+
+// storeCmd runs `smelt store verify [--repair]`.
+func storeCmd(o options, pos []string) (int, error) {
+	if len(pos) != 1 || pos[0] != "verify" {
+		return 2, fmt.Errorf("usage: smelt store verify [--repair]")
+	}
+	st, err := openStore(o)
+	if err != nil {
+		return 1, err
+	}
+	rep, err := st.Verify(o.repair)
+	if err != nil {
+		return 1, err
+	}
+	crates, pool, err := vendor.VerifyPool(st, o.repair)
+	if err != nil {
+		return 1, err
+	}
+	fmt.Fprintf(os.Stderr, "store %s: %d objects, %d layers, %d results, %d vendored crates checked\n",
+		st.Dir, rep.Objects, rep.Layers, rep.Results, crates)
+	if rep.Damage == nil && len(pool) == 0 {
+		fmt.Fprintln(os.Stderr, "store verify: no damage found")
+		return 0, nil
+	}
+	if rep.Damage != nil {
+		for _, o := range rep.Damage.Objects {
+			fmt.Fprintf(os.Stderr, "damaged: store object %s\n", o)
+		}
+		for _, l := range rep.Damage.Layers {
+			fmt.Fprintf(os.Stderr, "damaged: store layer %s\n", l)
+		}
+	}
+	for _, d := range pool {
+		fmt.Fprintf(os.Stderr, "damaged: vendored crate %s: %s\n", d.Crate, d.Why)
+	}
+	if !o.repair {
+		fmt.Fprintf(os.Stderr, "store verify: %d results need damaged entries: run `smelt store verify --repair` to drop them (the next run builds them again)\n", rep.Users)
+		return 1, nil
+	}
+	fmt.Fprintf(os.Stderr, "store verify --repair: dropped the damaged entries, %d results that needed them, %d working-directory links to them, and %d vendored crates; the next run builds them again\n",
+		rep.Users, rep.Links, len(pool))
+	return 0, nil
 }
 
 func initConfig(o options) error {

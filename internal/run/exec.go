@@ -352,7 +352,9 @@ func (e *engine) startFrom(n *plan.Node, parent *store.Result, src source.Tree, 
 	}
 	if own != nil && plan.KeepsArtifacts(kind) && kind != "command" {
 		if ownTree, err = st.Flatten(own.Artifacts); err != nil {
-			// A warm start is an optimisation: start from what it inherits.
+			// A warm start is an optimisation: start from what it inherits
+			// (and drop what the damage, if it is, spoilt).
+			e.damage(err)
 			o.note = fmt.Sprintf("no warm start: %v", err)
 			own = nil
 		}

@@ -138,7 +138,9 @@ func (sr *stepRun) queryCache() (*store.Entry, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &store.Entry{Path: cargo.RustcInfo, Type: store.TypeFile, Size: int64(len(b)), MTime: info.ModTime().UnixNano(), Hash: h}, nil
+	mtime := info.ModTime().UnixNano()
+	return &store.Entry{Path: cargo.RustcInfo, Type: store.TypeFile, Size: int64(len(b)), MTime: mtime, Hash: h,
+		OM: sr.e.p.st.ObjectTime(h, mtime)}, nil
 }
 
 // dependencyPart is what of a target/ that the workspace's own code was

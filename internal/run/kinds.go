@@ -309,7 +309,8 @@ func (sr *stepRun) commandOutputs(res *store.Result, tree store.Tree) error {
 			if info.Mode()&0o111 != 0 {
 				typ = store.TypeExec
 			}
-			layer.Entries = append(layer.Entries, store.Entry{Path: rel, Type: typ, Size: size, MTime: info.ModTime().UnixNano(), Hash: h})
+			mtime := info.ModTime().UnixNano()
+			layer.Entries = append(layer.Entries, store.Entry{Path: rel, Type: typ, Size: size, MTime: mtime, Hash: h, OM: st.ObjectTime(h, mtime)})
 		}
 	}
 	res.Summary = fmt.Sprintf("%d output files", len(layer.Entries))

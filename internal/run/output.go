@@ -5,15 +5,43 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 
 	"smelt/internal/cargo"
 	"smelt/internal/store"
 )
 
-// Materialize writes the entries of an output layer that keep() accepts to a
-// read-only directory in the store, named by their content, and returns it.
-// It is published with one rename, so a directory that exists is complete.
-func Materialize(st *store.Store, layer string, keep func(store.Entry) bool) (string, error) {
+// LinkResult links the output of a step's result (only the binaries of
+// the workspace member member, if not "") at link (see LinkOutput).
+func LinkResult(st *store.Store, res *store.Result, member, link string) (string, error) {
+	if res.Output == "" {
+		return "", fmt.Errorf("step %s (kind %s) has no output to link", res.Step, res.Kind)
+	}
+	var keep func(store.Entry) bool
+	if member != "" {
+		bins := BinsOf(res, member)
+		if len(bins) == 0 {
+			return "", fmt.Errorf("workspace member %s has no binaries to link (members with binaries: %s)",
+				member, strings.Join(Packages(res), ", "))
+		}
+		keep = BinFilter(bins)
+	}
+	return LinkOutput(st, res.Output, keep, link)
+}
+
+// LinkOutput writes the entries of an output layer that keep() accepts
+// to a directory in the store of link's own and points link (e.g.
+// ./result) at it. The directory holds copies (reflinks where the file
+// system has them), never the store's objects, and no other link shares
+// it: a write through the link (`strip result/bin/app`) reaches neither
+// the store nor another project. The link is recorded as a gc root, with
+// the files' stat identity: a later build reuses the directory only if
+// nothing in it changed, else writes it afresh.
+func LinkOutput(st *store.Store, layer string, keep func(store.Entry) bool, link string) (string, error) {
+	link, err := filepath.Abs(link)
+	if err != nil {
+		return "", err
+	}
 	tree, err := st.Flatten(layer)
 	if err != nil {
 		return "", err
@@ -27,9 +55,10 @@ func Materialize(st *store.Store, layer string, keep func(store.Entry) bool) (st
 	if len(sel) == 0 {
 		return "", fmt.Errorf("nothing to output")
 	}
-	dir := filepath.Join(st.Dir, "out", sel.ContentID())
-	if _, err := os.Stat(dir); err == nil {
-		return dir, nil
+	lid := store.LinkID(link)
+	dir := filepath.Join(st.Dir, "out", lid+"-"+sel.ContentID()[:16])
+	if r := st.ReadRoot(link); r != nil && r.Dir == dir && r.Untouched() {
+		return dir, Link(dir, link)
 	}
 	tmp, err := st.TempDir("out-")
 	if err != nil {
@@ -39,11 +68,28 @@ func Materialize(st *store.Store, layer string, keep func(store.Entry) bool) (st
 	if err := st.Restore(tmp, withDirs(sel)); err != nil {
 		return "", err
 	}
-	if err := os.Rename(tmp, dir); err != nil {
-		if _, serr := os.Stat(dir); serr == nil {
-			return dir, nil // another smelt published it first
-		}
+	files, err := store.Identities(tmp) // a rename keeps them
+	if err != nil {
 		return "", err
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return "", err
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		return "", err
+	}
+	if err := Link(dir, link); err != nil {
+		return "", err
+	}
+	if err := st.SaveRoot(&store.Root{Link: link, Dir: dir, Files: files}); err != nil {
+		return "", err
+	}
+	// The link's earlier directories: nothing points at them any more.
+	old, _ := filepath.Glob(filepath.Join(st.Dir, "out", lid+"-*"))
+	for _, o := range old {
+		if o != dir {
+			os.RemoveAll(o)
+		}
 	}
 	return dir, nil
 }

@@ -50,6 +50,9 @@ type StepReport struct {
 	Tail    []string
 	Seconds float64
 	Result  *store.Result
+
+	key     string // the step's key, once known
+	damaged bool   // it (or what it inherits from) met a damaged store entry: built again in a next pass
 }
 
 // Report is what happened to every selected step, in graph order.
@@ -93,8 +96,17 @@ type Options struct {
 	Jobs     int  // steps running at once; 0 means 1
 	FailFast bool // stop everything at the first failure
 	Observer Observer
-	Remotes  *Remotes // remote caches (nil: none)
+	// Finish, if not nil, runs after the steps, under the store's lock
+	// (e.g. linking the output). A damaged store entry it meets
+	// (store.ErrDamaged) is dropped with what was built from it, and the
+	// steps run again to rebuild it, as for one a step meets.
+	Finish  func(*Report) error
+	Remotes *Remotes // remote caches (nil: none)
 }
+
+// maxPasses bounds how often a run starts over after finding store damage
+// (each pass drops what it found, so each finds new damage or none).
+const maxPasses = 4
 
 // Run runs the named steps of cfg (and the steps they inherit from) for the
 // workspace at root.
@@ -122,11 +134,55 @@ func Run(ctx context.Context, root string, cfg *config.Config, names []string, o
 		return nil, err
 	}
 	defer js.close()
-	reports := map[string]*StepReport{}
-	e := &engine{p: p, opt: opt, sem: make(chan struct{}, jobs), cancel: cancel, jobs: js, selected: map[string]bool{}, reports: reports}
+	e := &engine{p: p, opt: opt, sem: make(chan struct{}, jobs), cancel: cancel, jobs: js, selected: map[string]bool{}, reported: map[string]string{}}
 	for _, n := range nodes {
 		e.selected[n.Name()] = true
 	}
+	rep, err := e.passes(ctx, nodes)
+	if rep != nil {
+		e.pushResults(ctx, rep)
+		if opt.Remotes != nil {
+			rep.Down, rep.Up = opt.Remotes.Bytes()
+		}
+	}
+	return rep, err
+}
+
+// passes runs the graph until no pass finds store damage.
+func (e *engine) passes(ctx context.Context, nodes []*plan.Node) (*Report, error) {
+	opt := e.opt
+	for pass := 1; ; pass++ {
+		rep := e.pass(ctx, nodes)
+		damaged := false
+		for _, r := range rep.Steps {
+			damaged = damaged || r.damaged
+		}
+		if !damaged && opt.Finish != nil && ctx.Err() == nil {
+			err := opt.Finish(rep)
+			if !e.damage(err) || pass == maxPasses {
+				return rep, err
+			}
+			damaged = true
+		}
+		if !damaged || pass == maxPasses || ctx.Err() != nil {
+			for _, r := range rep.Steps {
+				if r.damaged && !e.quiet(r) {
+					e.report(r) // left unreported in the hope of a rebuild
+				}
+			}
+			return rep, nil
+		}
+		e.prior = map[string]*StepReport{}
+		for _, r := range rep.Steps {
+			e.prior[r.Name] = r
+		}
+	}
+}
+
+// pass runs the graph once.
+func (e *engine) pass(ctx context.Context, nodes []*plan.Node) *Report {
+	reports := map[string]*StepReport{}
+	e.reports = reports
 	rep := &Report{}
 	done := map[string]chan struct{}{}
 	for _, n := range nodes {
@@ -146,7 +202,7 @@ func Run(ctx context.Context, root string, cfg *config.Config, names []string, o
 				<-done[n.Parent.Name()]
 				pr := reports[n.Parent.Name()]
 				if pr.Status == Failed || pr.Status == Skipped {
-					r.Status, r.Reason = Skipped, n.Parent.Name()+" "+pr.Status.String()
+					r.Status, r.Reason, r.damaged = Skipped, n.Parent.Name()+" "+pr.Status.String(), pr.damaged
 					e.finished(r)
 					return
 				}
@@ -156,11 +212,7 @@ func Run(ctx context.Context, root string, cfg *config.Config, names []string, o
 		}(n)
 	}
 	wg.Wait()
-	e.pushResults(ctx, rep)
-	if e.opt.Remotes != nil {
-		rep.Down, rep.Up = e.opt.Remotes.Bytes()
-	}
-	return rep, nil
+	return rep
 }
 
 // prepare selects the named steps (and what they inherit from) and
@@ -193,6 +245,11 @@ type engine struct {
 	// Each step's report, filled in before the steps after it start (they
 	// wait for it): a step may read those of the steps it descends from.
 	reports map[string]*StepReport
+	// After store damage the steps run again (see Run): what the last
+	// pass reported, and how each report was told to the observer.
+	prior    map[string]*StepReport
+	reported map[string]string
+	warned   map[string]bool
 
 	toolsMu    sync.Mutex
 	toolsCache map[string]map[string]string // by kind and toolchain
@@ -215,13 +272,30 @@ func (e *engine) mtimeTick() (time.Duration, error) {
 }
 
 func (e *engine) finished(r *StepReport) {
+	if r.damaged {
+		return // built again in the next pass
+	}
 	if r.Status == Failed && e.opt.FailFast {
 		e.cancel()
 	}
+	if !e.quiet(r) {
+		e.report(r)
+	}
+}
+
+// quiet reports whether r was already told, as is, in an earlier pass.
+func (e *engine) quiet(r *StepReport) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.reported[r.Name] == r.signature()
+}
+
+func (e *engine) report(r *StepReport) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.reported[r.Name] = r.signature()
 	if e.opt.Observer != nil {
-		e.mu.Lock()
 		e.opt.Observer.Finished(r)
-		e.mu.Unlock()
 	}
 }
 
@@ -365,6 +439,13 @@ func (e *engine) step(ctx context.Context, n *plan.Node, parent *store.Result, r
 		return
 	}
 	key := in.Key()
+	r.key = key
+	if p := e.prior[n.Name()]; p != nil && p.Status == Failed && !p.damaged && p.key == key {
+		// It failed in the pass before this one, with the same inputs:
+		// failures are not cached, but it is not run twice in one run.
+		*r = *p
+		return
+	}
 	pulled := false
 	res, err := e.p.st.LookupResult(key)
 	if err == nil && res == nil {
@@ -417,6 +498,10 @@ func (e *engine) step(ctx context.Context, n *plan.Node, parent *store.Result, r
 	res, err = e.execute(ctx, n, src, in, key, parent, r)
 	r.Seconds = time.Since(start).Seconds()
 	if err != nil {
+		if e.damage(err) {
+			r.Status, r.Err, r.damaged = Failed, err, true
+			return
+		}
 		if ctx.Err() != nil && !isFailure(err) {
 			r.Status, r.Reason = Skipped, "canceled"
 			return

@@ -24,6 +24,14 @@ type Fetcher interface {
 	FetchObject(hash string, size int64, f *os.File) error
 }
 
+// missing is why an object or layer is not in the store.
+func (s *Store) missing(id string) string {
+	if s.fetch != nil {
+		return "missing, and not to be had from the remote caches"
+	}
+	return "missing"
+}
+
 // SetFetcher makes the store read through f when a layer or an object is
 // missing (nil: never).
 func (s *Store) SetFetcher(f Fetcher) { s.fetch = f }
@@ -50,9 +58,9 @@ func (s *Store) fetchLayer(id string) (bool, error) {
 // fetchMissing brings the objects of files the store lacks from the
 // fetcher, in parallel: what a restore of files needs, and nothing else
 // (files carried inline in their layer need no object).
-func (s *Store) fetchMissing(files []Entry) error {
+func (s *Store) fetchMissing(files []Entry) {
 	if s.fetch == nil {
-		return nil
+		return
 	}
 	var missing []Entry
 	seen := map[string]bool{}
@@ -65,7 +73,10 @@ func (s *Store) fetchMissing(files []Entry) error {
 			missing = append(missing, e)
 		}
 	}
-	return par.Each(16, missing, s.fetchObject)
+	par.Each(16, missing, func(e Entry) error {
+		s.fetchObject(e) // the fetcher warned of what failed
+		return nil
+	})
 }
 
 // fetchObject brings one object into the store, with the mode and mtime its
@@ -103,8 +114,8 @@ func (s *Store) fetchObject(e Entry) error {
 	if err := os.Chmod(tmp.Name(), mode); err != nil {
 		return fail(err)
 	}
-	if e.MTime != 0 {
-		t := time.Unix(0, e.MTime)
+	if m := e.objectMTime(); m != 0 {
+		t := time.Unix(0, m)
 		if err := os.Chtimes(tmp.Name(), t, t); err != nil {
 			return fail(err)
 		}
@@ -144,5 +155,11 @@ func (s *Store) FetchTree(tree Tree) error {
 			files = append(files, e)
 		}
 	}
-	return s.fetchMissing(files)
+	s.fetchMissing(files)
+	for _, e := range files {
+		if !e.Inline() && !s.HasObject(e.Hash) {
+			return fmt.Errorf("object %.12s (%s) is neither in the store nor in a usable remote cache", e.Hash, e.Path)
+		}
+	}
+	return nil
 }

@@ -56,12 +56,13 @@ func (s *Store) GC(maxAge time.Duration) (*GCStats, error) {
 	st := &GCStats{}
 	cutoff := time.Now().Add(-maxAge)
 	liveLayers, liveObjects, liveVendor := map[string]bool{}, map[string]bool{}, map[string]bool{}
+	damaged := 0
 	var markLayer func(id string) error
 	markLayer = func(id string) error {
 		for id != "" && !liveLayers[id] {
 			liveLayers[id] = true
-			var l Layer
-			if err := s.ReadJSON(s.layerRel(id), &l); err != nil {
+			l, err := s.readLayer(id)
+			if err != nil {
 				return err
 			}
 			for _, e := range l.Entries {
@@ -95,19 +96,28 @@ func (s *Store) GC(maxAge time.Duration) (*GCStats, error) {
 			st.Results++
 			return os.Remove(p) // unreadable: useless
 		}
+		for _, l := range []string{r.Artifacts, r.Seed, r.Output} {
+			if err := markLayer(l); errors.Is(err, ErrDamaged) {
+				// A result whose layers are lost or altered is of no use:
+				// dropped, its step is built again when next needed.
+				damaged++
+				st.Results++
+				return os.Remove(p)
+			} else if err != nil {
+				return err
+			}
+		}
 		if r.Log != "" {
 			liveObjects[r.Log] = true
 		}
 		if v := r.Inputs["vendor"]; v != "" {
 			liveVendor[v] = true
 		}
-		for _, l := range []string{r.Artifacts, r.Seed} {
-			if err := markLayer(l); err != nil {
-				return err
-			}
-		}
-		return markLayer(r.Output)
+		return nil
 	})
+	if damaged > 0 {
+		s.Warnf("gc: dropped %d results whose layers were missing or damaged in the store %s; their steps will be rebuilt", damaged, s.Dir)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("gc: %w", err)
 	}
@@ -137,12 +147,16 @@ func (s *Store) GC(maxAge time.Duration) (*GCStats, error) {
 	if err := s.sweepPool(liveVendor, st); err != nil {
 		return nil, err
 	}
+	liveOut := s.liveRoots()
 	// Directories that are caches of the store's contents: rebuilt on demand.
 	for _, sub := range []string{"vendor", "out", "work", "tmp"} {
 		entries, _ := os.ReadDir(filepath.Join(s.Dir, sub))
 		for _, e := range entries {
 			if sub == "vendor" && (liveVendor[e.Name()] || filepath.Join(s.Dir, sub, e.Name()) == s.VendorPool()) {
 				continue
+			}
+			if sub == "out" && liveOut[e.Name()] {
+				continue // a ./result link points at it
 			}
 			// No run holds the store (the lock is exclusive), so all of
 			// tmp/ is debris of interrupted runs; other caches stay while

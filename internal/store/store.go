@@ -26,7 +26,10 @@ const FormatVersion = "smelt-store-1"
 
 // Store is one store directory.
 type Store struct {
-	Dir   string
+	Dir string
+	// Warn, when not nil, prints a warning (the message without
+	// "warning: "); else Warnf prints to standard error.
+	Warn  func(msg string)
 	fetch Fetcher // see SetFetcher
 }
 
@@ -125,14 +128,18 @@ func (s *Store) PutFile(path, hash string) error { return s.PutFileTime(path, ha
 // built, so cargo sees no dependency newer than it was.
 func (s *Store) PutFileTime(path, hash string, mtime int64) error {
 	dst := s.ObjectPath(hash)
-	if _, err := os.Stat(dst); err == nil {
-		return nil
-	}
 	src, err := os.Open(path)
 	if err != nil {
 		return err
 	}
 	defer src.Close()
+	if oi, err := os.Stat(dst); err == nil {
+		if si, err := src.Stat(); err != nil || si.Size() == oi.Size() {
+			return nil
+		}
+		// An object of another size than its content: damaged; this
+		// file, just hashed, replaces it.
+	}
 	tmp, err := s.TempFile("obj-*")
 	if err != nil {
 		return err
@@ -277,14 +284,24 @@ func (s *Store) resultRel(key string) string {
 }
 
 // LookupResult returns the result stored for key, or (nil, nil) if none.
+// A result that cannot be read as one (damaged) is dropped, with a
+// warning: the step is built again.
 func (s *Store) LookupResult(key string) (*Result, error) {
-	var r Result
-	err := s.ReadJSON(s.resultRel(key), &r)
+	p := filepath.Join(s.Dir, s.resultRel(key))
+	b, err := os.ReadFile(p)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
+	}
+	var r Result
+	if err := json.Unmarshal(b, &r); err != nil || r.Key != key {
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("drop the damaged result %s: %w", p, err)
+		}
+		s.Warnf("the stored result %s was damaged (not the result of its key); dropped it, to build again", p)
+		return nil, nil
 	}
 	return &r, nil
 }

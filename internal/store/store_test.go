@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -257,8 +258,8 @@ func TestFlattenEmptyID(t *testing.T) {
 func TestFlattenMissingLayer(t *testing.T) {
 	st := openStore(t)
 	_, err := st.Flatten(HashBytes([]byte("nope")))
-	if err == nil {
-		t.Fatal("Flatten of a missing layer succeeded")
+	if !errors.Is(err, ErrDamaged) {
+		t.Fatalf("Flatten of a missing layer: %v, want store damage", err)
 	}
 }
 
@@ -269,9 +270,10 @@ func TestRestoreMissingObject(t *testing.T) {
 	if err == nil {
 		t.Fatal("Restore with a missing object succeeded")
 	}
-	// The message says which store and what to do.
-	if msg := err.Error(); !strings.Contains(msg, st.Dir) || !strings.Contains(msg, "delete the store") {
-		t.Errorf("error %q names neither the store nor the remedy", msg)
+	// The caller can tell it for damage (and rebuilds what used it), and
+	// the message says which store.
+	if msg := err.Error(); !errors.Is(err, ErrDamaged) || !strings.Contains(msg, st.Dir) || !strings.Contains(msg, "missing") {
+		t.Errorf("error %q is not store damage naming the store", msg)
 	}
 }
 
@@ -703,12 +705,18 @@ func TestResults(t *testing.T) {
 	if r, err := st.LookupResult(HashBytes([]byte("other"))); r != nil || err != nil {
 		t.Errorf("LookupResult(other) = %v, %v", r, err)
 	}
-	// A corrupt result is an error, not a miss.
+	// A corrupt result is dropped, with a warning, and is a miss: the
+	// step is built again.
 	if err := os.WriteFile(filepath.Join(st.Dir, st.resultRel(key)), []byte("{not json"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if r, err := st.LookupResult(key); err == nil {
-		t.Errorf("corrupt result gave %v, nil", r)
+	var warned []string
+	st.Warn = func(m string) { warned = append(warned, m) }
+	if r, err := st.LookupResult(key); r != nil || err != nil || len(warned) != 1 {
+		t.Errorf("corrupt result gave %v, %v, warnings %q", r, err, warned)
+	}
+	if _, err := os.Stat(filepath.Join(st.Dir, st.resultRel(key))); err == nil {
+		t.Error("the corrupt result is still in the store")
 	}
 	assertNoTemp(t, st)
 }

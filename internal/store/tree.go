@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"smelt/internal/par"
 )
 
@@ -43,6 +45,10 @@ type Entry struct {
 	// already read, and a snapshot creates no store file per fingerprint
 	// (a file creation cost 0.3 ms on this project's test machine).
 	Data string `json:"d,omitempty"`
+	// OM is the mtime (ns) of the file's object when the entry was
+	// recorded, if not MTime (an object stored earlier from a file of other
+	// times): with Size, the object's cheap identity (see vouch).
+	OM int64 `json:"om,omitempty"`
 }
 
 // InlineMax is the largest file whose content a layer carries in Data.
@@ -176,19 +182,11 @@ func (s *Store) PutLayer(l *Layer) (string, error) {
 func (s *Store) Flatten(id string) (Tree, error) {
 	var chain []*Layer
 	for id != "" {
-		var l Layer
-		err := s.ReadJSON(s.layerRel(id), &l)
-		if errors.Is(err, fs.ErrNotExist) {
-			if ok, ferr := s.fetchLayer(id); ferr != nil {
-				err = ferr
-			} else if ok {
-				err = s.ReadJSON(s.layerRel(id), &l)
-			}
-		}
+		l, err := s.readLayer(id)
 		if err != nil {
-			return nil, fmt.Errorf("read layer %.12s: %w", id, err)
+			return nil, err
 		}
-		chain = append(chain, &l)
+		chain = append(chain, l)
 		id = l.Parent
 	}
 	t := Tree{}
@@ -297,7 +295,7 @@ func (s *Store) Capture(dir string, base, known Tree, linkable func(string) bool
 		if b, ok := known[e.Path]; ok && b.Type == e.Type && b.Size == e.Size &&
 			(b.MTime == e.MTime || s.isObject(filepath.Join(dir, filepath.FromSlash(e.Path)), b)) {
 			// Unchanged (or still the hard link RestoreLinking made).
-			e.Hash, e.MTime, e.Data = b.Hash, b.MTime, b.Data
+			e.Hash, e.MTime, e.Data, e.OM = b.Hash, b.MTime, b.Data, b.OM
 			continue
 		}
 		toHash = append(toHash, e)
@@ -319,6 +317,7 @@ func (s *Store) Capture(dir string, base, known Tree, linkable func(string) bool
 		}
 		e.Hash = h
 		if linkable != nil && linkable(e.Path) && s.adopt(p, h) == nil {
+			e.OM = s.ObjectTime(h, e.MTime)
 			return nil
 		}
 		if _, ok := e.inline(); ok {
@@ -326,7 +325,11 @@ func (s *Store) Capture(dir string, base, known Tree, linkable func(string) bool
 			// create (cargo's fingerprints are most of a target/'s files).
 			return nil
 		}
-		return s.PutFileTime(p, h, e.MTime)
+		if err := s.PutFileTime(p, h, e.MTime); err != nil {
+			return err
+		}
+		e.OM = s.ObjectTime(h, e.MTime)
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("snapshot %s: %w", dir, err)
@@ -338,6 +341,15 @@ func (s *Store) Capture(dir string, base, known Tree, linkable func(string) bool
 	return tree, nil
 }
 
+// ObjectTime is the OM of an entry of mtime mtime whose object is hash:
+// the object's mtime if it differs.
+func (s *Store) ObjectTime(hash string, mtime int64) int64 {
+	if oi, err := os.Stat(s.ObjectPath(hash)); err == nil && oi.ModTime().UnixNano() != mtime {
+		return oi.ModTime().UnixNano()
+	}
+	return 0
+}
+
 // PutTree stores tree, whose files' objects are in the store, as a layer
 // over base (whose id is parent) and returns the layer's id.
 func (s *Store) PutTree(parent string, base, tree Tree) (string, error) {
@@ -346,9 +358,9 @@ func (s *Store) PutTree(parent string, base, tree Tree) (string, error) {
 	// are shared objects either way).
 	depth := 0
 	if parent != "" {
-		var pl Layer
-		if err := s.ReadJSON(s.layerRel(parent), &pl); err != nil {
-			return "", fmt.Errorf("read layer %.12s: %w", parent, err)
+		pl, err := s.readLayer(parent)
+		if err != nil {
+			return "", err
 		}
 		depth = pl.Depth + 1
 		if depth > MaxDepth {
@@ -390,8 +402,9 @@ func (s *Store) RestoreLinking(dir string, tree Tree, linkable func(string) bool
 	// Remove what should not be there, deepest first.
 	sort.Slice(existing, func(i, j int) bool { return existing[i].Path > existing[j].Path })
 	have := map[string]Entry{}
+	var dmg damages
 	for _, e := range existing {
-		if want, ok := tree[e.Path]; ok && (same(want, e) || s.isObject(filepath.Join(dir, filepath.FromSlash(e.Path)), want)) {
+		if want, ok := tree[e.Path]; ok && (same(want, e) || s.isIntactObject(filepath.Join(dir, filepath.FromSlash(e.Path)), want, &dmg)) {
 			have[e.Path] = e
 			continue
 		}
@@ -428,16 +441,25 @@ func (s *Store) RestoreLinking(dir string, tree Tree, linkable func(string) bool
 			files = append(files, e)
 		}
 	}
-	if err := s.fetchMissing(files); err != nil {
-		return fmt.Errorf("restore %s: %w", dir, err)
-	}
-	return par.Each(ioWorkers(), files, func(e Entry) error {
+	// Objects the store lacks come from the remote caches, if any; one
+	// that cannot be fetched is damage that CopyOut reports.
+	s.fetchMissing(files)
+	err = par.Each(ioWorkers(), files, func(e Entry) error {
 		dst := filepath.Join(dir, filepath.FromSlash(e.Path))
 		if linkable != nil && linkable(e.Path) && s.link(e, dst) == nil {
 			return nil
 		}
-		return s.CopyOut(e, dst)
+		if err := s.CopyOut(e, dst); !dmg.add(err) {
+			return err
+		}
+		return nil
 	})
+	if err != nil {
+		return err
+	}
+	// Every file that is not damaged is in place; the caller drops what
+	// was built from the damaged ones.
+	return dmg.err()
 }
 
 // adopt makes the file at p and the object with hash h one file: p becomes
@@ -471,6 +493,16 @@ func (s *Store) share(p, h string, sameMTime bool) error {
 	if os.SameFile(fi, oi) {
 		return nil
 	}
+	if oi.Size() != fi.Size() {
+		// The object is damaged (it is named by content p has): p,
+		// just hashed, takes its place.
+		tmp := filepath.Join(s.Dir, "tmp", "adopt-"+h)
+		os.Remove(tmp)
+		if err := os.Link(p, tmp); err != nil {
+			return err
+		}
+		return os.Rename(tmp, obj)
+	}
 	if oi.Mode() != fi.Mode() || sameMTime && !oi.ModTime().Equal(fi.ModTime()) {
 		// Linking would change the file's mode or mtime (see link): keep it.
 		return nil
@@ -492,8 +524,12 @@ func (s *Store) link(e Entry, dst string) error {
 	if err != nil {
 		return err
 	}
-	if (info.Mode()&0o111 != 0) != (e.Type == TypeExec) || info.ModTime().UnixNano() != e.MTime {
-		return fmt.Errorf("mode or mtime differs")
+	// The mtime check is also the object's cheap identity (vouch): a
+	// write through another link changes it, and the file is copied
+	// (and checked) instead.
+	if (info.Mode()&0o111 != 0) != (e.Type == TypeExec) || info.ModTime().UnixNano() != e.MTime ||
+		info.Size() != e.Size || e.objectMTime() != e.MTime {
+		return fmt.Errorf("mode, size or mtime differs")
 	}
 	return os.Link(obj, dst)
 }
@@ -514,6 +550,27 @@ func (s *Store) isObject(p string, want Entry) bool {
 	}
 	oi, err := os.Stat(s.ObjectPath(want.Hash))
 	return err == nil && os.SameFile(fi, oi)
+}
+
+// isIntactObject is isObject, for a link that is to stay: the object
+// must also be intact (vouch), or it is dropped, its damage added to dmg,
+// and the link replaced.
+func (s *Store) isIntactObject(p string, want Entry, dmg *damages) bool {
+	if !s.isObject(p, want) {
+		return false
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	err = s.vouch(want, f, fi)
+	dmg.add(err)
+	return err == nil
 }
 
 // same reports whether an existing entry can stand for the wanted one
@@ -539,12 +596,22 @@ func (s *Store) CopyOut(e Entry, dst string) error {
 		src = bytes.NewReader(b)
 	} else {
 		f, err := os.Open(s.ObjectPath(e.Hash))
+		if errors.Is(err, fs.ErrNotExist) {
+			d := &DamageError{Store: s.Dir}
+			d.addObject(e.Hash, e.Path, s.missing(e.Hash))
+			return d
+		}
 		if err != nil {
-			// No command repairs a store that lost objects; only a new
-			// store rebuilds what needed them.
-			return fmt.Errorf("the store %s has lost the object of %s (was it cleaned by hand?): delete the store and run again: %w", s.Dir, e.Path, err)
+			return fmt.Errorf("restore %s: %w", dst, err)
 		}
 		defer f.Close()
+		fi, err := f.Stat()
+		if err != nil {
+			return err
+		}
+		if err := s.vouch(e, f, fi); err != nil {
+			return err
+		}
 		src = f
 	}
 	mode := os.FileMode(0o644)
@@ -569,8 +636,12 @@ func (s *Store) CopyOut(e Entry, dst string) error {
 		os.Remove(tmp)
 		return fmt.Errorf("restore %s: %w", dst, err)
 	}
-	if _, err := io.Copy(out, src); err != nil {
-		return fail(err)
+	// A reflink where the file system has them (btrfs, xfs): no data
+	// copied, and a write to either file leaves the other alone.
+	if f, ok := src.(*os.File); !ok || unix.IoctlFileClone(int(out.Fd()), int(f.Fd())) != nil {
+		if _, err := io.Copy(out, src); err != nil {
+			return fail(err)
+		}
 	}
 	if err := out.Chmod(mode); err != nil { // whatever the umask
 		return fail(err)

@@ -36,8 +36,31 @@ type Sources struct {
 // ID is the vendor id for a Cargo.lock's contents.
 func ID(lock []byte) string { return store.HashBytes(append([]byte("vendor-1\x00"), lock...)) }
 
-// Lookup returns the vendored sources for id if they are in the store.
+// Lookup returns the vendored sources for id if they are in the store and
+// intact (see Check): a changed crate is dropped, with a warning, and
+// vendored again by the next Fetch.
 func Lookup(st *store.Store, id string) (*Sources, bool) {
+	s, ok := lookup(st, id)
+	if !ok {
+		return nil, false
+	}
+	damaged, err := Check(st, s, false)
+	if err == nil && len(damaged) == 0 {
+		return s, true
+	}
+	if err == nil {
+		err = Drop(st, s, damaged)
+	}
+	if err != nil {
+		st.Warnf("%v; fetching the dependency sources again", err)
+	} else {
+		st.Warnf("vendored crates changed in the store %s: %s; dropped them, fetching them again", st.Dir, describe(damaged))
+	}
+	return nil, false
+}
+
+// lookup is Lookup without the check.
+func lookup(st *store.Store, id string) (*Sources, bool) {
 	dir := filepath.Join(st.Dir, "vendor", id)
 	s := &Sources{ID: id, Dir: filepath.Join(dir, "crates"), Config: filepath.Join(dir, "config.toml")}
 	if entries, err := os.ReadDir(s.Dir); err == nil && len(entries) == 0 {
@@ -128,12 +151,12 @@ func Fetch(ctx context.Context, st *store.Store, wsDir, id string, env []string,
 	}
 	if err := os.Rename(tmp, final); err != nil {
 		// Another smelt published the same sources first: use theirs.
-		if s, ok := Lookup(st, id); ok {
+		if s, ok := lookup(st, id); ok {
 			return s, nil
 		}
 		return nil, fmt.Errorf("publish vendored sources: %w", err)
 	}
-	s, _ := Lookup(st, id)
+	s, _ := lookup(st, id)
 	return s, nil
 }
 
@@ -287,6 +310,9 @@ func pool(st *store.Store, dir string) (bool, error) {
 	for _, e := range entries {
 		if exists, _ := same(e.Name()); exists {
 			continue
+		}
+		if err := record(filepath.Join(dir, e.Name())); err != nil {
+			return false, fmt.Errorf("pool vendored crate %s: %w", e.Name(), err)
 		}
 		if err := os.Rename(filepath.Join(dir, e.Name()), filepath.Join(poolDir, e.Name())); err != nil {
 			// Another smelt pooled it first; it must be the same.
