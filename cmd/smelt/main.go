@@ -283,7 +283,12 @@ func runSteps(ctx context.Context, o options, verb string, names []string, finis
 }
 
 func check(ctx context.Context, o options, names []string) (int, error) {
-	rep, _, _, _, err := runSteps(ctx, o, "check", names, nil)
+	return checkVerb(ctx, o, "check", names)
+}
+
+// checkVerb is check, reported as verb (push, pull).
+func checkVerb(ctx context.Context, o options, verb string, names []string) (int, error) {
+	rep, _, _, _, err := runSteps(ctx, o, verb, names, nil)
 	if err != nil {
 		return 1, err
 	}

@@ -110,7 +110,7 @@ func bytesText(n int64) string {
 // where needed) and uploaded, signed, to the first remote.
 func pushCmd(ctx context.Context, o options, names []string) (int, error) {
 	o.remote.push = true
-	return check(ctx, o, names)
+	return checkVerb(ctx, o, "push", names)
 }
 
 // pullCmd is smelt pull [STEP...]: the steps are brought up to date (from
@@ -118,5 +118,5 @@ func pushCmd(ctx context.Context, o options, names []string) (int, error) {
 // downloaded into the store, for working offline.
 func pullCmd(ctx context.Context, o options, names []string) (int, error) {
 	o.pullBytes = true
-	return check(ctx, o, names)
+	return checkVerb(ctx, o, "pull", names)
 }
