@@ -248,7 +248,9 @@ func (r *Remotes) Push(ctx context.Context, st *store.Store, results []*store.Re
 			p.Skipped++
 			continue
 		}
-		rec, err := json.Marshal(res)
+		clean := *res
+		clean.Pulled = false
+		rec, err := json.Marshal(&clean)
 		if err != nil {
 			return p, err
 		}
@@ -352,6 +354,7 @@ func (e *engine) pull(ctx context.Context, n *plan.Node, key string) (*store.Res
 	if res == nil {
 		return nil, nil
 	}
+	res.Pulled = true
 	if err := e.p.st.SaveResult(res); err != nil {
 		return nil, err
 	}

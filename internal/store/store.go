@@ -270,6 +270,10 @@ type Result struct {
 	Log          string            `json:"log,omitempty"` // object hash of the step's log
 	Seconds      float64           `json:"seconds"`
 	Created      time.Time         `json:"created"`
+	// Pulled marks a result taken from a remote cache: its layers and
+	// objects may be there only (fetched when a restore needs them).
+	// Set locally, never pushed.
+	Pulled bool `json:"pulled,omitempty"`
 }
 
 // SourceFile records one source file as a step saw it.
