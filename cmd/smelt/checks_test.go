@@ -102,6 +102,9 @@ func TestCoverage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if strings.Contains(string(lcov), "/vendor/") {
+		t.Errorf("the coverage report covers vendored crates:\n%s", lcov)
+	}
 	src := p.read("src/lib.rs")
 	hits := lcovLines(t, string(lcov), "src/lib.rs")
 	if n := lineOf(t, src, "let tripled = x * 3;"); hits[n] != 0 {

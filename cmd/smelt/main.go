@@ -244,7 +244,7 @@ func runSteps(ctx context.Context, o options, verb string, names []string, finis
 	names = resolve(cfg, names)
 	p := ui.New(os.Stderr, o.asJSON)
 	defer p.Close()
-	st.Warn = p.Warn
+	st.Warn = func(msg string) { p.Warn("%s", msg) }
 	where := "built-in default pipeline"
 	if cfg.File != "" {
 		where = filepath.Base(cfg.File)

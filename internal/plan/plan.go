@@ -219,6 +219,7 @@ var inputWords = map[string]string{
 	"cargo-config": "cargo's user configuration changed",
 	"artifacts":    "the artifacts it inherits changed",
 	"tools":        "an external tool it runs changed version",
+	"paths":        "the paths its commands see changed (a sandbox, or the store's own)",
 }
 
 // Explain says why inputs now differ from old (the last successful run's),

@@ -25,6 +25,7 @@ import (
 	"smelt/internal/skeleton"
 	"smelt/internal/source"
 	"smelt/internal/store"
+	"smelt/internal/vendor"
 )
 
 // stepRun is one execution of a step: its directories and what its
@@ -46,6 +47,7 @@ type stepRun struct {
 	locals    []string          // the workspace's own packages
 	phases    []string          // where the step's time went, for its log
 	fused     bool              // a deps step now building on its heirs' source (see fuse.go)
+	view      view              // where its commands see its directories
 	mark      time.Time
 }
 
@@ -125,18 +127,19 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 	if err := os.MkdirAll(sr.scratch, 0o755); err != nil {
 		return nil, err
 	}
-	vendorConfig := ""
+	vendorConfig, vendorDir := "", ""
 	if plan.UsesDependencies(s.Kind) {
 		v, err := e.p.vendor(ctx, logf)
 		if err != nil {
 			return nil, err
 		}
-		vendorConfig = v.Config
+		vendorConfig, vendorDir = v.Config, v.Dir
 	}
+	sr.view = sr.newView(dir, vendorDir, vendorConfig)
 	// Tools that cargo runs as subcommands (tarpaulin, nextest, deny) or
 	// that the user runs cannot all take `--config`: a config file in a
 	// parent directory of the workspace points them at the vendored sources.
-	if err := writeParentConfig(dir, vendorConfig); err != nil {
+	if err := writeParentConfig(dir, vendorConfig, vendorDir, sr.view.vendor); err != nil {
 		return nil, err
 	}
 	if sr.tools, err = e.tools(ctx, s); err != nil {
@@ -145,7 +148,7 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 	sr.phase("prepare")
 
 	sr.env = append(stepEnv(s.Toolchain),
-		"CARGO_TARGET_DIR="+sr.targetDir,
+		"CARGO_TARGET_DIR="+sr.view.target,
 		"CARGO_TERM_COLOR=never",
 		"CARGO_NET_OFFLINE=true",
 		"NO_COLOR=1", // logs are files: no escape codes (tarpaulin, nextest)
@@ -185,7 +188,7 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 			if err != nil {
 				fmt.Fprintf(logf, "# smelt: rustc fails the stubs (the stub wrapper cannot run: %v)\n", err)
 			} else {
-				sr.env = append(sr.env, "RUSTC_WORKSPACE_WRAPPER="+w)
+				sr.env = append(sr.env, "RUSTC_WORKSPACE_WRAPPER="+sr.view.program(w))
 			}
 		}
 	}
@@ -201,7 +204,7 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 			}
 			sr.phase("source")
 		}
-		if err := sr.command(ctx, c.Expand(vendorConfig, sr.scratch)); err != nil {
+		if err := sr.command(ctx, c.Expand(sr.view.vendorConfig, sr.view.scratch)); err != nil {
 			return nil, err
 		}
 		sr.phase(c.Program + " " + firstArg(c.Args))
@@ -210,6 +213,9 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 	res := &store.Result{Key: key, Step: n.Name(), Kind: s.Kind, Inputs: in, Source: from.times, Created: time.Now().UTC()}
 	var tree store.Tree
 	if keeps {
+		if err := sortDepInfo(sr.targetDir, start); err != nil {
+			return nil, err
+		}
 		t, err := st.Capture(sr.targetDir, from.base, from.restored, linkable(s.Kind))
 		if err != nil {
 			return nil, err
@@ -238,6 +244,10 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 		}
 		tree = t
 		res.Artifacts, res.ArtifactsID, res.MaxMTime = id, artifactsID(t), t.MaxMTime()
+		if s.Kind != "command" {
+			// A user's command may have written anything into target/.
+			res.DepsID = depsID(t, locals, src)
+		}
 		sr.phase("snapshot")
 	}
 	if err := sr.outputs(ctx, res, tree); err != nil {
@@ -259,17 +269,46 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 }
 
 // artifactsID is the content identity of a target/ for early cutoff: all
-// but cargo's cache of its compiler queries, which is keyed by the wrappers
-// its last command ran with (a deps step's stub wrapper, or none when it ran
-// fused) and which cargo checks before it uses it. The cache itself stays
-// in the artifacts: a step that starts from them asks rustc nothing again
-// when its wrappers are the same.
+// but two caches, which stay in the artifacts but not in the keys after
+// them. Cargo's cache of its compiler queries is keyed by the wrappers its
+// last command ran with (a deps step's stub wrapper, or none when it ran
+// fused), and cargo checks it before it uses it: a step that starts from
+// it asks rustc nothing again when its wrappers are the same. rustc's
+// incremental state (dev profiles) is named by time and a random number,
+// so no two builds share it; rustc checks it against its inputs before
+// using any of it and builds the same code without it, which is what a
+// warm start already relies on.
 func artifactsID(t store.Tree) string {
-	if _, ok := t[cargo.RustcInfo]; ok {
-		t = maps.Clone(t)
-		delete(t, cargo.RustcInfo)
+	drop := func(p string) bool { return p == cargo.RustcInfo || cargo.IsIncremental(p) }
+	for p := range t {
+		if drop(p) {
+			t = maps.Clone(t)
+			maps.DeleteFunc(t, func(p string, _ store.Entry) bool { return drop(p) })
+			break
+		}
 	}
 	return t.ContentID()
+}
+
+// depsID is the content identity of the dependencies' part of a target/
+// (see inputs), less the units of packages that the lock file no longer
+// names: a warm start keeps them (cargo never deletes a unit), and no build
+// of this lock file can use them, so a store that once had a dependency
+// must not key differently from one that never had it.
+func depsID(t store.Tree, locals []string, src source.Tree) string {
+	drop := locals
+	if lock, ok := src.Get("Cargo.lock"); ok {
+		if names, err := vendor.PackageNames(lock.Data); err == nil {
+			seen := map[string]bool{}
+			for p := range t {
+				if name := cargo.UnitPackage(p); name != "" && !names[name] && !seen[name] {
+					seen[name] = true
+					drop = append(slices.Clip(drop), name)
+				}
+			}
+		}
+	}
+	return artifactsID(dependencyPart(t, drop))
 }
 
 // warmups leaves out the deps step's skeleton warm-ups (cmds) that another
@@ -439,8 +478,9 @@ func linkable(kind string) func(string) bool {
 }
 
 // writeParentConfig writes (or removes) dir/.cargo/config.toml with the
-// vendored sources' configuration.
-func writeParentConfig(dir, vendorConfig string) error {
+// vendored sources' configuration, with the path of the vendored crates as
+// the step's commands see it (from → to).
+func writeParentConfig(dir, vendorConfig, from, to string) error {
 	p := filepath.Join(dir, ".cargo", "config.toml")
 	if vendorConfig == "" {
 		if err := os.Remove(p); err != nil && !os.IsNotExist(err) {
@@ -451,6 +491,9 @@ func writeParentConfig(dir, vendorConfig string) error {
 	data, err := os.ReadFile(vendorConfig)
 	if err != nil {
 		return err
+	}
+	if from != to {
+		data = []byte(strings.ReplaceAll(string(data), from, to))
 	}
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return err
@@ -504,6 +547,9 @@ func (sr *stepRun) command(ctx context.Context, c cargo.Command) error {
 	cmd.Env = append(append([]string{}, sr.env...), envList(c.Env)...)
 	cmd.Stdout, cmd.Stderr = stdout, io.MultiWriter(sr.logf, &stderr)
 	supervise(cmd, sr.procs)
+	if err := sr.view.wrap(cmd); err != nil {
+		return err
+	}
 	release := func() {}
 	if sr.e.jobs != nil {
 		// The process's implicit token (see jobserver).
@@ -664,13 +710,13 @@ func (sr *stepRun) collect(out []byte) {
 			continue
 		}
 		if m.Profile.Test {
-			sr.testExes = append(sr.testExes, m.Executable)
+			sr.testExes = append(sr.testExes, sr.view.real(m.Executable))
 			continue
 		}
 		if !contains(m.Target.Kind, "bin") {
 			continue
 		}
-		rel, err := filepath.Rel(sr.targetDir, m.Executable)
+		rel, err := filepath.Rel(sr.view.target, m.Executable)
 		if err != nil || strings.HasPrefix(rel, "..") {
 			continue
 		}

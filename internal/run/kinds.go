@@ -215,6 +215,9 @@ func (sr *stepRun) coverage(ctx context.Context, res *store.Result) error {
 	}
 	// Only the workspace's own code: not the vendored dependencies, not std.
 	vendored := regexp.QuoteMeta(filepath.Join(sr.e.p.st.Dir, "vendor"))
+	if sr.view.vendor != "" {
+		vendored += "|" + regexp.QuoteMeta(sr.view.vendor)
+	}
 	common := []string{"-instr-profile", profdata, "--ignore-filename-regex", vendored + "|/rustc/|/\\.cargo/registry/"}
 	if err := run(filepath.Join(outDir, "lcov.info"), sr.tools["llvm-cov"], append(append([]string{"export", "-format=lcov"}, common...), objects...)...); err != nil {
 		return err
@@ -224,7 +227,7 @@ func (sr *stepRun) coverage(ctx context.Context, res *store.Result) error {
 		return err
 	}
 	if err := run("", sr.tools["llvm-cov"], append(append([]string{"show", "-format=html", "-output-dir", filepath.Join(outDir, "html"),
-		"-path-equivalence", sr.srcDir + ",."}, common...), objects...)...); err != nil {
+		"-path-equivalence", sr.view.src + ",."}, common...), objects...)...); err != nil {
 		return err
 	}
 	var sum struct {

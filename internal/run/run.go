@@ -16,6 +16,7 @@ import (
 
 	"smelt/internal/config"
 	"smelt/internal/plan"
+	"smelt/internal/sandbox"
 	"smelt/internal/source"
 	"smelt/internal/store"
 )
@@ -222,6 +223,9 @@ func prepare(ctx context.Context, root string, cfg *config.Config, names []strin
 	if err != nil {
 		return nil, nil, err
 	}
+	// Whether steps run in a sandbox enters every key: find out while
+	// the project is read.
+	go sandbox.Available()
 	nodes, err := g.Select(names)
 	if err != nil {
 		return nil, nil, err
@@ -253,6 +257,9 @@ type engine struct {
 
 	toolsMu    sync.Mutex
 	toolsCache map[string]map[string]string // by kind and toolchain
+
+	sandboxOnce sync.Once
+	sandbox     bool // steps run in a sandbox (see view)
 
 	tickOnce sync.Once
 	tick     time.Duration
@@ -333,6 +340,7 @@ func (e *engine) inputs(ctx context.Context, n *plan.Node, src source.Tree, pare
 		in["tools"] = id
 	}
 	in["cargo-config"] = e.p.cargoConfig
+	in["paths"] = e.pathsID()
 	if plan.UsesDependencies(n.Step.Kind) {
 		id, err := e.p.vendorID()
 		if err != nil {
@@ -342,6 +350,16 @@ func (e *engine) inputs(ctx context.Context, n *plan.Node, src source.Tree, pare
 	}
 	if n.Parent != nil {
 		in["artifacts"] = parent.ArtifactsID
+		if parent.DepsID != "" && n.Step.Kind != "command" {
+			// A step that runs cargo keys on the dependencies' part of what
+			// it inherits, not on the workspace's own units there: those
+			// are a step's local history (its warm start's units, stale or
+			// never used, a fused deps step's seed), and cargo rebuilds any
+			// that the step's source leaves stale (the mtime rule), so its
+			// result is the same whichever it inherits. A user's command
+			// could read them: it keys on all of target/.
+			in["artifacts"] = parent.DepsID
+		}
 		if !plan.KeepsArtifacts(n.Parent.Step.Kind) {
 			in["artifacts"] = "none"
 		}

@@ -256,8 +256,12 @@ type Result struct {
 	Inputs      map[string]string `json:"inputs"`
 	Artifacts   string            `json:"artifacts,omitempty"`    // layer id of target/ ("" if the step keeps none)
 	ArtifactsID string            `json:"artifacts_id,omitempty"` // content identity of the flattened target/
-	MaxMTime    int64             `json:"max_mtime,omitempty"`    // newest mtime in target/, for the mtime rule
-	Source      []SourceFile      `json:"source,omitempty"`       // the source laid out for this step, with the mtimes it got
+	// DepsID is the content identity of its dependencies' part alone: what
+	// the steps after it that run cargo key on ("" for none: they use
+	// ArtifactsID). See run's inputs.
+	DepsID   string       `json:"deps_id,omitempty"`
+	MaxMTime int64        `json:"max_mtime,omitempty"` // newest mtime in target/, for the mtime rule
+	Source   []SourceFile `json:"source,omitempty"`    // the source laid out for this step, with the mtimes it got
 	// A deps step that also built the workspace's own code on its heirs'
 	// source (see run's fusing) keeps that whole target/ as a seed: its
 	// heirs start from it as from their own last target/.

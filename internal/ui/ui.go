@@ -119,16 +119,15 @@ func (p *Printer) Info(format string, args ...any) {
 	p.println(format, args...)
 }
 
-// Warn prints a warning: one line starting "warning: " (a JSON event
-// with --json).
-func (p *Printer) Warn(msg string) {
+// Warn prints one warning line (or a JSON warning event).
+func (p *Printer) Warn(format string, args ...any) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.json {
-		p.event(map[string]any{"event": "warning", "message": msg})
+		p.event(map[string]any{"event": "warning", "message": fmt.Sprintf(format, args...)})
 		return
 	}
-	p.println("warning: %s", msg)
+	p.println("warning: "+format, args...)
 }
 
 // Started implements run.Observer.
