@@ -251,7 +251,7 @@ func runSteps(ctx context.Context, o options, verb string, names []string, finis
 	}
 	p.Info("smelt %s %s (%s)", verb, root, where)
 	start := time.Now()
-	remotes, err := openRemotes(ctx, o, cfg, st, p.Warn)
+	remotes, err := openRemotes(ctx, o, cfg, st, st.Warn)
 	if err != nil {
 		return nil, nil, nil, "", err
 	}

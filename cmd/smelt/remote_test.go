@@ -29,15 +29,6 @@ func teamKey(t *testing.T, name string) (string, string) {
 	return file, strings.TrimSpace(string(out))
 }
 
-// portable skips a test of results shared across stores where smelt
-// said it cannot make them portable (no mount namespace here).
-func portable(t *testing.T, o outcome) {
-	t.Helper()
-	if strings.Contains(o.output, "results are not shared with other stores") {
-		t.Skipf("no sandbox on this machine: %s", o.output)
-	}
-}
-
 // elsewhere moves a project and its store to other paths, as another
 // machine would have them.
 func elsewhere(t *testing.T, p *project) {
@@ -101,7 +92,7 @@ func story(t *testing.T, url string) {
 	keyFile, pub := teamKey(t, "ci-1")
 	a := newProject(t, "sequential")
 	o := a.mustSmelt("check", "--push", "--signing-key", keyFile, "--remote", url)
-	portable(t, o)
+	noSandbox(t, o)
 	allStatus(t, o, "built")
 	if ev := remoteEvent(t, o); ev["uploaded"].(float64) == 0 || ev["pushed"].(float64) != 4 {
 		t.Errorf("push: %v", ev)
@@ -177,7 +168,7 @@ func pushFixture(t *testing.T) pushed {
 	keyFile, pub := teamKey(t, "ci-1")
 	dir := t.TempDir()
 	a := newProject(t, "sequential")
-	portable(t, a.mustSmelt("check", "--push", "--signing-key", keyFile, "--remote", "file://"+dir))
+	noSandbox(t, a.mustSmelt("check", "--push", "--signing-key", keyFile, "--remote", "file://"+dir))
 	return pushed{dir: dir, pub: pub, key: keyFile}
 }
 
