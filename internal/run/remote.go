@@ -55,9 +55,10 @@ type remoteConn struct {
 }
 
 // OpenRemotes opens the remote caches of rc. warn prints one warning line
-// (the message without "warning: "). Errors are the user's to fix (a
-// signing key that cannot be read, a public key that is not NAME:BASE64);
-// a remote that cannot be reached is only warned about.
+// (the message without "warning: "). The error is the user's to fix (a
+// trusted key that is not NAME:BASE64); a remote that cannot be opened,
+// or pushing without a remote or a readable signing key, is only warned
+// about.
 func OpenRemotes(ctx context.Context, rc RemoteConfig, warn func(string)) (*Remotes, error) {
 	r := &Remotes{ctx: ctx, push: rc.Push, warn: warn}
 	var err error
@@ -65,17 +66,18 @@ func OpenRemotes(ctx context.Context, rc RemoteConfig, warn func(string)) (*Remo
 		return nil, err
 	}
 	if rc.Push {
-		if len(rc.URLs) == 0 {
-			return nil, errors.New("--push needs a remote cache to push to: pass --remote URL, set SMELT_REMOTE or url in [remote]")
+		// Pushing is an extra: set up wrongly (as in a CI job whose secret
+		// is missing), it is a warning and the build goes on.
+		switch k, err := loadKey(rc); {
+		case len(rc.URLs) == 0:
+			warn("pushing needs a remote cache: nothing is pushed (pass --remote URL, set SMELT_REMOTE or url in [remote])")
+			r.push = false
+		case err != nil:
+			warn(err.Error() + "; nothing is pushed")
+			r.push = false
+		default:
+			r.key = &k
 		}
-		if rc.SigningKey == "" {
-			return nil, errors.New("--push needs a signing key: pass --signing-key FILE or set SMELT_SIGNING_KEY (smelt key generate NAME -o FILE makes one)")
-		}
-		k, err := trust.LoadSecretKey(rc.SigningKey)
-		if err != nil {
-			return nil, err
-		}
-		r.key = &k
 	}
 	timeout := rc.Timeout
 	if timeout <= 0 {
@@ -92,6 +94,14 @@ func OpenRemotes(ctx context.Context, rc RemoteConfig, warn func(string)) (*Remo
 		r.list = append(r.list, c)
 	}
 	return r, nil
+}
+
+// loadKey reads the signing key pushes need.
+func loadKey(rc RemoteConfig) (trust.SecretKey, error) {
+	if rc.SigningKey == "" {
+		return trust.SecretKey{}, errors.New("pushing needs a signing key (pass --signing-key FILE or set SMELT_SIGNING_KEY; smelt key generate NAME -o FILE makes one)")
+	}
+	return trust.LoadSecretKey(rc.SigningKey)
 }
 
 // Close closes the connections.

@@ -215,3 +215,37 @@ func TestRemoteRefusals(t *testing.T) {
 		}
 	})
 }
+
+// Pushing set up wrongly (a CI job whose secret is missing) is a warning,
+// not a failed build.
+func TestRemotePushSetup(t *testing.T) {
+	loose := filepath.Join(t.TempDir(), "k")
+	k, _ := trust.Generate("ci-1")
+	trust.WriteSecretKey(loose, k)
+	os.Chmod(loose, 0o644)
+	url := "file://" + t.TempDir()
+	for _, c := range []struct {
+		name string
+		rc   RemoteConfig
+		want string
+	}{
+		{"no remote", RemoteConfig{Push: true}, "pushing needs a remote cache"},
+		{"no key", RemoteConfig{URLs: []string{url}, Push: true}, "pushing needs a signing key"},
+		{"missing key file", RemoteConfig{URLs: []string{url}, Push: true, SigningKey: loose + ".none"}, "no such file"},
+		{"key readable by others", RemoteConfig{URLs: []string{url}, Push: true, SigningKey: loose}, "chmod 600"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var w warns
+			r := open(t, c.rc, &w)
+			if r.Pushing() {
+				t.Error("pushing without what it needs")
+			}
+			if len(w) != 1 || !strings.Contains(w[0], c.want) || !strings.Contains(w[0], "nothing is pushed") {
+				t.Errorf("warnings %q, want one containing %q", w, c.want)
+			}
+		})
+	}
+	if _, err := OpenRemotes(context.Background(), RemoteConfig{Trusted: []string{"ci-1:short"}}, nil); err == nil {
+		t.Error("a trusted key that is not NAME:BASE64 was accepted")
+	}
+}
