@@ -713,11 +713,11 @@ func TestWorkspace(t *testing.T) {
 	p.replace("greet/src/lib.rs", `"{} {}: {}"`, `"{} {} to {}"`)
 	p.replace("greet/src/lib.rs", `"1 hello from build.rs: x"`, `"1 hello from build.rs to x"`)
 	o = p.mustSmelt("build", "app")
-	wantStatus(t, o, map[string]string{"deps": "cached", "package": "built"})
+	wantStatus(t, o, map[string]string{"deps": "cached", "package.app": "built"})
 	if got := p.runResult("app"); got != "1 hello from build.rs to workspace" {
 		t.Fatalf("after the edit result/bin/app printed %q", got)
 	}
-	for dep := range compiled(p.log("package")) {
+	for dep := range compiled(p.log("package.app")) {
 		if dep != "greet" && dep != "app" {
 			t.Errorf("package recompiled dependency %s", dep)
 		}

@@ -32,7 +32,8 @@ const usage = `smelt builds a Cargo project as a graph of cached steps.
 Usage:
   smelt check [STEP...]      run every check of smelt.toml (or the named steps)
   smelt build [NAME]         build the default output, a step, or a workspace member's
-                             binaries, and link ./result to it (result/bin/NAME runs)
+                             binaries (cargo build -p MEMBER, a step of its own), and link
+                             ./result to it (result/bin/NAME runs)
   smelt fetch                fetch and verify the dependency sources (Cargo.lock)
   smelt why [STEP...]        say, without running anything, which steps would run and why
   smelt log STEP             print the log of a step's last run
@@ -55,6 +56,8 @@ Usage:
                              key NAME:BASE64, for the remote cache's trusted keys
   smelt store verify [--repair]  re-hash the whole store (objects, layers, results, vendored
                              crates); --repair drops what is damaged and what was built from it
+  smelt worker --engine grpc://HOST:PORT[/INSTANCE] --dir DIR
+                             run actions for a Remote Execution engine (BuildGrid) as one of its workers
 
 Flags (before or after the command):
   -C DIR        the project (default: the current directory)
@@ -63,6 +66,8 @@ Flags (before or after the command):
   --store DIR   the store (default: $SMELT_STORE, else $XDG_CACHE_HOME/smelt)
   --json        print JSON events instead of text
   -o PATH       where smelt build links the result (default: ./result in the project)
+  -q, --quiet   print only failures
+  -v, --verbose also print what the steps' commands print, each line after the step's name
 
 Remote cache (see README "Remote cache"):
   --remote URL        read results from this cache (repeatable, in order; default: $SMELT_REMOTE,
@@ -78,6 +83,7 @@ type options struct {
 	dir, store, out  string
 	jobs             int
 	failFast, asJSON bool
+	quiet, verbose   bool
 	sequential       bool
 	force            bool
 	link             bool
@@ -99,6 +105,9 @@ func mainErr(args []string) int {
 		fmt.Print(usage)
 		return 0
 	}
+	if args[0] == "worker" { // flags of its own
+		return workerMain(args[1:])
+	}
 	fl := flag.NewFlagSet("smelt", flag.ContinueOnError)
 	var o options
 	fl.StringVar(&o.dir, "C", ".", "project directory")
@@ -107,6 +116,10 @@ func mainErr(args []string) int {
 	fl.IntVar(&o.jobs, "j", runtime.NumCPU(), "parallel steps")
 	fl.BoolVar(&o.failFast, "fail-fast", false, "stop at the first failure")
 	fl.BoolVar(&o.asJSON, "json", false, "JSON output")
+	fl.BoolVar(&o.quiet, "quiet", false, "print only failures")
+	fl.BoolVar(&o.quiet, "q", false, "print only failures")
+	fl.BoolVar(&o.verbose, "verbose", false, "print the commands' output")
+	fl.BoolVar(&o.verbose, "v", false, "print the commands' output")
 	fl.BoolVar(&o.sequential, "sequential", false, "init: the seed's sequential chain")
 	fl.BoolVar(&o.force, "force", false, "init, ci: overwrite the file")
 	fl.IntVar(&o.olderThan, "older-than", 30, "gc: days a result may go unused")
@@ -149,6 +162,10 @@ func mainErr(args []string) int {
 	}
 	cmd := pos[0]
 	pos = pos[1:]
+	if o.quiet && o.verbose {
+		fmt.Fprintln(os.Stderr, "smelt: --quiet and --verbose contradict each other: pass one of them")
+		return 2
+	}
 	if o.jobs < 1 {
 		fmt.Fprintf(os.Stderr, "smelt: -j %d: the number of steps run at once must be at least 1\n", o.jobs)
 		return 2
@@ -242,7 +259,13 @@ func runSteps(ctx context.Context, o options, verb string, names []string, finis
 		names = cfg.Checks
 	}
 	names = resolve(cfg, names)
-	p := ui.New(os.Stderr, o.asJSON)
+	mode := ui.Normal
+	if o.quiet {
+		mode = ui.Quiet
+	} else if o.verbose {
+		mode = ui.Verbose
+	}
+	p := ui.New(os.Stderr, o.asJSON, mode)
 	defer p.Close()
 	st.Warn = func(msg string) { p.Warn("%s", msg) }
 	where := "built-in default pipeline"
@@ -298,8 +321,9 @@ func checkVerb(ctx context.Context, o options, verb string, names []string) (int
 	return 0, nil
 }
 
-// build builds NAME — a step, or a workspace member whose binaries come from
-// the default output — and links the result.
+// build builds NAME — a step, or a workspace member's binaries (`cargo
+// build -p MEMBER` with the default output's settings) — and links the
+// result.
 func build(ctx context.Context, o options, pos []string) (int, error) {
 	if len(pos) > 1 {
 		return 2, fmt.Errorf("build takes at most one name, got %s", strings.Join(pos, " "))
@@ -309,29 +333,36 @@ func build(ctx context.Context, o options, pos []string) (int, error) {
 		return 1, err
 	}
 	stepName, member := cfg.Default, ""
+	if _, m, ok := config.SplitMember(stepName); ok && cfg.Steps[stepName] == nil {
+		member = m // [outputs] default = "package.app"
+	}
 	if len(pos) == 1 {
 		if names, err := cfg.Resolve(pos[0]); err == nil {
-			stepName = names[0] // under a matrix, a base name means its first row
+			stepName, member = names[0], "" // under a matrix, a base name means its first row
+		} else if _, m, ok := config.SplitMember(pos[0]); ok {
+			stepName, member = pos[0], m // package.app
 		} else {
 			member = pos[0]
-			// Check the name before building anything.
-			root, err := run.FindRoot(o.dir)
-			if err != nil {
-				return 1, err
+			// The member's binaries alone: a step of its own, with the
+			// default package step's settings and `-p MEMBER`.
+			base := cfg.Default
+			if b, _, ok := config.SplitMember(base); ok && cfg.Steps[base] == nil {
+				base = b
 			}
-			members, err := run.Members(root)
-			if err != nil {
-				return 1, err
+			stepName = plan.MemberStep(base, member)
+			if err := isMember(o, cfg, member); err != nil {
+				return 1, err // a typo, most likely: said before the rest
 			}
-			if !slices.Contains(members, member) {
-				steps := sortedKeys(cfg.Steps)
-				hint := ""
-				if near := config.Nearest(member, append(steps, members...)); near != "" {
-					hint = fmt.Sprintf("; did you mean %s?", near)
-				}
-				return 1, fmt.Errorf("%s is neither a step (%s) nor a workspace member (%s)%s",
-					member, strings.Join(steps, ", "), strings.Join(members, ", "), hint)
+			if def := cfg.Steps[base]; def == nil || def.Kind != "package" {
+				return 1, fmt.Errorf("smelt build %s builds a member with the default output's settings, but the default output (%q) is not a step of kind package: set [outputs] default to one", member, cfg.Default)
 			}
+		}
+	}
+	if member != "" && (len(pos) == 0 || pos[0] != member) {
+		// package.MEMBER named, here or as [outputs] default: check the
+		// member before building anything.
+		if err := isMember(o, cfg, member); err != nil {
+			return 1, err
 		}
 	}
 	if stepName == "" {
@@ -369,6 +400,28 @@ func build(ctx context.Context, o options, pos []string) (int, error) {
 	}
 	say(o, map[string]any{"event": "result", "link": link, "path": dir}, "result: %s -> %s", link, dir)
 	return 0, nil
+}
+
+// isMember checks that name is a member of the project's workspace.
+func isMember(o options, cfg *config.Config, name string) error {
+	root, err := run.FindRoot(o.dir)
+	if err != nil {
+		return err
+	}
+	members, err := run.Members(root)
+	if err != nil {
+		return err
+	}
+	if slices.Contains(members, name) {
+		return nil
+	}
+	steps := sortedKeys(cfg.Steps)
+	hint := ""
+	if near := config.Nearest(name, append(steps, members...)); near != "" {
+		hint = fmt.Sprintf("; did you mean %s?", near)
+	}
+	return fmt.Errorf("%s is neither a step (%s) nor a workspace member (%s)%s",
+		name, strings.Join(steps, ", "), strings.Join(members, ", "), hint)
 }
 
 // restore builds a step if needed and writes its target/ into a directory.
@@ -451,7 +504,7 @@ func showLog(o options, pos []string) error {
 	if err != nil {
 		return err
 	}
-	if g.Nodes[pos[0]] == nil {
+	if _, ok := g.Node(pos[0]); !ok {
 		if rows, err := cfg.Resolve(pos[0]); err == nil {
 			return fmt.Errorf("step %s runs as %s: name one of them", pos[0], strings.Join(rows, ", "))
 		}
@@ -500,7 +553,9 @@ func say(o options, event map[string]any, format string, args ...any) {
 		fmt.Fprintf(os.Stderr, "%s\n", b)
 		return
 	}
-	fmt.Fprintf(os.Stderr, format+"\n", args...)
+	if !o.quiet {
+		fmt.Fprintf(os.Stderr, format+"\n", args...)
+	}
 }
 
 // storeCmd runs `smelt store verify [--repair]`.

@@ -83,6 +83,9 @@ func openRemotes(ctx context.Context, o options, cfg *config.Config, st *store.S
 
 // remoteSummary reports the bytes the remote caches moved.
 func remoteSummary(o options, rep *run.Report, pushing bool) {
+	if o.quiet && !o.asJSON {
+		return
+	}
 	ev := map[string]any{"event": "remote", "downloaded": rep.Down, "uploaded": rep.Up}
 	text := fmt.Sprintf("remote: %s downloaded, %s uploaded", bytesText(rep.Down), bytesText(rep.Up))
 	if pushing {

@@ -589,7 +589,7 @@ func (p *parser) outputs(cfg *Config, out *rawOutputs) {
 	if out.Default != nil {
 		// An explicit "" means "no default output", so it is not checked.
 		cfg.Default = *out.Default
-		if cfg.Default != "" && cfg.Steps[cfg.Default] == nil {
+		if cfg.Default != "" && !cfg.isOutput(cfg.Default) {
 			p.add(p.ix.line("outputs", "default"), p.stepFix(cfg.Default, cfg.Order),
 				"[outputs] default names unknown step %q", cfg.Default)
 		}
@@ -604,7 +604,7 @@ func (p *parser) outputs(cfg *Config, out *rawOutputs) {
 	if out.Checks != nil {
 		cfg.Checks = cloneList(out.Checks)
 		for _, c := range cfg.Checks {
-			if cfg.Steps[c] == nil {
+			if !cfg.isOutput(c) {
 				p.add(p.ix.line("outputs", "checks"), p.stepFix(c, cfg.Order), "[outputs] checks names unknown step %q", c)
 				break
 			}
@@ -612,6 +612,33 @@ func (p *parser) outputs(cfg *Config, out *rawOutputs) {
 	} else {
 		cfg.Checks = slices.Clone(cfg.Order)
 	}
+}
+
+// MemberSep joins a package step's name and a workspace member's: the step
+// that builds that member's binaries alone (`cargo build -p MEMBER`), which
+// [outputs] may name ("package.app"). Neither step nor package names hold
+// it, and it is safe in paths (a step's name names its directories: ":"
+// would split $LD_LIBRARY_PATH, which cargo sets to them).
+const MemberSep = "."
+
+// SplitMember parts STEP.MEMBER; a matrix row's name may hold a dot
+// (package@1.80.app), a package's never does.
+func SplitMember(name string) (step, member string, ok bool) {
+	i := strings.LastIndex(name, MemberSep)
+	if i <= 0 || i == len(name)-1 {
+		return "", "", false
+	}
+	return name[:i], name[i+1:], true
+}
+
+// isOutput reports whether [outputs] may name name: a step, or a package
+// step's build of one member (which member cargo checks).
+func (c *Config) isOutput(name string) bool {
+	if c.Steps[name] != nil {
+		return true
+	}
+	base, _, ok := SplitMember(name)
+	return ok && c.Steps[base] != nil && c.Steps[base].Kind == "package"
 }
 
 // stepFix suggests a close step name, or lists them all.

@@ -154,6 +154,7 @@ func TestParseErrors(t *testing.T) {
 		{"table case", "[Common]\n[step.a]\nkind = \"deps\"\n", 1, []string{"[Common]"}, `did you mean [common]?`},
 		{"outputs default names unknown", "[step.a]\nkind = \"deps\"\n[outputs]\ndefault = \"b\"\n", 4, []string{"default", `"b"`}, "existing steps: a"},
 		{"outputs checks names unknown", "[step.a]\nkind = \"deps\"\n[outputs]\ndefault = \"a\"\nchecks = [\"a\", \"nope\"]\n", 5, []string{"checks", `"nope"`}, "existing steps: a"},
+		{"outputs default names a member of a non-package step", "[step.a]\nkind = \"deps\"\n[outputs]\ndefault = \"a.app\"\n", 4, []string{"default", `"a.app"`}, "existing steps: a"},
 		{"step name reserved", "[step.a]\nkind = \"deps\"\n[step.\"b@x\"]\nkind = \"test\"\n", 3, []string{`"b@x"`}, `"@" is reserved`},
 		{"empty profile in step", "[step.a]\nkind = \"deps\"\nprofile = \"\"\n", 3, []string{"profile", `"a"`}, ""},
 		{"empty profile in common", "[common]\nprofile = \"\"\n[step.a]\nkind = \"deps\"\n", 2, []string{"profile", "[common]"}, ""},
@@ -346,5 +347,16 @@ func TestIndexText(t *testing.T) {
 		if got := ix.line(c.path...); got != c.line {
 			t.Errorf("line(%v) = %d, want %d", c.path, got, c.line)
 		}
+	}
+}
+
+// [outputs] may name a package step's build of one workspace member.
+func TestOutputsMember(t *testing.T) {
+	cfg, err := Parse("smelt.toml", []byte("[step.deps]\nkind = \"deps\"\n[step.pkg]\nkind = \"package\"\nartifacts = \"deps\"\n[outputs]\ndefault = \"pkg.app\"\nchecks = [\"pkg.app\", \"pkg.cli\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Default != "pkg.app" || len(cfg.Checks) != 2 {
+		t.Errorf("default %q, checks %q", cfg.Default, cfg.Checks)
 	}
 }

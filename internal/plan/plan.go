@@ -124,7 +124,7 @@ func (g *Graph) Select(names []string) ([]*Node, error) {
 		}
 	}
 	for _, name := range expanded {
-		n, ok := g.Nodes[name]
+		n, ok := g.Node(name)
 		if !ok {
 			return nil, g.Unknown(name)
 		}
@@ -139,6 +139,40 @@ func (g *Graph) Select(names []string) ([]*Node, error) {
 		}
 	}
 	return out, nil
+}
+
+// MemberSep joins a package step's name and a workspace member's in the
+// name of the step that builds that member alone (MemberStep). Neither a
+// package name nor a matrix row or partition name holds it.
+const MemberSep = config.MemberSep
+
+// MemberStep names the step that builds the binaries of one workspace
+// member (`cargo build -p MEMBER`) with the settings of package step step.
+func MemberStep(step, member string) string { return step + MemberSep + member }
+
+// Node returns the named step. A name STEP.MEMBER, STEP being a package
+// step, is a step of its own added on first use: STEP's settings and
+// parent, with `-p MEMBER`, so it has a key of its own. It is nobody's
+// heir: a deps step's commands, and so its key, stay what the
+// configuration makes them whichever member is built.
+func (g *Graph) Node(name string) (*Node, bool) {
+	if n, ok := g.Nodes[name]; ok {
+		return n, true
+	}
+	base, member, ok := config.SplitMember(name)
+	b := g.Nodes[base]
+	if !ok || b == nil || b.Step.Kind != "package" {
+		return nil, false
+	}
+	s := *b.Step
+	s.Name = name
+	// -p and --workspace together would build the whole workspace.
+	s.Args = append(slices.DeleteFunc(slices.Clone(s.Args), func(a string) bool { return a == "--workspace" || a == "--all" }), "-p", member)
+	n := &Node{Step: &s, Parent: b.Parent}
+	n.Commands = cargo.Commands(&s, nil, 0, 0)
+	g.Nodes[name] = n
+	g.Order = append(g.Order, name)
+	return n, true
 }
 
 // Unknown is the error for a step name the graph does not hold: the names

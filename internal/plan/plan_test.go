@@ -502,3 +502,41 @@ func TestSelectUnknownSuggests(t *testing.T) {
 		t.Errorf("Select(tests#3) = %v, want a partition suggested", err)
 	}
 }
+
+// A member's build is a step of its own: the package step's settings and
+// parent with -p MEMBER, nobody's heir, so the deps step's commands (and
+// key) stay what they were.
+func TestMemberStep(t *testing.T) {
+	pkg := step("package", "package", "deps")
+	pkg.Args = []string{"--workspace", "--bins"}
+	cfg := configOf(step("deps", "deps", ""), pkg)
+	g := mustNew(t, cfg)
+	depsBefore := cmdStrings(g.Nodes["deps"].Commands)
+	sel, err := g.Select([]string{MemberStep("package", "app")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := names(sel); !slices.Equal(got, []string{"deps", "package.app"}) {
+		t.Fatalf("selected %v", got)
+	}
+	m := sel[1]
+	if m.Parent != g.Nodes["deps"] || slices.Contains(g.Nodes["deps"].Children, m) {
+		t.Errorf("the member step's parent is %v, or it is among deps' heirs", m.Parent)
+	}
+	got := cmdStrings(m.Commands)
+	if len(got) != 1 || !strings.HasPrefix(got[0], "cargo build --message-format=json-render-diagnostics") ||
+		!strings.HasSuffix(got[0], " --bins -p app") || strings.Contains(got[0], "--workspace") {
+		t.Errorf("member commands %q", got)
+	}
+	if after := cmdStrings(g.Nodes["deps"].Commands); !slices.Equal(after, depsBefore) {
+		t.Errorf("deps commands changed:\n%q\n%q", depsBefore, after)
+	}
+	if StepInputs(m).Key() == StepInputs(g.Nodes["package"]).Key() {
+		t.Error("the member step has the package step's key")
+	}
+	for _, bad := range []string{"deps.app", "package.", "nosuch.app", "package.a.b"} {
+		if _, err := g.Select([]string{bad}); err == nil {
+			t.Errorf("Select(%q) gave no error", bad)
+		}
+	}
+}

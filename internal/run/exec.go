@@ -1,10 +1,8 @@
 package run
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
@@ -48,6 +46,7 @@ type stepRun struct {
 	phases    []string          // where the step's time went, for its log
 	fused     bool              // a deps step now building on its heirs' source (see fuse.go)
 	view      view              // where its commands see its directories
+	prog      *tracker          // the step's progress, from its commands' output (see progress.go)
 	mark      time.Time
 }
 
@@ -89,6 +88,7 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 	// relative to it: the workspace then lies deeper (source.Nest).
 	sr := &stepRun{e: e, n: n, r: r, logf: logf, procs: wl.procs, srcDir: source.Nest(filepath.Join(dir, "src"), e.p.root, src.Depth()), scratch: filepath.Join(dir, "scratch"),
 		bins: map[string]string{}, binPaths: map[string]string{}, mark: start}
+	sr.prog = e.newTracker(n)
 	sr.targetDir = filepath.Join(sr.srcDir, "target")
 	locals, distinct, err := memberNames(src, e.p.root)
 	if err != nil {
@@ -262,6 +262,7 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 		}
 	}
 	res.Seconds = time.Since(start).Seconds()
+	res.Units = sr.prog.units()
 	if err := st.SaveResult(res); err != nil {
 		return nil, err
 	}
@@ -529,6 +530,7 @@ func restoreInto(st *store.Store, layer, dir string) error {
 
 // command runs one command of the step, logging its output.
 func (sr *stepRun) command(ctx context.Context, c cargo.Command) error {
+	c = withMessages(sr.n.Step.Kind, c)
 	fmt.Fprintf(sr.logf, "\n$ %s\n", c.String())
 	argv := append([]string{c.Program}, c.Args...)
 	if sr.n.Step.Kind == "command" {
@@ -536,16 +538,12 @@ func (sr *stepRun) command(ctx context.Context, c cargo.Command) error {
 		// lets smelt take it away.
 		argv = append(netOff(), argv...)
 	}
-	var stdout io.Writer = sr.logf
-	var jsonOut bytes.Buffer
-	if c.JSON {
-		stdout = &jsonOut
-	}
+	stdout, errLines, flush := sr.streams(c.JSON)
 	var stderr bytes.Buffer
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Dir = sr.srcDir
 	cmd.Env = append(append([]string{}, sr.env...), envList(c.Env)...)
-	cmd.Stdout, cmd.Stderr = stdout, io.MultiWriter(sr.logf, &stderr)
+	cmd.Stdout, cmd.Stderr = stdout, io.MultiWriter(errLines, &stderr)
 	supervise(cmd, sr.procs)
 	if err := sr.view.wrap(cmd); err != nil {
 		return err
@@ -565,9 +563,7 @@ func (sr *stepRun) command(ctx context.Context, c cargo.Command) error {
 		// the step: it would race the next run in the same target/.
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	}
-	if c.JSON {
-		sr.collect(jsonOut.Bytes())
-	}
+	flush()
 	if err == nil {
 		return nil
 	}
@@ -682,47 +678,6 @@ func envList(m map[string]string) []string {
 		out = append(out, k+"="+m[k])
 	}
 	return out
-}
-
-// collect reads cargo's JSON messages for the executables it built, and logs
-// the rest as cargo would have printed it.
-func (sr *stepRun) collect(out []byte) {
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	sc.Buffer(make([]byte, 1<<20), 64<<20)
-	for sc.Scan() {
-		var m struct {
-			Reason     string `json:"reason"`
-			PackageID  string `json:"package_id"`
-			Executable string `json:"executable"`
-			Target     struct {
-				Kind []string `json:"kind"`
-				Name string   `json:"name"`
-			} `json:"target"`
-			Profile struct {
-				Test bool `json:"test"`
-			} `json:"profile"`
-		}
-		if json.Unmarshal(sc.Bytes(), &m) != nil {
-			fmt.Fprintln(sr.logf, sc.Text())
-			continue
-		}
-		if m.Reason != "compiler-artifact" || m.Executable == "" {
-			continue
-		}
-		if m.Profile.Test {
-			sr.testExes = append(sr.testExes, sr.view.real(m.Executable))
-			continue
-		}
-		if !contains(m.Target.Kind, "bin") {
-			continue
-		}
-		rel, err := filepath.Rel(sr.view.target, m.Executable)
-		if err != nil || strings.HasPrefix(rel, "..") {
-			continue
-		}
-		sr.bins[m.Target.Name] = packageName(m.PackageID)
-		sr.binPaths[m.Target.Name] = filepath.ToSlash(rel)
-	}
 }
 
 // outputs records what the step produced besides target/: binaries, HTML,

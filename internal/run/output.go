@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 
 	"smelt/internal/cargo"
 	"smelt/internal/store"
@@ -21,8 +20,7 @@ func LinkResult(st *store.Store, res *store.Result, member, link string) (string
 	if member != "" {
 		bins := BinsOf(res, member)
 		if len(bins) == 0 {
-			return "", fmt.Errorf("workspace member %s has no binaries to link (members with binaries: %s)",
-				member, strings.Join(Packages(res), ", "))
+			return "", fmt.Errorf("workspace member %s has no binaries to link (`cargo build -p %s` built none): name a member with a [[bin]] or src/main.rs", member, member)
 		}
 		keep = BinFilter(bins)
 	}
@@ -127,20 +125,6 @@ func BinsOf(r *store.Result, pkg string) []string {
 	for bin, owner := range r.Bins {
 		if owner == pkg {
 			out = append(out, bin)
-		}
-	}
-	sort.Strings(out)
-	return out
-}
-
-// Packages lists the workspace packages that own binaries in r.
-func Packages(r *store.Result) []string {
-	seen := map[string]bool{}
-	var out []string
-	for _, owner := range r.Bins {
-		if !seen[owner] {
-			seen[owner] = true
-			out = append(out, owner)
 		}
 	}
 	sort.Strings(out)

@@ -85,9 +85,15 @@ func (r *Report) Step(name string) *StepReport {
 	return nil
 }
 
-// Observer hears about steps as they start and end (the UI).
+// Observer hears about steps as they start, progress and end (the UI).
+// Its methods are called one at a time.
 type Observer interface {
 	Started(name, kind, reason string)
+	// Progress: what a running step has done so far, each time it changes.
+	Progress(name string, p Progress)
+	// Output: a line a running step's command printed (its log's lines,
+	// without cargo's JSON messages).
+	Output(name, line string)
 	Finished(r *StepReport)
 }
 

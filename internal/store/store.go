@@ -273,6 +273,7 @@ type Result struct {
 	Summary      string            `json:"summary,omitempty"`
 	Log          string            `json:"log,omitempty"` // object hash of the step's log
 	Seconds      float64           `json:"seconds"`
+	Units        int               `json:"units,omitempty"` // cargo units its commands reported (compiler-artifact messages): the next run's progress total
 	Created      time.Time         `json:"created"`
 	// Pulled marks a result taken from a remote cache: its layers and
 	// objects may be there only (fetched when a restore needs them).
