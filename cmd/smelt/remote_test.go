@@ -14,6 +14,7 @@ import (
 
 	"smelt/internal/remote"
 	"smelt/internal/store"
+	"smelt/internal/testsrv"
 	"smelt/internal/trust"
 )
 
@@ -80,9 +81,9 @@ func TestRemoteStory(t *testing.T) {
 		start func(t *testing.T) string
 	}{
 		{"file", func(t *testing.T) string { return "file://" + t.TempDir() }},
-		{"http", nginxDAV},
-		{"s3", func(t *testing.T) string { u, _ := s3Server(t); return u }},
-		{"grpc", buildGridCache},
+		{"http", func(t *testing.T) string { base, _ := testsrv.Nginx(t); return base + "/dav/smelt" }},
+		{"s3", func(t *testing.T) string { testsrv.S3(t); testsrv.MakeBucket(t, "team"); return "s3://team/smelt" }},
+		{"grpc", func(t *testing.T) string { return "grpc://" + testsrv.BuildGridCache(t) + "/main" }},
 	} {
 		t.Run(c.name, func(t *testing.T) { story(t, c.start(t)) })
 	}
@@ -329,7 +330,7 @@ func TestRemoteFailures(t *testing.T) {
 
 	t.Run("down", func(t *testing.T) {
 		p := b(t)
-		url := fmt.Sprintf("http://127.0.0.1:%d/cache", loopbackPort(t))
+		url := fmt.Sprintf("http://127.0.0.1:%d/cache", testsrv.FreePort(t))
 		o := p.mustSmelt("check", "--remote", url, "--trust", r.pub)
 		allStatus(t, o, "built")
 		oneWarning(t, o, "is not used for the rest of this run")
@@ -337,7 +338,7 @@ func TestRemoteFailures(t *testing.T) {
 
 	t.Run("garbage", func(t *testing.T) {
 		p := b(t)
-		o := p.mustSmelt("check", "--remote", garbageHTTP(t), "--remote", "grpc://"+garbageTCP(t), "--trust", r.pub)
+		o := p.mustSmelt("check", "--remote", "http://"+testsrv.GarbageHTTP(t)+"/cache", "--remote", "grpc://"+testsrv.Garbage(t), "--trust", r.pub)
 		allStatus(t, o, "built")
 		if w := warnings(o); len(w) != 2 {
 			t.Errorf("warnings %q, want one per remote\n%s", w, o.output)
@@ -345,9 +346,11 @@ func TestRemoteFailures(t *testing.T) {
 	})
 
 	t.Run("push refused", func(t *testing.T) {
-		url, readOnly := s3Server(t)
+		testsrv.S3(t)
+		testsrv.MakeBucket(t, "team")
+		url := "s3://team/smelt"
 		p := b(t)
-		p.env = append(p.env, readOnly()...)
+		p.env = append(p.env, testsrv.S3ReadOnly(t, "team")...)
 		o := p.mustSmelt("check", "--push", "--signing-key", r.key, "--remote", url, "--trust", r.pub)
 		allStatus(t, o, "built")
 		oneWarning(t, o, "pushing to remote "+url+" failed")
