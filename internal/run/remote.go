@@ -303,12 +303,12 @@ func (r *Remotes) Push(ctx context.Context, st *store.Store, results []*store.Re
 	if err != nil {
 		return p, err
 	}
-	// Results are put whether or not the remote has them: a record signed
-	// by another key, or none, is replaced by this one.
-	for _, ref := range envs {
-		if err := c.b.Put(ctx, remote.Results, ref, bytes.NewReader(envBytes[ref.ID])); err != nil {
-			return p, err
-		}
+	// Results last, so that a result a reader finds is complete.
+	_, err = remote.UploadMissing(ctx, c.b, remote.Results, envs, func(ref remote.Ref) (io.ReadCloser, error) {
+		return io.NopCloser(bytes.NewReader(envBytes[ref.ID])), nil
+	}, 16)
+	if err != nil {
+		return p, err
 	}
 	return p, nil
 }
