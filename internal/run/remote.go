@@ -37,13 +37,14 @@ type RemoteConfig struct {
 // warned about once and not asked again in this run: the build goes on
 // locally, and its exit code is the local build's.
 type Remotes struct {
-	ctx     context.Context
-	list    []*remoteConn
-	trusted []trust.PublicKey
-	key     *trust.SecretKey
-	push    bool
-	warn    func(string)
-	stats   remote.Stats
+	ctx      context.Context
+	list     []*remoteConn
+	trusted  []trust.PublicKey
+	key      *trust.SecretKey
+	push     bool
+	warn     func(string)
+	stats    remote.Stats
+	lostOnce sync.Once
 }
 
 type remoteConn struct {
@@ -189,9 +190,11 @@ func (r *Remotes) Lookup(ctx context.Context, key, step string) *store.Result {
 
 // FetchLayer implements store.Fetcher.
 func (r *Remotes) FetchLayer(id string) ([]byte, error) {
+	absent := 0
 	for _, c := range r.usable() {
 		b, err := remote.ReadVerified(r.ctx, c.b, remote.Layers, remote.Ref{ID: remote.ID(id), Size: -1})
 		if errors.Is(err, remote.ErrNotFound) {
+			absent++
 			continue
 		}
 		if err != nil {
@@ -200,11 +203,34 @@ func (r *Remotes) FetchLayer(id string) ([]byte, error) {
 		}
 		return b, nil
 	}
-	return nil, fmt.Errorf("layer %.12s is neither in the store nor in a remote cache", id)
+	return nil, r.lost(absent, "layer "+id)
+}
+
+// lost turns every remote off when a pulled result names a blob none of
+// them has (a remote that expired or lost part of what it held): the
+// store drops the results that need it, and the next pass must build them
+// here rather than pull the same results again.
+func (r *Remotes) lost(absent int, what string) error {
+	if absent == 0 {
+		return fmt.Errorf("no usable remote cache for %s", what)
+	}
+	err := fmt.Errorf("%s is in no remote cache, though a result pulled from one needs it", what)
+	r.lostOnce.Do(func() {
+		for _, c := range r.list {
+			c.mu.Lock()
+			c.off = true
+			c.mu.Unlock()
+		}
+		if r.ctx.Err() == nil && r.warn != nil {
+			r.warn(err.Error() + "; remote caches are not used for the rest of this run (steps build locally)")
+		}
+	})
+	return err
 }
 
 // FetchObject implements store.Fetcher.
 func (r *Remotes) FetchObject(hash string, size int64, f *os.File) error {
+	absent := 0
 	for _, c := range r.usable() {
 		if err := f.Truncate(0); err != nil {
 			return err
@@ -214,6 +240,7 @@ func (r *Remotes) FetchObject(hash string, size int64, f *os.File) error {
 		}
 		rc, err := remote.GetVerified(r.ctx, c.b, remote.Objects, remote.Ref{ID: remote.ID(hash), Size: size})
 		if errors.Is(err, remote.ErrNotFound) {
+			absent++
 			continue
 		}
 		if err == nil {
@@ -226,7 +253,7 @@ func (r *Remotes) FetchObject(hash string, size int64, f *os.File) error {
 		}
 		return nil
 	}
-	return fmt.Errorf("object %.12s is neither in the store nor in a usable remote cache", hash)
+	return r.lost(absent, "object "+hash)
 }
 
 // Pushed says what a push did.

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"smelt/internal/config"
 	"smelt/internal/remote"
 	"smelt/internal/store"
 	"smelt/internal/trust"
@@ -247,5 +248,120 @@ func TestRemotePushSetup(t *testing.T) {
 	}
 	if _, err := OpenRemotes(context.Background(), RemoteConfig{Trusted: []string{"ci-1:short"}}, nil); err == nil {
 		t.Error("a trusted key that is not NAME:BASE64 was accepted")
+	}
+}
+
+// The engine with a remote cache, over the fake cargo: a store pushes what
+// it built; an empty store pulls every step without starting the fake
+// (records only: no layer is fetched), and after an edit the steps that
+// run fetch the target/ they inherit and compile the edited member alone.
+func TestEnginePullAndPush(t *testing.T) {
+	w := newWS(t)
+	cfg := config.Default()
+	keyFile := filepath.Join(t.TempDir(), "k")
+	k, _ := trust.Generate("ci-1")
+	if err := trust.WriteSecretKey(keyFile, k); err != nil {
+		t.Fatal(err)
+	}
+	url := "file://" + t.TempDir()
+	var warned warns
+	runWith := func(r *Remotes) *Report {
+		t.Helper()
+		w.st.SetFetcher(r)
+		rep, err := Run(context.Background(), w.root, cfg, checks, Options{Store: w.st, Jobs: 2, Remotes: r})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rep
+	}
+	rep := runWith(open(t, RemoteConfig{URLs: []string{url}, Push: true, SigningKey: keyFile}, &warned))
+	wantStatuses(t, rep, all("built", "deps", "clippy", "test", "fmt", "doc", "package"))
+	if rep.Pushed.Results != 6 || rep.Up == 0 {
+		t.Errorf("pushed %+v, %d bytes up", rep.Pushed, rep.Up)
+	}
+	w.calls()
+
+	// The same paths, an empty store (the keys would agree at any path
+	// in the sandbox; here the test needs none).
+	if err := os.Rename(w.st.Dir, w.st.Dir+".a"); err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(w.st.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Warn = w.st.Warn
+	w.st = st
+	pull := open(t, RemoteConfig{URLs: []string{url}, Trusted: []string{k.Public().String()}}, &warned)
+	rep = runWith(pull)
+	wantStatuses(t, rep, all("pulled", "deps", "clippy", "test", "fmt", "doc", "package"))
+	for step, c := range w.calls() {
+		if step != "" {
+			t.Errorf("step %s started the fake after a pull: %v", step, c)
+		}
+	}
+	if layers, _ := filepath.Glob(filepath.Join(st.Dir, "layers", "*", "*")); len(layers) != 0 {
+		t.Errorf("a run that pulled every step fetched %d layers; records are all it needs", len(layers))
+	}
+
+	w.replace("greet/src/lib.rs", "pub fn hi() {}", "pub fn hi() { let _ = 2; }")
+	rep = runWith(pull)
+	wantStatuses(t, rep, map[string]string{"deps": "cached", "clippy": "built", "test": "built", "doc": "built", "package": "built"})
+	calls := w.calls()
+	for _, step := range []string{"clippy", "test", "doc", "package"} {
+		got := compiled(calls[step])
+		if len(got) == 0 {
+			t.Errorf("after editing greet, %s compiled nothing", step)
+		}
+		for _, u := range got {
+			if !strings.HasPrefix(u, "greet ") {
+				t.Errorf("after editing greet, %s compiled %v; want greet alone (the fetched target/ must be fresh)", step, got)
+				break
+			}
+		}
+	}
+	if len(warned) > 0 || len(w.warns) > 0 {
+		t.Errorf("warnings: %q %q", warned, w.warns)
+	}
+}
+
+// A remote that lost an object a pulled result needs (expired, cleaned):
+// one warning, the remotes are not asked again in the run, and the step
+// that needed it, and what it inherits, are built here.
+func TestEngineRemoteLostObject(t *testing.T) {
+	w := newWS(t)
+	cfg := config.Default()
+	keyFile := filepath.Join(t.TempDir(), "k")
+	k, _ := trust.Generate("ci-1")
+	trust.WriteSecretKey(keyFile, k)
+	dir := t.TempDir()
+	url := "file://" + dir
+	var warned warns
+	runWith := func(r *Remotes) *Report {
+		t.Helper()
+		w.st.SetFetcher(r)
+		rep, err := Run(context.Background(), w.root, cfg, checks, Options{Store: w.st, Jobs: 2, Remotes: r})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rep
+	}
+	runWith(open(t, RemoteConfig{URLs: []string{url}, Push: true, SigningKey: keyFile}, &warned))
+	objs, _ := filepath.Glob(filepath.Join(dir, "objects", "*", "*"))
+	if len(objs) == 0 {
+		t.Fatal("nothing pushed")
+	}
+	for _, o := range objs {
+		os.Remove(o)
+	}
+	os.Rename(w.st.Dir, w.st.Dir+".a")
+	st, _ := store.Open(w.st.Dir)
+	st.Warn = w.st.Warn
+	w.st = st
+	w.replace("greet/src/lib.rs", "pub fn hi() {}", "pub fn hi() { let _ = 3; }")
+	rep := runWith(open(t, RemoteConfig{URLs: []string{url}, Trusted: []string{k.Public().String()}}, &warned))
+	wantStatuses(t, rep, map[string]string{"deps": "built", "clippy": "built", "test": "built", "doc": "built", "package": "built"})
+	if len(warned) != 1 || !strings.Contains(warned[0], "is in no remote cache") {
+		t.Errorf("remote warnings %q, want one saying the object is in no remote cache", warned)
 	}
 }

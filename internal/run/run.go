@@ -260,6 +260,7 @@ type engine struct {
 	prior    map[string]*StepReport
 	reported map[string]string
 	warned   map[string]bool
+	dropped  bool // damage dropped results in this run (see damage)
 
 	toolsMu    sync.Mutex
 	toolsCache map[string]map[string]string // by kind and toolchain
