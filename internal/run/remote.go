@@ -206,15 +206,15 @@ func (r *Remotes) FetchLayer(id string) ([]byte, error) {
 	return nil, r.lost(absent, "layer "+id)
 }
 
-// lost turns every remote off when a pulled result names a blob none of
-// them has (a remote that expired or lost part of what it held): the
-// store drops the results that need it, and the next pass must build them
-// here rather than pull the same results again.
+// lost turns every remote off when the store needs a blob none of them
+// has (mostly: a pulled result names it, and the remote expired or lost
+// it): the store drops the results that need it, and the next pass must
+// build them here rather than pull the same results again.
 func (r *Remotes) lost(absent int, what string) error {
 	if absent == 0 {
 		return fmt.Errorf("no usable remote cache for %s", what)
 	}
-	err := fmt.Errorf("%s is in no remote cache, though a result pulled from one needs it", what)
+	err := fmt.Errorf("%s is neither in the store nor in any remote cache", what)
 	r.lostOnce.Do(func() {
 		for _, c := range r.list {
 			c.mu.Lock()

@@ -361,7 +361,7 @@ func TestEngineRemoteLostObject(t *testing.T) {
 	w.replace("greet/src/lib.rs", "pub fn hi() {}", "pub fn hi() { let _ = 3; }")
 	rep := runWith(open(t, RemoteConfig{URLs: []string{url}, Trusted: []string{k.Public().String()}}, &warned))
 	wantStatuses(t, rep, map[string]string{"deps": "built", "clippy": "built", "test": "built", "doc": "built", "package": "built"})
-	if len(warned) != 1 || !strings.Contains(warned[0], "is in no remote cache") {
+	if len(warned) != 1 || !strings.Contains(warned[0], "is neither in the store nor in any remote cache") {
 		t.Errorf("remote warnings %q, want one saying the object is in no remote cache", warned)
 	}
 }
