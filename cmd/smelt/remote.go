@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"smelt/internal/config"
 	"smelt/internal/run"
@@ -32,7 +33,8 @@ func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 //   - pushing: --push, else SMELT_PUSH (1 or 0), else push in [remote];
 //   - signing key: --signing-key, else SMELT_SIGNING_KEY;
 //   - trusted keys: all of --trust, SMELT_TRUST (space-separated) and
-//     trusted-public-keys in [remote].
+//     trusted-public-keys in [remote];
+//   - the time a remote may take to answer: SMELT_REMOTE_TIMEOUT (10s).
 func remoteConfig(f remoteFlags, cfg *config.Config) (run.RemoteConfig, error) {
 	rc := run.RemoteConfig{URLs: cfg.Remote.URLs, Push: cfg.Remote.Push, SigningKey: f.signingKey}
 	if env := strings.Fields(os.Getenv("SMELT_REMOTE")); len(env) > 0 {
@@ -58,6 +60,13 @@ func remoteConfig(f remoteFlags, cfg *config.Config) (run.RemoteConfig, error) {
 	rc.Push = rc.Push || f.push
 	if rc.SigningKey == "" {
 		rc.SigningKey = os.Getenv("SMELT_SIGNING_KEY")
+	}
+	if v := os.Getenv("SMELT_REMOTE_TIMEOUT"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return rc, fmt.Errorf("SMELT_REMOTE_TIMEOUT=%s: write a duration such as 30s", v)
+		}
+		rc.Timeout = d
 	}
 	rc.Trusted = append(append(append([]string(nil), cfg.Remote.TrustedKeys...), strings.Fields(os.Getenv("SMELT_TRUST"))...), f.trust...)
 	return rc, nil

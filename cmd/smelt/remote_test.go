@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"smelt/internal/remote"
 	"smelt/internal/store"
@@ -334,6 +335,16 @@ func TestRemoteFailures(t *testing.T) {
 		o := p.mustSmelt("check", "--remote", url, "--trust", r.pub)
 		allStatus(t, o, "built")
 		oneWarning(t, o, "is not used for the rest of this run")
+	})
+
+	t.Run("hung", func(t *testing.T) {
+		p := b(t)
+		p.env = append(p.env, "SMELT_REMOTE_TIMEOUT=1s")
+		start := time.Now()
+		o := p.mustSmelt("check", "--remote", "http://"+testsrv.Hung(t)+"/cache", "--trust", r.pub)
+		allStatus(t, o, "built")
+		oneWarning(t, o, "is not used for the rest of this run")
+		t.Logf("a check with a remote that never answers took %s", time.Since(start).Round(time.Millisecond))
 	})
 
 	t.Run("garbage", func(t *testing.T) {
