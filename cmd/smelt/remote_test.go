@@ -102,6 +102,12 @@ func story(t *testing.T, url string) {
 	if w := warnings(o); len(w) > 0 {
 		t.Errorf("warnings on push: %q", w)
 	}
+	// Pushing again uploads nothing new: one existence query per batch.
+	o = a.mustSmelt("check", "--push", "--signing-key", keyFile, "--remote", url)
+	allStatus(t, o, "cached")
+	if ev := remoteEvent(t, o); ev["objects_put"].(float64) != 0 || ev["layers_put"].(float64) != 0 || ev["uploaded"].(float64) != 0 {
+		t.Errorf("a second push uploaded again: %v", ev)
+	}
 
 	b := newProject(t, "sequential")
 	elsewhere(t, b)
