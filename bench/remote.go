@@ -166,22 +166,6 @@ var s3Server struct {
 	addr    string
 }
 
-// versitygw finds the S3 server's binary as internal/testsrv does.
-func versitygw() string {
-	if p, err := exec.LookPath("versitygw"); err == nil {
-		return p
-	}
-	home, _ := os.UserHomeDir()
-	gobin := os.Getenv("GOBIN")
-	if gobin == "" {
-		gobin = filepath.Join(home, "go", "bin")
-	}
-	if p := filepath.Join(gobin, "versitygw"); isFile(p) {
-		return p
-	}
-	return ""
-}
-
 func isFile(p string) bool { _, err := os.Stat(p); return err == nil }
 
 func startS3() {
@@ -189,7 +173,7 @@ func startS3() {
 		return
 	}
 	s3Server.started = true
-	bin := versitygw()
+	bin := testsrv.Versitygw()
 	if bin == "" {
 		s3Server.note = "versitygw not installed (go install github.com/versity/versitygw/cmd/versitygw@v1.8.0): S3 not measured"
 		return
