@@ -216,6 +216,7 @@ type remoteSetup struct {
 	pub    string // NAME:BASE64
 	pushed map[string]result
 	notes  []string
+	failed string // why side A could not fill the remotes ("" if it did)
 }
 
 var setups = map[string]*remoteSetup{}
@@ -230,7 +231,8 @@ func setupRemotes(p *project) *remoteSetup {
 	os.Remove(keyFile)
 	out, err := exec.Command(smeltBin, "key", "generate", "bench-"+p.label, "-o", keyFile).Output()
 	if err != nil {
-		fatalf("smelt key generate: %v", err)
+		s.failed = fmt.Sprintf("smelt key generate failed: %v", err)
+		return s
 	}
 	s.pub = strings.TrimSpace(string(out))
 	dir := filepath.Join(p.root, "remote-file")
@@ -253,7 +255,9 @@ func setupRemotes(p *project) *remoteSetup {
 		r.detail["command"] = fmt.Sprintf("smelt check --json --push --remote %s --signing-key %s -C %s --store %s", c.url, keyFile, p.smeltDir, p.store)
 		record(p, "remote-push", c.kind, 1, r, false)
 		if !r.ok || evInt(evs, "remote", "pushed") <= 0 {
-			fatalf("side A's push into %s failed or pushed nothing; log %s", c.url, r.detail["log"])
+			s.failed = fmt.Sprintf("side A's push into %s failed or pushed nothing (log %s)", c.url, r.detail["log"])
+			logf("   !! %s", s.failed)
+			return s
 		}
 		s.pushed[c.kind] = r
 	}
@@ -345,6 +349,10 @@ func caseRemote(p *project) {
 		return
 	}
 	s := setupRemotes(p)
+	if s.failed != "" {
+		skipRow(p, "8. fresh store + warm remote (check + build) vs cold", "≤ 0.1×", "skipped: "+s.failed)
+		return
+	}
 	cmp, reused := coldSmelt[p.label], len(coldSmelt[p.label]) > 0
 	secs := map[string][]float64{}
 	okAll := map[string]bool{}
@@ -406,7 +414,15 @@ func caseBytes(p *project) {
 		return
 	}
 	s := setupRemotes(p)
-	crane, craneRaw, perStep := craneChain(p)
+	if s.failed != "" {
+		skipRow(p, "9. bytes downloaded by a fully cached smelt check", "< 1 MB", "skipped: "+s.failed)
+		return
+	}
+	crane, craneRaw, perStep, err := craneChain(p)
+	if err != nil {
+		skipRow(p, "9. bytes downloaded by a fully cached smelt check", "< 1 MB", "skipped: crane's chain: "+err.Error())
+		return
+	}
 	for _, c := range s.caches {
 		runs := pulls[p.label][c.kind]
 		if len(runs) == 0 {
@@ -448,7 +464,7 @@ func caseBytes(p *project) {
 // compared by content with its parent's; the tars are made with
 // `tar --zstd` (zstd's default level 3). Returns the compressed and raw
 // totals and a per-step note.
-func craneChain(p *project) (zst, raw int64, note string) {
+func craneChain(p *project) (zst, raw int64, note string, err error) {
 	dir := filepath.Join(p.root, "crane")
 	must(os.RemoveAll(dir))
 	must(os.MkdirAll(dir, 0o755))
@@ -459,7 +475,7 @@ func craneChain(p *project) (zst, raw int64, note string) {
 		tdir := filepath.Join(dir, st)
 		r := runSmelt(p, "crane-restore-"+st, "restore", "--link", st, tdir)
 		if !r.ok {
-			fatalf("smelt restore --link %s %s failed; log %s", st, tdir, r.detail["log"])
+			return 0, 0, "", fmt.Errorf("smelt restore --link %s %s failed (log %s)", st, tdir, r.detail["log"])
 		}
 		cur := scanTree(tdir, nil)
 		var list []string
@@ -474,15 +490,19 @@ func craneChain(p *project) (zst, raw int64, note string) {
 		lf := filepath.Join(dir, st+".list")
 		must(os.WriteFile(lf, []byte(strings.Join(list, "\x00")), 0o644))
 		tf := filepath.Join(dir, st+".tar.zst")
-		mustRun("", "tar", "--zstd", "-cf", tf, "-C", tdir, "--null", "-T", lf)
+		if out, err := exec.Command("tar", "--zstd", "-cf", tf, "-C", tdir, "--null", "-T", lf).CombinedOutput(); err != nil {
+			return 0, 0, "", fmt.Errorf("tar --zstd of %s: %v: %s", st, err, out)
+		}
 		fi, err := os.Stat(tf)
-		must(err)
+		if err != nil {
+			return 0, 0, "", err
+		}
 		zst += fi.Size()
 		raw += n
 		parts = append(parts, fmt.Sprintf("%s %s (%d files, %s raw)", st, human(fi.Size()), len(list), human(n)))
 		prev = cur
 	}
-	return zst, raw, strings.Join(parts, ", ")
+	return zst, raw, strings.Join(parts, ", "), nil
 }
 
 func caseExec(p *project) {
