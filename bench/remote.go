@@ -588,7 +588,10 @@ func startEngine(p *project, rep int) (url string, logs []string, stop func(), e
 		}
 	}()
 	t := time.Now()
-	eng := testsrv.BuildGrid(tb, testsrv.Options{MatchKeys: []string{worker.KeyRustc, worker.KeyTool}})
+	// A CAS big enough for a pipeline's inputs and outputs at once (the
+	// tests' 512M would evict blobs of ripgrep's target/ mid-run); it is
+	// memory only as far as it fills.
+	eng := testsrv.BuildGrid(tb, testsrv.Options{MatchKeys: []string{worker.KeyRustc, worker.KeyTool}, CASSize: "6144M"})
 	logf("   BuildGrid on %s after %s", eng.Addr, time.Since(t).Round(time.Millisecond))
 	for _, name := range []string{"w1", "w2"} {
 		dir := filepath.Join(p.root, "exec-workers", fmt.Sprintf("%d-%s", rep, name))
