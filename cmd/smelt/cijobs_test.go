@@ -75,14 +75,14 @@ func TestCIJobs(t *testing.T) {
 		bin, binOut           string // the package's binary and what it prints ("": not run)
 		needs                 []string
 	}
-	var cases []tcase
-	if _, err := exec.LookPath("cargo-tarpaulin"); err == nil {
-		cases = append(cases, tcase{name: "seed", fixture: "seed", bin: "seed", binOut: "double: 42"})
-	} else {
-		// The seed's chain without tarpaulin: the same shape.
-		cases = append(cases, tcase{name: "sequential", fixture: "sequential", bin: "seq", binOut: "double: 42"})
+	// The seed's chain (tarpaulin) and the sequential fixture's (the same
+	// shape, tests instead of tarpaulin), and a matrix whose rows split
+	// their tests in nextest partitions.
+	cases := []tcase{
+		{name: "seed", fixture: "seed", bin: "seed", binOut: "double: 42", needs: []string{"cargo-tarpaulin"}},
+		{name: "sequential", fixture: "sequential", bin: "seq", binOut: "double: 42"},
+		{name: "matrix+partitions", fixture: "checks", config: matrixPartitionsTOML, needs: []string{"cargo-nextest"}},
 	}
-	cases = append(cases, tcase{name: "matrix+partitions", fixture: "checks", config: matrixPartitionsTOML, needs: []string{"cargo-nextest"}})
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			for _, tool := range c.needs {

@@ -35,13 +35,6 @@ env:
   SMELT_TRUST: ${{ vars.SMELT_TRUST }}
   # Push to the cache only from the default branch; read-only elsewhere.
   SMELT_PUSH: ${{ github.event_name == 'push' && github.ref_name == github.event.repository.default_branch && '1' || '' }}
-  # Secrets and variables reach a job only through env; those not set are
-  # empty, which smelt and the AWS SDK read as unset.
-  SMELT_REMOTE_TOKEN: ${{ secrets.SMELT_REMOTE_TOKEN }}
-  AWS_ACCESS_KEY_ID: ${{ secrets.AWS_ACCESS_KEY_ID }}
-  AWS_SECRET_ACCESS_KEY: ${{ secrets.AWS_SECRET_ACCESS_KEY }}
-  AWS_REGION: ${{ vars.AWS_REGION }}
-  AWS_ENDPOINT_URL_S3: ${{ vars.AWS_ENDPOINT_URL_S3 }}
   CARGO_TERM_COLOR: always
 
 jobs:
@@ -107,7 +100,18 @@ jobs:
           printf '%s\n' "$KEY" > "$RUNNER_TEMP/smelt-signing.key"
           echo "SMELT_SIGNING_KEY=$RUNNER_TEMP/smelt-signing.key" >> "$GITHUB_ENV"
 `)
-		fmt.Fprintf(&b, "      - name: %s\n        run: %s\n", yamlQuote("smelt check "+j.Step), yamlQuote("smelt check "+shellQuote(j.Step)))
+		fmt.Fprintf(&b, "      - name: %s\n", yamlQuote("smelt check "+j.Step))
+		// Secrets reach a step only through env; only smelt's step sees the
+		// remote's credentials (not the actions before it). Those not set
+		// are empty, which smelt and the AWS SDK read as unset.
+		b.WriteString(`        env:
+          SMELT_REMOTE_TOKEN: ${{ secrets.SMELT_REMOTE_TOKEN }}
+          AWS_ACCESS_KEY_ID: ${{ secrets.AWS_ACCESS_KEY_ID }}
+          AWS_SECRET_ACCESS_KEY: ${{ secrets.AWS_SECRET_ACCESS_KEY }}
+          AWS_REGION: ${{ vars.AWS_REGION }}
+          AWS_ENDPOINT_URL_S3: ${{ vars.AWS_ENDPOINT_URL_S3 }}
+`)
+		fmt.Fprintf(&b, "        run: %s\n", yamlQuote("smelt check "+shellQuote(j.Step)))
 	}
 	return b.String()
 }
