@@ -58,6 +58,9 @@ Usage:
 Flags (before or after the command):
   -C DIR        the project (default: the current directory)
   -j N          steps run at once (default: number of CPUs)
+  --executor grpc://HOST:PORT[/INSTANCE]
+                the steps' commands run on that Remote Execution engine's
+                workers (default: $SMELT_EXECUTOR)
   --fail-fast   stop at the first failure
   --store DIR   the store (default: $SMELT_STORE, else $XDG_CACHE_HOME/smelt)
   --json        print JSON events instead of text
@@ -79,6 +82,7 @@ type options struct {
 	format           string // graph
 	status           bool   // graph
 	smeltFrom        string // ci
+	executor         string // grpc://HOST:PORT[/INSTANCE]: steps' commands run there
 }
 
 func main() {
@@ -112,6 +116,7 @@ func mainErr(args []string) int {
 	fl.BoolVar(&o.link, "link", false, "restore: hard-link compiled crates from the store instead of copying")
 	fl.StringVar(&o.format, "format", "dot", "graph: dot, mermaid or svg")
 	fl.BoolVar(&o.status, "status", false, "graph: each step's state in the store")
+	fl.StringVar(&o.executor, "executor", os.Getenv("SMELT_EXECUTOR"), "a Remote Execution engine that runs the steps")
 	fl.StringVar(&o.smeltFrom, "smelt-from", "", "ci: git repository (URL#REF) smelt is built from")
 	fl.Usage = func() { fmt.Fprint(os.Stderr, usage) }
 	// Accept flags after positional arguments too (`smelt build app -j 1`),
@@ -251,7 +256,7 @@ func runSteps(ctx context.Context, o options, verb string, names []string, finis
 	}
 	p.Info("smelt %s %s (%s)", verb, root, where)
 	start := time.Now()
-	opt := run.Options{Store: st, Jobs: o.jobs, FailFast: o.failFast, Observer: p}
+	opt := run.Options{Store: st, Jobs: o.jobs, FailFast: o.failFast, Observer: p, Executor: o.executor}
 	if finish != nil {
 		opt.Finish = func(rep *run.Report) error { return finish(rep, cfg, st, root) }
 	}

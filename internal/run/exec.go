@@ -548,20 +548,28 @@ func (sr *stepRun) command(ctx context.Context, c cargo.Command) error {
 	if err := sr.view.wrap(cmd); err != nil {
 		return err
 	}
-	release := func() {}
-	if sr.e.jobs != nil {
-		// The process's implicit token (see jobserver).
-		var err error
-		if release, err = sr.e.jobs.acquire(ctx); err != nil {
-			return err
-		}
+	err := errLocal
+	if sr.e.exec != nil {
+		// On the engine, with the same command line and environment; the
+		// local jobserver is not held while it runs there.
+		err = sr.remote(ctx, argv, cmd.Env, stdout, io.MultiWriter(errLines, &stderr))
 	}
-	err := runSupervised(cmd)
-	release()
-	if ctx.Err() != nil {
-		// Whatever cargo left behind (a rustc, a linker) must not outlive
-		// the step: it would race the next run in the same target/.
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	if err == errLocal {
+		release := func() {}
+		if sr.e.jobs != nil {
+			// The process's implicit token (see jobserver).
+			var err error
+			if release, err = sr.e.jobs.acquire(ctx); err != nil {
+				return err
+			}
+		}
+		err = runSupervised(cmd)
+		release()
+		if ctx.Err() != nil {
+			// Whatever cargo left behind (a rustc, a linker) must not outlive
+			// the step: it would race the next run in the same target/.
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		}
 	}
 	flush()
 	if err == nil {
@@ -599,7 +607,7 @@ var testKinds = map[string]bool{"test": true, "nextest": true, "doctest": true, 
 
 // failure turns a command's failure into one sentence.
 func (sr *stepRun) failure(c cargo.Command, stderr string, err error) error {
-	if ee, ok := err.(*exec.ExitError); !ok {
+	if ee, ok := err.(interface{ ExitCode() int }); !ok {
 		if c.Program != "cargo" {
 			return failed("cannot run `%s`: %v", c.Program, err)
 		}

@@ -19,6 +19,7 @@ import (
 
 	"smelt/internal/proc"
 	"smelt/internal/reapi"
+	"smelt/internal/sandbox"
 )
 
 // DefaultTimeout bounds an action that names no timeout.
@@ -109,12 +110,21 @@ func (w *Worker) execute(ctx context.Context, action *repb.Action, dir string, s
 	for _, e := range cmd.EnvironmentVariables {
 		env = append(env, e.Name+"="+e.Value)
 	}
-	argv0, err := lookPath(cmd.Arguments[0], env, wd)
+	// A smelt client's step runs in a sandbox like a local one: at the
+	// fixed paths, with its mounts' sources in the input root.
+	sbDir, mounts, argv, sandboxed, err := sandbox.ParsePortable(cmd.Arguments, root)
 	if err != nil {
 		return failed(code.Code_INVALID_ARGUMENT, "%v", err)
 	}
-	c := exec.CommandContext(runCtx, argv0, cmd.Arguments[1:]...)
-	c.Args[0] = cmd.Arguments[0]
+	if !sandboxed {
+		argv = cmd.Arguments
+	}
+	argv0, err := lookPath(argv[0], env, wd)
+	if err != nil {
+		return failed(code.Code_INVALID_ARGUMENT, "%v", err)
+	}
+	c := exec.CommandContext(runCtx, argv0, argv[1:]...)
+	c.Args[0] = argv[0]
 	c.Env, c.Dir = env, wd
 	stdout, err := os.Create(filepath.Join(dir, "stdout"))
 	if err != nil {
@@ -128,6 +138,11 @@ func (w *Worker) execute(ctx context.Context, action *repb.Action, dir string, s
 	defer stderr.Close()
 	c.Stdout, c.Stderr = stdout, stderr
 	proc.Supervise(c)
+	if sandboxed {
+		if err := sandbox.Wrap(c, sbDir, mounts); err != nil {
+			return failed(code.Code_INTERNAL, "sandbox: %v", err)
+		}
+	}
 	meta.ExecutionStartTimestamp = timestamppb.Now()
 	start = time.Now()
 	err = proc.Run(c)
@@ -309,7 +324,9 @@ func treeOf(dir string, tree *repb.Tree, seen map[string]bool) (*repb.Directory,
 				return nil, nil, err
 			}
 			blobs = append(blobs, reapi.Blob{Digest: d, Path: p})
-			node.Files = append(node.Files, &repb.FileNode{Name: e.Name(), Digest: d, IsExecutable: info.Mode()&0o111 != 0})
+			// With its mtime: cargo decides what is fresh by mtimes.
+			node.Files = append(node.Files, &repb.FileNode{Name: e.Name(), Digest: d, IsExecutable: info.Mode()&0o111 != 0,
+				NodeProperties: &repb.NodeProperties{Mtime: timestamppb.New(info.ModTime())}})
 		}
 	}
 	return node, blobs, nil
