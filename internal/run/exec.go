@@ -48,6 +48,8 @@ type stepRun struct {
 	view      view              // where its commands see its directories
 	prog      *tracker          // the step's progress, from its commands' output (see progress.go)
 	mark      time.Time
+	key       string // the step's key
+	ncmd      int    // commands run so far (executor.go)
 }
 
 // phase records the time since the previous mark under name; the log ends
@@ -87,7 +89,7 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 	// A path dependency outside the workspace ("../lib") keeps its place
 	// relative to it: the workspace then lies deeper (source.Nest).
 	sr := &stepRun{e: e, n: n, r: r, logf: logf, procs: wl.procs, srcDir: source.Nest(filepath.Join(dir, "src"), e.p.root, src.Depth()), scratch: filepath.Join(dir, "scratch"),
-		bins: map[string]string{}, binPaths: map[string]string{}, mark: start}
+		bins: map[string]string{}, binPaths: map[string]string{}, mark: start, key: key}
 	sr.prog = e.newTracker(n)
 	sr.targetDir = filepath.Join(sr.srcDir, "target")
 	locals, distinct, err := memberNames(src, e.p.root)
@@ -577,10 +579,12 @@ func (sr *stepRun) command(ctx context.Context, c cargo.Command) error {
 	}
 	if sr.n.Step.Kind == "deps" && !sr.fused && skeleton.OnlyStubsFailed(stderr.String(), sr.locals) {
 		fmt.Fprintf(sr.logf, "# smelt: only the skeleton's stubs failed, as they must: every dependency is built\n")
+		keepRemote(err)
 		return nil
 	}
 	if sr.fused && skeleton.OnlyOwnFailed(stderr.String(), sr.locals) {
 		fmt.Fprintf(sr.logf, "# smelt: only the workspace's own code failed to build: every dependency is built, and the steps after this one report the errors\n")
+		keepRemote(err)
 		return nil
 	}
 	sr.r.Tail = tail(sr.r.Log, 25)
@@ -754,4 +758,12 @@ func packageName(id string) string {
 func atoi(b []byte) int {
 	n, _ := strconv.Atoi(string(b))
 	return n
+}
+
+// keepRemote keeps an expected failure of a command that ran on the
+// executor in its action cache.
+func keepRemote(err error) {
+	if ex, ok := err.(remoteExit); ok && ex.keep != nil {
+		ex.keep()
+	}
 }

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -29,11 +30,15 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"smelt/internal/cargo"
 	"smelt/internal/reapi"
 	"smelt/internal/sandbox"
+	"smelt/internal/vendor"
 	"smelt/internal/worker"
 )
 
@@ -113,6 +118,10 @@ func toolProps(kind string, tools map[string]string) []string {
 type remoteExit struct {
 	code   int
 	worker string
+	// keep, when set, puts the result in the action cache: the engine
+	// keeps no failed action's, and a failure the step expects (the
+	// deps step's stubs) is as good a result as a success.
+	keep func()
 }
 
 func (r remoteExit) Error() string {
@@ -199,7 +208,13 @@ func (sr *stepRun) remote(ctx context.Context, argv, env []string, stdout, stder
 		return err
 	}
 	fmt.Fprintf(sr.logf, "# smelt: action %s on %s (input root: %d files)\n", reapi.Key(actDigest)[:16], x.eng, in.files)
-	res, cached, err := x.result(ctx, actDigest)
+	// The same command of the same step (its key names every input) in
+	// another store: its inputs' mtimes, and so its action, may differ
+	// (the order of a restored target/'s times depends on the store's
+	// history), its result not.
+	sr.ncmd++
+	alias := reapi.Digest([]byte(fmt.Sprintf("smelt-step-command-v1 %s %d %s", sr.key, sr.ncmd, reapi.Key(cmdDigest))))
+	res, cached, err := x.result(ctx, actDigest, keptDigest(actDigest), alias)
 	if err == nil && res == nil {
 		blobs := append(in.blobs, reapi.Blob{Digest: cmdDigest, Data: cmdData}, reapi.Blob{Digest: actDigest, Data: actData})
 		var sent int
@@ -225,13 +240,28 @@ func (sr *stepRun) remote(ctx context.Context, argv, env []string, stdout, stder
 	if err := x.writeOutput(ctx, res.StderrRaw, res.StderrDigest, stderr); err != nil {
 		return fmt.Errorf("read the command's output from %s: %w", x.eng, err)
 	}
-	n, err := x.download(ctx, res, sr.view.realDir)
+	n, err := x.download(ctx, res, sr.view.realDir, start)
 	if err != nil {
 		return fmt.Errorf("bring the step's files back from %s: %w", x.eng, err)
 	}
 	fmt.Fprintf(sr.logf, "# smelt: ran on %s, exit %d; %d files changed, %.3fs in all\n", who, res.ExitCode, n, time.Since(start).Seconds())
+	store := func(ds ...*repb.Digest) {
+		for _, d := range ds {
+			_, err := x.ac.UpdateActionResult(ctx, &repb.UpdateActionResultRequest{InstanceName: x.eng.Instance, ActionDigest: d, ActionResult: keptResult(res)})
+			if err != nil {
+				fmt.Fprintf(sr.logf, "# smelt: the action's result is not in the action cache: %v\n", err)
+			}
+		}
+	}
 	if res.ExitCode != 0 {
-		return remoteExit{code: int(res.ExitCode), worker: who}
+		ex := remoteExit{code: int(res.ExitCode), worker: who}
+		if !cached {
+			ex.keep = func() { store(keptDigest(actDigest), alias) }
+		}
+		return ex
+	}
+	if !cached {
+		store(alias)
 	}
 	return nil
 }
@@ -287,18 +317,52 @@ func (x *executor) unoffered(ctx context.Context, props []worker.Property) ([]st
 }
 
 // result asks the action cache first: a hit needs no Execute (each of
-// which adds rows to BuildGrid's scheduler).
-func (x *executor) result(ctx context.Context, d *repb.Digest) (*repb.ActionResult, bool, error) {
+// which adds rows to BuildGrid's scheduler). An expected failure smelt
+// kept is the second place to look.
+func (x *executor) result(ctx context.Context, d *repb.Digest, kept ...*repb.Digest) (*repb.ActionResult, bool, error) {
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	res, err := x.ac.GetActionResult(cctx, &repb.GetActionResultRequest{InstanceName: x.eng.Instance, ActionDigest: d, InlineStdout: true, InlineStderr: true})
-	if status.Code(err) == codes.NotFound {
-		return nil, false, nil
+	for i, ad := range append([]*repb.Digest{d}, kept...) {
+		res, err := x.ac.GetActionResult(cctx, &repb.GetActionResultRequest{InstanceName: x.eng.Instance, ActionDigest: ad, InlineStdout: true, InlineStderr: true})
+		if status.Code(err) == codes.NotFound {
+			continue
+		}
+		if err != nil {
+			return nil, false, fmt.Errorf("ask the action cache: %w", err)
+		}
+		if i > 0 {
+			code := &wrapperspb.Int32Value{}
+			aux := res.GetExecutionMetadata().GetAuxiliaryMetadata()
+			if len(aux) != 1 || aux[0].UnmarshalTo(code) != nil {
+				continue
+			}
+			res.ExitCode = code.Value
+		}
+		return res, true, nil
 	}
-	if err != nil {
-		return nil, false, fmt.Errorf("ask the action cache: %w", err)
+	return nil, false, nil
+}
+
+// keptDigest is where smelt keeps an action's failed result that the step
+// accepts (the deps step's stubs): engines keep no failed results
+// (BuildGrid drops them even from UpdateActionResult), and without it
+// every command after such a one would differ in its mtimes from the
+// last run's, and miss the cache too. The prefix keeps it apart from
+// every real action digest.
+func keptDigest(d *repb.Digest) *repb.Digest {
+	return reapi.Digest([]byte("smelt-kept-failure-v1 " + reapi.Key(d)))
+}
+
+// keptResult is res with exit code 0, the real one in its metadata.
+func keptResult(res *repb.ActionResult) *repb.ActionResult {
+	k := proto.Clone(res).(*repb.ActionResult)
+	k.ExitCode = 0
+	if k.ExecutionMetadata == nil {
+		k.ExecutionMetadata = &repb.ExecutedActionMetadata{}
 	}
-	return res, true, nil
+	code, _ := anypb.New(wrapperspb.Int32(res.ExitCode))
+	k.ExecutionMetadata.AuxiliaryMetadata = []*anypb.Any{code}
+	return k
 }
 
 // maxAttempts bounds how often an action is submitted again after its
@@ -345,6 +409,54 @@ type inputs struct {
 	root  *repb.Digest
 	blobs []reapi.Blob
 	files int
+	// The mtimes the workspace's files have in the action, by their
+	// real ones (see mtimeRanks).
+	canon map[int64]time.Time
+}
+
+// canonBase is where the action's mtimes start: long before any build.
+var canonBase = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// canonical tells an mtime the action's inputs had (mtimeRanks) from one
+// the command set.
+func canonical(t time.Time) bool { return t.Before(canonBase.AddDate(1, 0, 0)) }
+
+// mtimeRanks gives the workspace's files (source and target/, under
+// dir) mtimes that keep their order, and only their order: cargo's
+// freshness checks compare mtimes and nothing else reads them, so the
+// action is the same whatever time this store ran its steps at, and
+// another store's run of the same step finds it in the action cache. The
+// other files (vendored crates, the store's programs, cargo's config),
+// which cargo does not check by mtime, all get canonBase.
+func (in *inputs) mtimeRanks(dir string) error {
+	seen := map[int64]bool{}
+	err := filepath.WalkDir(dir, func(p string, de os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if de.Type().IsRegular() {
+			info, err := de.Info()
+			if err != nil {
+				return err
+			}
+			seen[info.ModTime().UnixNano()] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	times := make([]int64, 0, len(seen))
+	for t := range seen {
+		times = append(times, t)
+	}
+	slices.Sort(times)
+	in.canon = map[int64]time.Time{}
+	for i, t := range times {
+		c := canonBase.Add(time.Hour + time.Duration(i)*time.Second)
+		in.canon[t] = c
+	}
+	return nil
 }
 
 // inputRoot makes the input root: each of the sandbox's mounts (the
@@ -357,11 +469,27 @@ func (sr *stepRun) inputRoot() (*inputs, error) {
 	in := &inputs{}
 	root := &repb.Directory{}
 	targetRel, _ := filepath.Rel(sr.view.realDir, sr.targetDir)
+	if err := in.mtimeRanks(sr.srcDir); err != nil {
+		return nil, err
+	}
+	srcRel, _ := filepath.Rel(sr.view.realDir, sr.srcDir)
+	srcRel = filepath.ToSlash(srcRel) + "/"
 	for _, m := range sr.view.mounts {
 		name := strings.TrimPrefix(m.Target, sandbox.Root+"/")
 		link := func(string) bool { return true } // vendored sources, programs
 		skip := func(string) bool { return false }
+		mtime := func(string, time.Time) time.Time { return canonBase }
+		if m.Target == viewVendor {
+			// This store's record of the crates' files.
+			skip = func(rel string) bool { return path.Base(rel) == vendor.StatFile }
+		}
 		if m.Source == sr.view.realDir {
+			mtime = func(rel string, t time.Time) time.Time {
+				if c, ok := in.canon[t.UnixNano()]; ok && strings.HasPrefix(rel, srcRel) {
+					return c
+				}
+				return canonBase // cargo's config, scratch space
+			}
 			link = func(rel string) bool {
 				r, ok := strings.CutPrefix(rel, filepath.ToSlash(targetRel)+"/")
 				return ok && cargo.Replaced(r)
@@ -369,7 +497,7 @@ func (sr *stepRun) inputRoot() (*inputs, error) {
 			// The locks are this machine's.
 			skip = func(rel string) bool { return rel == ".lock" || rel == ".procs.lock" }
 		}
-		d, err := x.dirNode(m.Source, "", link, skip, in)
+		d, err := x.dirNode(m.Source, "", link, skip, mtime, in)
 		if err != nil {
 			return nil, err
 		}
@@ -387,7 +515,7 @@ func (sr *stepRun) inputRoot() (*inputs, error) {
 
 // dirNode adds dir (rel below its mount) and what it holds to in, and
 // returns its digest.
-func (x *executor) dirNode(dir, rel string, link, skip func(string) bool, in *inputs) (*repb.Digest, error) {
+func (x *executor) dirNode(dir, rel string, link, skip func(string) bool, mtime func(string, time.Time) time.Time, in *inputs) (*repb.Digest, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, err
@@ -414,7 +542,7 @@ func (x *executor) dirNode(dir, rel string, link, skip func(string) bool, in *in
 			}
 			node.Symlinks = append(node.Symlinks, &repb.SymlinkNode{Name: ent.Name(), Target: t})
 		case info.IsDir():
-			d, err := x.dirNode(p, r, link, skip, in)
+			d, err := x.dirNode(p, r, link, skip, mtime, in)
 			if err != nil {
 				return nil, err
 			}
@@ -425,7 +553,7 @@ func (x *executor) dirNode(dir, rel string, link, skip func(string) bool, in *in
 				return nil, err
 			}
 			// With its mtime: cargo's freshness checks compare them.
-			np := &repb.NodeProperties{Mtime: timestamppb.New(info.ModTime())}
+			np := &repb.NodeProperties{Mtime: timestamppb.New(mtime(r, info.ModTime()))}
 			if link(r) {
 				np.Properties = []*repb.NodeProperty{{Name: worker.LinkProperty}}
 			}
@@ -467,7 +595,7 @@ func (x *executor) digest(p string, info os.FileInfo) (*repb.Digest, error) {
 // changed and new files fetched (written beside and renamed: a restored
 // file may be a hard link into the store), files the command removed
 // removed, mtimes as on the worker. It returns how many files it wrote.
-func (x *executor) download(ctx context.Context, res *repb.ActionResult, dir string) (int, error) {
+func (x *executor) download(ctx context.Context, res *repb.ActionResult, dir string, start time.Time) (int, error) {
 	var od *repb.OutputDirectory
 	for _, o := range res.OutputDirectories {
 		if o.Path == "work" {
@@ -496,6 +624,31 @@ func (x *executor) download(ctx context.Context, res *repb.ActionResult, dir str
 	want := map[string]bool{} // every path the output holds
 	var fetch []file
 	var walk func(node *repb.Directory, d string) error
+	// The files the command wrote get times on this machine's clock, in
+	// their order, between the command's start and now: after every
+	// file it started with, as they were on the worker, even when the
+	// result is another store's, older than this store's files.
+	var oldest, newest time.Time
+	for _, n := range append([]*repb.Directory{tree.Root}, tree.Children...) {
+		for _, f := range n.Files {
+			if mt := f.GetNodeProperties().GetMtime(); mt != nil && !canonical(mt.AsTime()) {
+				t := mt.AsTime()
+				if oldest.IsZero() || t.Before(oldest) {
+					oldest = t
+				}
+				if t.After(newest) {
+					newest = t
+				}
+			}
+		}
+	}
+	now := time.Now()
+	local := func(t time.Time) time.Time {
+		if !newest.After(oldest) {
+			return now
+		}
+		return start.Add(time.Duration(float64(now.Sub(start)) * float64(t.Sub(oldest)) / float64(newest.Sub(oldest))))
+	}
 	walk = func(node *repb.Directory, d string) error {
 		want[d] = true
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -508,13 +661,27 @@ func (x *executor) download(ctx context.Context, res *repb.ActionResult, dir str
 			}
 			want[p] = true
 			info, err := os.Lstat(p)
+			same := false
 			if err == nil && info.Mode().IsRegular() {
-				if h, err := x.digest(p, info); err == nil && reapi.Key(h) == reapi.Key(f.Digest) {
-					if err := setMeta(p, info, f); err != nil {
-						return err
-					}
-					continue
+				h, err := x.digest(p, info)
+				same = err == nil && reapi.Key(h) == reapi.Key(f.Digest)
+			}
+			if mt := f.GetNodeProperties().GetMtime(); mt != nil {
+				switch {
+				case !canonical(mt.AsTime()):
+					f.NodeProperties.Mtime = timestamppb.New(local(mt.AsTime()))
+				case same:
+					// A file the command did not touch keeps its mtime.
+					f.NodeProperties.Mtime = timestamppb.New(info.ModTime())
+				default:
+					f.NodeProperties.Mtime = timestamppb.New(now)
 				}
+			}
+			if same {
+				if err := setMeta(p, info, f); err != nil {
+					return err
+				}
+				continue
 			}
 			fetch = append(fetch, file{f, p})
 		}
