@@ -232,20 +232,40 @@ func TestExecutorWorkerKilled(t *testing.T) {
 	needCargo(t)
 	eng, ws := engineWithWorkers(t)
 	p := newProject(t, "sequential")
+	killed := make(chan *workerProc, 1)
 	go func() {
 		// The first worker to start an action dies.
-		for range 600 {
+		defer close(killed)
+		for range 1200 {
 			for _, w := range ws {
 				b, _ := os.ReadFile(w.log)
 				if bytes.Contains(b, []byte("start action=")) {
 					w.cmd.Process.Signal(syscall.SIGKILL)
+					killed <- w
 					return
 				}
 			}
-			time.Sleep(50 * time.Millisecond)
+			time.Sleep(20 * time.Millisecond)
 		}
 	}()
 	o := p.mustSmelt("check", "deps", "--executor", eng.URL)
+	w := <-killed
+	if w == nil {
+		t.Fatal("no worker started an action")
+	}
+	b, _ := os.ReadFile(w.log)
+	m := regexp.MustCompile(`start action=(\S+)`).FindSubmatch(b)
+	if bytes.Contains(b, []byte("done action="+string(m[1]))) {
+		t.Fatalf("worker %s finished its action before it was killed:\n%s", w.name, b)
+	}
+	redone := false
+	for _, o := range ws {
+		ob, _ := os.ReadFile(o.log)
+		redone = redone || o != w && bytes.Contains(ob, []byte("done action="+string(m[1])))
+	}
+	if !redone {
+		t.Errorf("the killed worker's action %s did not run on the other worker", m[1])
+	}
 	noSandbox(t, o)
 	wantStatus(t, o, map[string]string{"deps": "built"})
 	if !strings.Contains(p.log("deps"), "# smelt: ran on ") {
