@@ -292,3 +292,22 @@ func TestExecutorDown(t *testing.T) {
 		t.Fatalf("result/bin/seq printed %q", got)
 	}
 }
+
+// An engine whose workers lack what a step needs (here: no worker at
+// all): the warning names the property, and the step runs locally
+// instead of waiting in the engine's queue.
+func TestExecutorUnoffered(t *testing.T) {
+	needCargo(t)
+	eng := testsrv.BuildGrid(t, testsrv.Options{MatchKeys: []string{worker.KeyRustc, worker.KeyTool}})
+	p := newProject(t, "sequential")
+	start := time.Now()
+	o := p.mustSmelt("check", "clippy", "--executor", eng.URL)
+	noSandbox(t, o)
+	wantStatus(t, o, map[string]string{"deps": "built", "clippy": "built"})
+	if !strings.Contains(o.output, "offers OSFamily=linux") || !strings.Contains(o.output, "tool=clippy") || !strings.Contains(o.output, "runs locally") {
+		t.Errorf("the warning does not name the properties no worker offers:\n%s", o.output)
+	}
+	if d := time.Since(start); d > 2*time.Minute {
+		t.Errorf("took %s: waited for the engine", d)
+	}
+}
