@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -309,5 +310,46 @@ func TestExecutorUnoffered(t *testing.T) {
 	}
 	if d := time.Since(start); d > 2*time.Minute {
 		t.Errorf("took %s: waited for the engine", d)
+	}
+}
+
+// A measurement, not a test (SMELT_EXECUTOR_BENCH=N runs it N times):
+// testdata/workspace checked from an empty store here and through the
+// engine and two workers on this machine, alternating which goes first;
+// it logs each run's wall time and each step's seconds.
+func TestExecutorOverhead(t *testing.T) {
+	reps, _ := strconv.Atoi(os.Getenv("SMELT_EXECUTOR_BENCH"))
+	if reps < 1 {
+		t.Skip("a measurement: set SMELT_EXECUTOR_BENCH=N to run it N times")
+	}
+	needCargo(t)
+	eng, _ := engineWithWorkers(t)
+	steps := func(o outcome) string {
+		var parts []string
+		for _, ev := range o.events {
+			if ev["event"] == "finish" {
+				parts = append(parts, fmt.Sprintf("%s %.2fs", ev["step"], ev["seconds"]))
+			}
+		}
+		return strings.Join(parts, ", ")
+	}
+	for i := range reps {
+		sides := []string{"local", "engine"}
+		if i%2 == 1 {
+			sides = []string{"engine", "local"}
+		}
+		for _, side := range sides {
+			p := newProject(t, "workspace")
+			args := []string{"check", "-j", "2"}
+			// Source no earlier run had: no action cache hits but the
+			// deps step's from the second repetition on.
+			p.write("greet/src/lib.rs", p.read("greet/src/lib.rs")+fmt.Sprintf("\n// %s %d\n", side, i))
+			if side == "engine" {
+				args = append(args, "--executor", eng.URL)
+			}
+			start := time.Now()
+			o := p.smelt(args...)
+			t.Logf("rep %d %s: %.2fs (exit %d): %s", i, side, time.Since(start).Seconds(), o.code, steps(o))
+		}
 	}
 }
