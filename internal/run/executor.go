@@ -143,9 +143,13 @@ func (sr *stepRun) remote(ctx context.Context, argv, env []string, stdout, stder
 	x.mu.Lock()
 	off := x.off
 	x.mu.Unlock()
-	if off || !sr.e.sandboxed() || sr.n.Step.Kind == "command" {
-		// Without a sandbox the paths would differ on the worker; a
-		// user's command may read anything on this machine.
+	if off || sr.n.Step.Kind == "command" {
+		// A user's command may read anything on this machine.
+		return errLocal
+	}
+	if !sr.e.sandboxed() {
+		// The paths would differ on the worker.
+		e.disableExecutor(errors.New("steps cannot run at the fixed paths a worker uses here"))
 		return errLocal
 	}
 	id, err := e.p.toolchain(ctx, sr.n.Step.Toolchain)

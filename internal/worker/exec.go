@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -167,7 +168,7 @@ func (w *Worker) execute(ctx context.Context, action *repb.Action, dir string, s
 	timedOut := runCtx.Err() != nil
 
 	meta.OutputUploadStartTimestamp = timestamppb.Now()
-	blobs, err := collect(wd, outputs, res)
+	blobs, err := collect(wd, outputs, res, slices.Contains(cmd.OutputNodeProperties, "MTime"))
 	if err != nil {
 		return failed(code.Code_INTERNAL, "collect the outputs: %v", err)
 	}
@@ -237,7 +238,7 @@ func lookPath(name string, env []string, wd string) (string, error) {
 
 // collect records the outputs that exist in res and returns the blobs
 // they need: their files, and a Tree per output directory.
-func collect(wd string, outputs []string, res *repb.ActionResult) ([]reapi.Blob, error) {
+func collect(wd string, outputs []string, res *repb.ActionResult, mtimes bool) ([]reapi.Blob, error) {
 	var blobs []reapi.Blob
 	sort.Strings(outputs)
 	for _, o := range outputs {
@@ -258,7 +259,7 @@ func collect(wd string, outputs []string, res *repb.ActionResult) ([]reapi.Blob,
 			res.OutputSymlinks = append(res.OutputSymlinks, &repb.OutputSymlink{Path: o, Target: target})
 		case info.IsDir():
 			tree := &repb.Tree{}
-			root, fs, err := treeOf(p, tree, map[string]bool{})
+			root, fs, err := treeOf(p, tree, map[string]bool{}, mtimes)
 			if err != nil {
 				return nil, err
 			}
@@ -283,7 +284,7 @@ func collect(wd string, outputs []string, res *repb.ActionResult) ([]reapi.Blob,
 
 // treeOf builds dir's Directory message, adding its subdirectories'
 // messages (each once) to tree.Children.
-func treeOf(dir string, tree *repb.Tree, seen map[string]bool) (*repb.Directory, []reapi.Blob, error) {
+func treeOf(dir string, tree *repb.Tree, seen map[string]bool, mtimes bool) (*repb.Directory, []reapi.Blob, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, nil, err
@@ -304,7 +305,7 @@ func treeOf(dir string, tree *repb.Tree, seen map[string]bool) (*repb.Directory,
 			}
 			node.Symlinks = append(node.Symlinks, &repb.SymlinkNode{Name: e.Name(), Target: target})
 		case info.IsDir():
-			sub, fs, err := treeOf(p, tree, seen)
+			sub, fs, err := treeOf(p, tree, seen, mtimes)
 			if err != nil {
 				return nil, nil, err
 			}
@@ -324,9 +325,12 @@ func treeOf(dir string, tree *repb.Tree, seen map[string]bool) (*repb.Directory,
 				return nil, nil, err
 			}
 			blobs = append(blobs, reapi.Blob{Digest: d, Path: p})
-			// With its mtime: cargo decides what is fresh by mtimes.
-			node.Files = append(node.Files, &repb.FileNode{Name: e.Name(), Digest: d, IsExecutable: info.Mode()&0o111 != 0,
-				NodeProperties: &repb.NodeProperties{Mtime: timestamppb.New(info.ModTime())}})
+			fn := &repb.FileNode{Name: e.Name(), Digest: d, IsExecutable: info.Mode()&0o111 != 0}
+			if mtimes {
+				// Asked for by smelt: cargo decides what is fresh by mtimes.
+				fn.NodeProperties = &repb.NodeProperties{Mtime: timestamppb.New(info.ModTime())}
+			}
+			node.Files = append(node.Files, fn)
 		}
 	}
 	return node, blobs, nil

@@ -75,7 +75,7 @@ func TestCollectMaterialise(t *testing.T) {
 	os.Symlink("a.txt", filepath.Join(wd, "out", "link"))
 	write("file.txt", "f", 0o644)
 	res := &repb.ActionResult{}
-	blobs, err := collect(wd, []string{"out", "file.txt", "missing"}, res)
+	blobs, err := collect(wd, []string{"out", "file.txt", "missing"}, res, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,5 +160,33 @@ func TestCollectMaterialise(t *testing.T) {
 	os.WriteFile(filepath.Join(dst, "x", "same.txt"), []byte("changed"), 0o644)
 	if b, _ := os.ReadFile(c.path(reapi.Digest([]byte("same")))); string(b) != "same" {
 		t.Errorf("the cache's blob became %q", b)
+	}
+}
+
+// Output files carry their mtimes only when the command asks for them
+// (output_node_properties "MTime"), as smelt's do.
+func TestCollectMTimes(t *testing.T) {
+	wd := t.TempDir()
+	os.MkdirAll(filepath.Join(wd, "out"), 0o755)
+	p := filepath.Join(wd, "out", "f")
+	os.WriteFile(p, []byte("f"), 0o644)
+	mt := time.Date(2021, 3, 4, 5, 6, 7, 8, time.UTC)
+	os.Chtimes(p, mt, mt)
+	for _, want := range []bool{false, true} {
+		res := &repb.ActionResult{}
+		blobs, err := collect(wd, []string{"out"}, res, want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var tree repb.Tree
+		for _, b := range blobs {
+			if reapi.Key(b.Digest) == reapi.Key(res.OutputDirectories[0].TreeDigest) {
+				proto.Unmarshal(b.Data, &tree)
+			}
+		}
+		got := tree.Root.Files[0].GetNodeProperties().GetMtime()
+		if (got != nil) != want || want && !got.AsTime().Equal(mt) {
+			t.Errorf("asked for mtimes %v: got %v", want, got)
+		}
 	}
 }
