@@ -47,6 +47,16 @@ type Config struct {
 	Order   []string // step names in the order they appear in the file
 	Default string   // [outputs] default
 	Checks  []string // [outputs] checks
+	Remote  Remote   // [remote]
+}
+
+// Remote is the [remote] table: the remote caches and who to trust.
+type Remote struct {
+	URLs        []string // url: read in order; pushed to when push is set
+	Push        bool     // push: upload what this machine builds
+	TrustedKeys []string // trusted-public-keys: NAME:BASE64, checked by Parse
+	Executor    string   // executor: grpc://HOST:PORT[/INSTANCE], runs the steps' commands
+	Line        int      // line of [remote] (0 when absent)
 }
 
 // Error is a problem in smelt.toml. Error() renders as one sentence:
@@ -97,7 +107,8 @@ var (
 	stepKeys    = slices.Concat(stepOnly[:3], commonKeys, stepOnly[3:]) // kind, artifacts, args first in fixes
 	outputsKeys = []string{"default", "checks"}
 	matrixKeys  = []string{"toolchain", "target", "features", "row"}
-	topTables   = []string{"common", "step", "matrix", "outputs"}
+	remoteKeys  = []string{"url", "push", "trusted-public-keys", "executor"}
+	topTables   = []string{"common", "step", "matrix", "outputs", "remote"}
 )
 
 // Raw types use pointers so "unset" differs from a zero value: the shallow
@@ -138,11 +149,19 @@ type rawOutputs struct {
 	Checks  *[]string `toml:"checks"`
 }
 
+type rawRemote struct {
+	URL     any       `toml:"url"` // a string or a list of strings
+	Push    *bool     `toml:"push"`
+	Trusted *[]string `toml:"trusted-public-keys"`
+	Exec    *string   `toml:"executor"`
+}
+
 type rawFile struct {
 	Common  *rawCommon          `toml:"common"`
 	Step    map[string]*rawStep `toml:"step"`
 	Matrix  *rawMatrix          `toml:"matrix"`
 	Outputs *rawOutputs         `toml:"outputs"`
+	Remote  *rawRemote          `toml:"remote"`
 }
 
 // The loose types have the same keys but accept any value. go-toml stops at
@@ -188,6 +207,12 @@ type looseFile struct {
 		Default any `toml:"default"`
 		Checks  any `toml:"checks"`
 	} `toml:"outputs"`
+	Remote *struct {
+		URL     any `toml:"url"`
+		Push    any `toml:"push"`
+		Trusted any `toml:"trusted-public-keys"`
+		Exec    any `toml:"executor"`
+	} `toml:"remote"`
 }
 
 var validStepName = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
@@ -214,6 +239,16 @@ func Parse(file string, data []byte) (*Config, error) {
 		return nil, e
 	}
 
+	remote := p.remote(raw.Remote)
+	if len(raw.Step) == 0 && raw.Remote != nil && raw.Common == nil && raw.Matrix == nil && raw.Outputs == nil {
+		// Only [remote]: the default pipeline, with its remote caches.
+		if e := earliest(p.errs...); e != nil {
+			return nil, e
+		}
+		cfg := Default()
+		cfg.File, cfg.Remote = file, remote
+		return cfg, nil
+	}
 	if len(raw.Step) == 0 {
 		return nil, &Error{File: file, Line: p.ix.line("step"), Msg: "no steps are defined",
 			Fix: "add a [step.NAME] table or delete smelt.toml to use the default pipeline"}
@@ -271,10 +306,13 @@ func Parse(file string, data []byte) (*Config, error) {
 	if e := earliest(p.errs...); e != nil {
 		return nil, e
 	}
+	base.Remote = remote
 	if rows == nil {
 		return base, nil
 	}
-	return p.expand(base, raw, common, rows), nil
+	cfg := p.expand(base, raw, common, rows)
+	cfg.Remote = remote
+	return cfg, nil
 }
 
 // step validates one raw step and merges into it, in order, [common], the
@@ -667,7 +705,7 @@ func (p *parser) unknownKey(line int, key []string) *Error {
 	case len(key) == 1:
 		if strings.HasPrefix(strings.TrimSpace(p.ix.text(line)), "[") {
 			e.Msg = fmt.Sprintf("unknown table [%s]", key[0])
-			e.Fix = "the tables are [common], [step.NAME] and [outputs], and an optional [matrix]"
+			e.Fix = "the tables are [common], [step.NAME] and [outputs], and optional [matrix] and [remote]"
 			if near := nearest(key[0], topTables); near == "step" {
 				e.Fix = "did you mean [step.NAME]?"
 			} else if near != "" {
@@ -690,6 +728,9 @@ func (p *parser) unknownKey(line int, key []string) *Error {
 	case key[0] == "outputs":
 		e.Msg = fmt.Sprintf("unknown key %q in [outputs]", key[1])
 		e.Fix = keyFix(key[1], outputsKeys)
+	case key[0] == "remote":
+		e.Msg = fmt.Sprintf("unknown key %q in [remote]", key[1])
+		e.Fix = keyFix(key[1], remoteKeys)
 	case key[0] == "matrix" && len(key) == 2:
 		e.Msg = fmt.Sprintf("unknown key %q in [matrix]", key[1])
 		e.Fix = keyFix(key[1], matrixKeys)
@@ -723,6 +764,8 @@ func (p *parser) caseError() *Error {
 				known = commonKeys
 			case i == 1 && at.path[0] == "outputs":
 				known = outputsKeys
+			case i == 1 && at.path[0] == "remote":
+				known = remoteKeys
 			case i == 2 && at.path[0] == "step":
 				known = stepKeys
 			case i == 1 && at.path[0] == "matrix":
