@@ -225,6 +225,20 @@ func TestExecutorWorkspaceParallel(t *testing.T) {
 	if got := p.runResult("app"); got != "1 hello from build.rs: workspace" {
 		t.Fatalf("result/bin/app printed %q", got)
 	}
+	// The same keys as a local run's: the artifacts were the same.
+	local := newProject(t, "workspace")
+	local.mustSmelt("check", "deps")
+	local.mustSmelt("check")
+	local.mustSmelt("build", "app")
+	kl, kr := stepKeys(t, local.store), stepKeys(t, p.store)
+	for step, k := range kl {
+		if kr[step] != k {
+			t.Errorf("step %s: key %.16s locally, %.16s through the executor", step, k, kr[step])
+		}
+	}
+	if readAbs(t, filepath.Join(local.dir, "result", "bin", "app")) != readAbs(t, filepath.Join(p.dir, "result", "bin", "app")) {
+		t.Errorf("the app binary differs from a local run's")
+	}
 }
 
 // A worker killed during a step: the engine queues the action again (its
