@@ -86,7 +86,7 @@ func (e *engine) disableExecutor(err error) {
 	x.off = true
 	x.mu.Unlock()
 	if !was {
-		e.warn("the executor %s failed (%v): steps run locally", x.eng, oneLine(err))
+		e.warn("the executor %s failed (%v): steps run locally; check that the engine runs, or leave --executor out", x.eng, oneLine(err))
 	}
 }
 
