@@ -26,6 +26,7 @@ import (
 	"syscall"
 	"time"
 
+	"cloud.google.com/go/longrunning/autogen/longrunningpb"
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -380,12 +381,19 @@ const maxAttempts = 3
 func (x *executor) execute(ctx context.Context, d *repb.Digest) (*repb.ActionResult, error) {
 	var last error
 	for attempt := 1; attempt <= maxAttempts; attempt++ {
-		resp, err := reapi.Execute(ctx, x.conn, x.eng.Instance, d, false, nil)
+		var op string
+		resp, err := reapi.Execute(ctx, x.conn, x.eng.Instance, d, false, func(name string) { op = name })
 		if err == nil {
 			return resp.Result, nil
 		}
 		last = err
 		if ctx.Err() != nil {
+			if op != "" {
+				// An interrupted run's action stops on its worker too.
+				cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				longrunningpb.NewOperationsClient(x.conn).CancelOperation(cctx, &longrunningpb.CancelOperationRequest{Name: op})
+				cancel()
+			}
 			return nil, ctx.Err()
 		}
 		switch status.Code(errors.Unwrap(err)) {
