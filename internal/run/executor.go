@@ -769,8 +769,15 @@ func (x *executor) download(ctx context.Context, res *repb.ActionResult, dir str
 		return nil
 	}
 	big := func(d *repb.Digest) string { return filepath.Join(dir, ".smelt-fetch-"+d.Hash) }
-	err := x.cas.Fetch(ctx, ds, put, func(d *repb.Digest) string { return big(d) })
-	if err != nil {
+	// Whatever happens, no fetched blob stays behind in the directory.
+	defer func() {
+		for _, d := range ds {
+			if d.SizeBytes > reapi.BatchMax {
+				os.Remove(big(d))
+			}
+		}
+	}()
+	if err := x.cas.Fetch(ctx, ds, put, big); err != nil {
 		return 0, err
 	}
 	// The big blobs, fetched to a file each.
