@@ -1,10 +1,18 @@
 package run
 
 import (
+	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"smelt/internal/reapi"
+	"smelt/internal/testsrv"
 )
 
 // The workspace's mtimes become their ranks: two stores that laid the
@@ -44,5 +52,95 @@ func TestEnvVars(t *testing.T) {
 	got := envVars([]string{"B=1", "A=x=y", "B=2"})
 	if len(got) != 2 || got[0].Name != "A" || got[0].Value != "x=y" || got[1].Name != "B" || got[1].Value != "2" {
 		t.Errorf("envVars: %v", got)
+	}
+}
+
+// Bringing an action's output directory back: a big changed file (through
+// ByteStream) and a new one are written with mtimes in their order between
+// the command's start and now, an unchanged one keeps its mtime (and stays
+// a hard link), one the command removed goes.
+func TestDownload(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts BuildGrid's CAS (skipped with -short)")
+	}
+	url := "grpc://" + testsrv.BuildGridCache(t) + "/main"
+	x, err := newExecutor(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.close()
+	ctx := context.Background()
+	dir := t.TempDir()
+	write := func(rel string, data []byte, mt time.Time) string {
+		p := filepath.Join(dir, rel)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		os.Chtimes(p, mt, mt)
+		return p
+	}
+	old := time.Now().Add(-time.Hour).Round(time.Second)
+	bigOld, bigNew := bytes.Repeat([]byte("a"), 5<<20), bytes.Repeat([]byte("b"), 5<<20)
+	write("src/big", bigOld, old)
+	keep := write("src/keep", []byte("keep"), old)
+	store := filepath.Join(t.TempDir(), "object")
+	if err := os.Link(keep, store); err != nil {
+		t.Fatal(err)
+	}
+	write("src/gone", []byte("gone"), old)
+
+	worker := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	file := func(name string, data []byte, mt time.Time) *repb.FileNode {
+		return &repb.FileNode{Name: name, Digest: reapi.Digest(data), NodeProperties: &repb.NodeProperties{Mtime: timestamppb.New(mt)}}
+	}
+	src := &repb.Directory{Files: []*repb.FileNode{
+		file("big", bigNew, worker), file("keep", []byte("keep"), canonBase.Add(time.Hour)), file("new", []byte("new"), worker.Add(time.Second))}}
+	_, srcD, _ := reapi.Marshal(src)
+	tree := &repb.Tree{Root: &repb.Directory{Directories: []*repb.DirectoryNode{{Name: "src", Digest: srcD}}}, Children: []*repb.Directory{src}}
+	treeData, treeD, _ := reapi.Marshal(tree)
+	blobs := []reapi.Blob{{Digest: reapi.Digest(bigNew), Data: bigNew}, {Digest: reapi.Digest([]byte("keep")), Data: []byte("keep")},
+		{Digest: reapi.Digest([]byte("new")), Data: []byte("new")}, {Digest: treeD, Data: treeData}}
+	if _, err := x.cas.UploadMissing(ctx, blobs); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	res := &repb.ActionResult{OutputDirectories: []*repb.OutputDirectory{{Path: "work", TreeDigest: treeD}}}
+	n, err := x.download(ctx, res, dir, start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := time.Now()
+	if n != 2 {
+		t.Errorf("wrote %d files, want 2 (big, new)", n)
+	}
+	mtime := func(rel string) time.Time {
+		info, err := os.Stat(filepath.Join(dir, rel))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.ModTime()
+	}
+	if data, _ := os.ReadFile(filepath.Join(dir, "src", "big")); !bytes.Equal(data, bigNew) {
+		t.Errorf("src/big has %d other bytes", len(data))
+	}
+	if data, _ := os.ReadFile(filepath.Join(dir, "src", "new")); string(data) != "new" {
+		t.Errorf("src/new = %q", data)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "src", "gone")); !os.IsNotExist(err) {
+		t.Errorf("src/gone is still there (%v)", err)
+	}
+	if !mtime("src/keep").Equal(old) {
+		t.Errorf("src/keep's mtime changed to %v", mtime("src/keep"))
+	}
+	if info, _ := os.Stat(store); info.ModTime() != old {
+		t.Errorf("the store's object changed with the working directory's link")
+	}
+	b, nw := mtime("src/big"), mtime("src/new")
+	if b.Before(start) || nw.After(end) || !b.Before(nw) {
+		t.Errorf("mtimes big %v, new %v: want start %v <= big < new <= %v", b, nw, start, end)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, ".smelt-fetch-*")); len(left) > 0 {
+		t.Errorf("left behind: %v", left)
 	}
 }
