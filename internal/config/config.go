@@ -55,6 +55,7 @@ type Remote struct {
 	URLs        []string // url: read in order; pushed to when push is set
 	Push        bool     // push: upload what this machine builds
 	TrustedKeys []string // trusted-public-keys: NAME:BASE64, checked by Parse
+	Executor    string   // executor: grpc://HOST:PORT[/INSTANCE], runs the steps' commands
 	Line        int      // line of [remote] (0 when absent)
 }
 
@@ -106,7 +107,7 @@ var (
 	stepKeys    = slices.Concat(stepOnly[:3], commonKeys, stepOnly[3:]) // kind, artifacts, args first in fixes
 	outputsKeys = []string{"default", "checks"}
 	matrixKeys  = []string{"toolchain", "target", "features", "row"}
-	remoteKeys  = []string{"url", "push", "trusted-public-keys"}
+	remoteKeys  = []string{"url", "push", "trusted-public-keys", "executor"}
 	topTables   = []string{"common", "step", "matrix", "outputs", "remote"}
 )
 
@@ -152,6 +153,7 @@ type rawRemote struct {
 	URL     any       `toml:"url"` // a string or a list of strings
 	Push    *bool     `toml:"push"`
 	Trusted *[]string `toml:"trusted-public-keys"`
+	Exec    *string   `toml:"executor"`
 }
 
 type rawFile struct {
@@ -209,6 +211,7 @@ type looseFile struct {
 		URL     any `toml:"url"`
 		Push    any `toml:"push"`
 		Trusted any `toml:"trusted-public-keys"`
+		Exec    any `toml:"executor"`
 	} `toml:"remote"`
 }
 

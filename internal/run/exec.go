@@ -48,6 +48,8 @@ type stepRun struct {
 	view      view              // where its commands see its directories
 	prog      *tracker          // the step's progress, from its commands' output (see progress.go)
 	mark      time.Time
+	key       string // the step's key
+	ncmd      int    // commands run so far (executor.go)
 }
 
 // phase records the time since the previous mark under name; the log ends
@@ -87,7 +89,7 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 	// A path dependency outside the workspace ("../lib") keeps its place
 	// relative to it: the workspace then lies deeper (source.Nest).
 	sr := &stepRun{e: e, n: n, r: r, logf: logf, procs: wl.procs, srcDir: source.Nest(filepath.Join(dir, "src"), e.p.root, src.Depth()), scratch: filepath.Join(dir, "scratch"),
-		bins: map[string]string{}, binPaths: map[string]string{}, mark: start}
+		bins: map[string]string{}, binPaths: map[string]string{}, mark: start, key: key}
 	sr.prog = e.newTracker(n)
 	sr.targetDir = filepath.Join(sr.srcDir, "target")
 	locals, distinct, err := memberNames(src, e.p.root)
@@ -548,20 +550,28 @@ func (sr *stepRun) command(ctx context.Context, c cargo.Command) error {
 	if err := sr.view.wrap(cmd); err != nil {
 		return err
 	}
-	release := func() {}
-	if sr.e.jobs != nil {
-		// The process's implicit token (see jobserver).
-		var err error
-		if release, err = sr.e.jobs.acquire(ctx); err != nil {
-			return err
-		}
+	err := errLocal
+	if sr.e.exec != nil {
+		// On the engine, with the same command line and environment; the
+		// local jobserver is not held while it runs there.
+		err = sr.remote(ctx, argv, cmd.Env, stdout, io.MultiWriter(errLines, &stderr))
 	}
-	err := runSupervised(cmd)
-	release()
-	if ctx.Err() != nil {
-		// Whatever cargo left behind (a rustc, a linker) must not outlive
-		// the step: it would race the next run in the same target/.
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	if err == errLocal {
+		release := func() {}
+		if sr.e.jobs != nil {
+			// The process's implicit token (see jobserver).
+			var err error
+			if release, err = sr.e.jobs.acquire(ctx); err != nil {
+				return err
+			}
+		}
+		err = runSupervised(cmd)
+		release()
+		if ctx.Err() != nil {
+			// Whatever cargo left behind (a rustc, a linker) must not outlive
+			// the step: it would race the next run in the same target/.
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		}
 	}
 	flush()
 	if err == nil {
@@ -569,10 +579,12 @@ func (sr *stepRun) command(ctx context.Context, c cargo.Command) error {
 	}
 	if sr.n.Step.Kind == "deps" && !sr.fused && skeleton.OnlyStubsFailed(stderr.String(), sr.locals) {
 		fmt.Fprintf(sr.logf, "# smelt: only the skeleton's stubs failed, as they must: every dependency is built\n")
+		keepRemote(err)
 		return nil
 	}
 	if sr.fused && skeleton.OnlyOwnFailed(stderr.String(), sr.locals) {
 		fmt.Fprintf(sr.logf, "# smelt: only the workspace's own code failed to build: every dependency is built, and the steps after this one report the errors\n")
+		keepRemote(err)
 		return nil
 	}
 	sr.r.Tail = tail(sr.r.Log, 25)
@@ -599,7 +611,7 @@ var testKinds = map[string]bool{"test": true, "nextest": true, "doctest": true, 
 
 // failure turns a command's failure into one sentence.
 func (sr *stepRun) failure(c cargo.Command, stderr string, err error) error {
-	if ee, ok := err.(*exec.ExitError); !ok {
+	if ee, ok := err.(interface{ ExitCode() int }); !ok {
 		if c.Program != "cargo" {
 			return failed("cannot run `%s`: %v", c.Program, err)
 		}
@@ -751,4 +763,12 @@ func packageName(id string) string {
 func atoi(b []byte) int {
 	n, _ := strconv.Atoi(string(b))
 	return n
+}
+
+// keepRemote keeps an expected failure of a command that ran on the
+// executor in its action cache.
+func keepRemote(err error) {
+	if ex, ok := err.(remoteExit); ok && ex.keep != nil {
+		ex.keep()
+	}
 }

@@ -102,6 +102,9 @@ type Options struct {
 	Store    *store.Store
 	Jobs     int  // steps running at once; 0 means 1
 	FailFast bool // stop everything at the first failure
+	// Executor, when set (grpc://HOST:PORT[/INSTANCE]), is a Remote
+	// Execution engine that runs the steps' commands (see executor.go).
+	Executor string
 	Observer Observer
 	// Finish, if not nil, runs after the steps, under the store's lock
 	// (e.g. linking the output). A damaged store entry it meets
@@ -142,6 +145,12 @@ func Run(ctx context.Context, root string, cfg *config.Config, names []string, o
 	}
 	defer js.close()
 	e := &engine{p: p, opt: opt, sem: make(chan struct{}, jobs), cancel: cancel, jobs: js, selected: map[string]bool{}, reported: map[string]string{}}
+	if opt.Executor != "" {
+		if e.exec, err = newExecutor(opt.Executor); err != nil {
+			return nil, err
+		}
+		defer e.exec.close()
+	}
 	for _, n := range nodes {
 		e.selected[n.Name()] = true
 	}
@@ -249,6 +258,7 @@ type engine struct {
 	sem    chan struct{}
 	cancel context.CancelFunc
 	jobs   *jobserver
+	exec   *executor // nil: commands run here
 	mu     sync.Mutex
 
 	selected map[string]bool // the steps this run is to bring up to date

@@ -29,6 +29,10 @@ import (
 // every file of a large lock file's crates took most of the check's time.
 const statFile = ".smelt-stat"
 
+// StatFile is not part of a vendored crate: what a copy of the vendored
+// crates on another machine (an action's inputs) leaves out.
+const StatFile = statFile
+
 type checksums struct {
 	Files   map[string]string `json:"files"`
 	Package string            `json:"package"`
