@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"smelt/internal/config"
+	"smelt/internal/kind"
 	"smelt/internal/plan"
 	"smelt/internal/run"
 	"smelt/internal/store"
@@ -304,7 +305,7 @@ func build(ctx context.Context, o options, pos []string) (int, error) {
 			if err := isMember(o, cfg, member); err != nil {
 				return 1, err // a typo, most likely: said before the rest
 			}
-			if def := cfg.Steps[base]; def == nil || def.Kind != "package" {
+			if def := cfg.Steps[base]; def == nil || !kind.Get(def.Kind).Members {
 				return 1, fmt.Errorf("smelt build %s builds a member with the default output's settings, but the default output (%q) is not a step of kind package: set [outputs] default to one", member, cfg.Default)
 			}
 		}

@@ -13,32 +13,13 @@ import (
 	"strings"
 
 	"github.com/pelletier/go-toml/v2"
+
+	"smelt/internal/kind"
 )
 
-// Step is one [step.NAME] after the [common] merge.
-type Step struct {
-	Name              string
-	Kind              string
-	Artifacts         string   // name of the step whose target/ it starts from; "" = none
-	Args              []string // extra args for the kind's cargo command (DefaultArgs(kind) if unset)
-	Profile           string   // cargo profile; default "release"
-	Features          []string
-	AllFeatures       bool
-	NoDefaultFeatures bool
-	Target            string            // target triple, "" = host
-	CargoArgs         []string          // extra args given to every cargo command of the step
-	Env               map[string]string // extra environment for the step (never nil after Parse: empty map)
-	Include           []string          // extra globs (slash paths relative to the workspace root, `**` allowed) kept in the cleaned source
-	Exclude           []string          // globs removed from the cleaned source
-	Line              int               // line of the [step.NAME] header in the file (0 for the built-in default)
-	Toolchain         string            // rustup toolchain name (common key "toolchain"); "" = the project's default
-	FailUnder         float64           // step key "fail-under": minimum line coverage in percent (kinds coverage, tarpaulin); 0 = no minimum
-	Partitions        int               // step key "partitions": split a nextest step into N partition steps (kind nextest); 0 or 1 = none
-	Run               []string          // step key "run": the command of kind "command", as argv; a TOML string s means ["sh", "-c", s]
-	Outputs           []string          // step key "outputs": globs (relative to the workspace root, ** allowed) naming the files a command step produces
-	Base              string            // the step's name in the file, before matrix expansion (== Name when there is no matrix)
-	Row               string            // the matrix row label ("" without a matrix)
-}
+// Step is one [step.NAME] after the [common] merge (defined in package
+// kind, whose commands are made from it).
+type Step = kind.Step
 
 // Config is a parsed smelt.toml.
 type Config struct {
@@ -256,7 +237,7 @@ func Parse(file string, data []byte) (*Config, error) {
 		case from == nil:
 			p.add(p.ix.line("step", name, "artifacts"), p.stepFix(s.Artifacts, base.Order),
 				"step %q takes artifacts from unknown step %q", name, s.Artifacts)
-		case from.Kind == "nextest" && from.Partitions > 1:
+		case kind.Get(from.Kind).Partitioned && from.Partitions > 1:
 			fix := fmt.Sprintf("remove artifacts from %q, or remove partitions from %q", name, s.Artifacts)
 			if from.Artifacts != "" {
 				fix = fmt.Sprintf("take artifacts from %q (where %q starts), or remove partitions from %q", from.Artifacts, s.Artifacts, s.Artifacts)
@@ -289,7 +270,7 @@ func (p *parser) step(name string, rs *rawStep, common *rawCommon, r *row) *Step
 		p.add(header, `use only letters, digits, "_" and "-" ("@" is reserved)`, "step name %q is not allowed", name)
 	}
 	kinds := strings.Join(Kinds, ", ")
-	kind := ""
+	k := ""
 	switch {
 	case rs.Kind == nil:
 		p.add(header, "add a kind key set to one of: "+kinds, "step %q has no kind", name)
@@ -300,7 +281,7 @@ func (p *parser) step(name string, rs *rawStep, common *rawCommon, r *row) *Step
 		}
 		p.add(p.ix.line("step", name, "kind"), fix, "step %q has unknown kind %q", name, *rs.Kind)
 	default:
-		kind = *rs.Kind
+		k = *rs.Kind
 	}
 	if rs.Profile != nil && *rs.Profile == "" {
 		p.add(p.ix.line("step", name, "profile"), `set a cargo profile such as "release" or "dev", or remove the key to inherit one`,
@@ -322,9 +303,9 @@ func (p *parser) step(name string, rs *rawStep, common *rawCommon, r *row) *Step
 	m := merge(layers...)
 	s := &Step{
 		Name:              name,
-		Kind:              kind,
+		Kind:              k,
 		Artifacts:         deref(rs.Artifacts),
-		Args:              DefaultArgs(kind),
+		Args:              DefaultArgs(k),
 		Profile:           defaultProfile,
 		Features:          cloneList(m.Features),
 		AllFeatures:       deref(m.AllFeatures),
@@ -388,17 +369,22 @@ func (p *parser) noTargetDir(table []string, c *rawCommon, args *[]string) {
 	}
 }
 
-// kindKeys checks and sets the keys that belong to one or two kinds.
+// kindKeys checks and sets the keys that belong to some kinds only (each
+// kind's Spec lists those it takes).
 func (p *parser) kindKeys(s *Step, rs *rawStep) {
-	name, kind := s.Name, s.Kind
-	known := kind != "" // an unknown kind is reported already; don't pile on
+	name, k := s.Name, kind.Get(s.Kind)
+	known := s.Kind != "" // an unknown kind is reported already; don't pile on
+	// wrong reports a key that the step's kind does not take.
+	wrong := func(key, orSet string) {
+		p.add(p.ix.line("step", name, key), key+" applies only to "+kindList(kind.Taking(key))+"; remove it"+orSet,
+			"step %q of kind %q does not take %s", name, s.Kind, key)
+	}
 	if rs.FailUnder != nil {
 		line := p.ix.line("step", name, "fail-under")
 		v := *rs.FailUnder
 		switch {
-		case known && kind != "coverage" && kind != "tarpaulin":
-			p.add(line, `fail-under applies only to kinds "coverage" and "tarpaulin"; remove it`,
-				"step %q of kind %q does not take fail-under", name, kind)
+		case known && !k.Takes("fail-under"):
+			wrong("fail-under", "")
 		case !(v >= 0 && v <= 100):
 			p.add(line, "write a percentage such as fail-under = 80 (0 = no minimum)",
 				"fail-under of step %q is %v, outside 0 to 100", name, v)
@@ -410,9 +396,8 @@ func (p *parser) kindKeys(s *Step, rs *rawStep) {
 		line := p.ix.line("step", name, "partitions")
 		n := *rs.Partitions
 		switch {
-		case known && kind != "nextest":
-			p.add(line, `partitions applies only to kind "nextest"; remove it`,
-				"step %q of kind %q does not take partitions", name, kind)
+		case known && !k.Takes("partitions"):
+			wrong("partitions", "")
 		case n < 1:
 			p.add(line, "use partitions = 2 or more to split the tests, or remove the key",
 				"partitions of step %q is %d, must be at least 1", name, n)
@@ -427,21 +412,39 @@ func (p *parser) kindKeys(s *Step, rs *rawStep) {
 		case err != "":
 			p.add(line, `write it like run = "make assets" (run by sh -c) or run = ["make", "assets"]`,
 				`"run" in [step.%s] must be %s`, name, err)
-		case known && kind != "command":
-			p.add(line, `run applies only to kind "command"; remove it or set kind = "command"`,
-				"step %q of kind %q does not take run", name, kind)
+		case known && !k.Takes("run"):
+			orSet := ""
+			if t := kind.Taking("run"); len(t) == 1 {
+				orSet = fmt.Sprintf(" or set kind = %q", t[0])
+			}
+			wrong("run", orSet)
 		default:
 			s.Run = argv
 		}
-	} else if kind == "command" {
+	} else if slices.Contains(k.Requires, "run") {
 		p.add(p.ix.line("step", name), `add run = "make assets" (run by sh -c) or run = ["make", "assets"]`,
-			"step %q of kind \"command\" has no run", name)
+			"step %q of kind %q has no run", name, s.Kind)
 	}
-	if rs.Outputs != nil && known && kind != "command" {
-		p.add(p.ix.line("step", name, "outputs"), `outputs applies only to kind "command"; remove it`,
-			"step %q of kind %q does not take outputs", name, kind)
+	if rs.Outputs != nil && known && !k.Takes("outputs") {
+		wrong("outputs", "")
 		s.Outputs = nil
 	}
+}
+
+// kindList names kinds in a message: kind "a", kinds "a" and "b",
+// kinds "a", "b" and "c".
+func kindList(names []string) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = strconv.Quote(n)
+	}
+	switch len(q) {
+	case 0:
+		return "no kind"
+	case 1:
+		return "kind " + q[0]
+	}
+	return "kinds " + strings.Join(q[:len(q)-1], ", ") + " and " + q[len(q)-1]
 }
 
 // runArgv turns the run value into argv: a string s is ["sh", "-c", s]. On
@@ -560,7 +563,7 @@ func (p *parser) outputs(cfg *Config, out *rawOutputs) {
 		}
 	} else {
 		for _, name := range cfg.Order {
-			if cfg.Steps[name].Kind == "package" {
+			if kind.Get(cfg.Steps[name].Kind).Members {
 				cfg.Default = name
 				break
 			}
@@ -603,7 +606,7 @@ func (c *Config) isOutput(name string) bool {
 		return true
 	}
 	base, _, ok := SplitMember(name)
-	return ok && c.Steps[base] != nil && c.Steps[base].Kind == "package"
+	return ok && c.Steps[base] != nil && kind.Get(c.Steps[base].Kind).Members
 }
 
 // stepFix suggests a close step name, or lists them all.

@@ -11,6 +11,7 @@ import (
 
 	"smelt/internal/cargo"
 	"smelt/internal/config"
+	"smelt/internal/kind"
 	"smelt/internal/store"
 )
 
@@ -41,7 +42,7 @@ func New(cfg *config.Config) (*Graph, error) {
 	var order []string
 	for _, name := range cfg.Order {
 		s := cfg.Steps[name]
-		if s.Kind == "nextest" && s.Partitions > 1 {
+		if kind.Get(s.Kind).Partitioned && s.Partitions > 1 {
 			// Each partition is a step of its own, cached on its own.
 			for i := 1; i <= s.Partitions; i++ {
 				ps := *s
@@ -161,7 +162,7 @@ func (g *Graph) Node(name string) (*Node, bool) {
 	}
 	base, member, ok := config.SplitMember(name)
 	b := g.Nodes[base]
-	if !ok || b == nil || b.Step.Kind != "package" {
+	if !ok || b == nil || !kind.Get(b.Step.Kind).Members {
 		return nil, false
 	}
 	s := *b.Step
@@ -198,13 +199,6 @@ func (g *Graph) Unknown(name string) error {
 	}
 	return fmt.Errorf("no step named %s (%s)", name, list)
 }
-
-// KeepsArtifacts reports whether a kind's target/ is stored for heirs:
-// every kind that builds.
-func KeepsArtifacts(kind string) bool { return kind != "fmt" && kind != "deny" }
-
-// UsesDependencies reports whether a kind needs the vendored sources.
-func UsesDependencies(kind string) bool { return kind != "fmt" }
 
 // Inputs are the named parts of a step's key. Everything that can change a
 // step's result is here, and nothing else: no absolute paths, no times.

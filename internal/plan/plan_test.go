@@ -8,6 +8,7 @@ import (
 
 	"smelt/internal/cargo"
 	"smelt/internal/config"
+	"smelt/internal/kind"
 )
 
 // step builds a config.Step as the [common] merge would leave it.
@@ -387,8 +388,8 @@ func TestInputsKeyNoCollisionWithNewlines(t *testing.T) {
 func TestKindPredicates(t *testing.T) {
 	for _, k := range []string{"deps", "clippy", "test", "doc", "package", "fmt"} {
 		want := k != "fmt"
-		if KeepsArtifacts(k) != want || UsesDependencies(k) != want {
-			t.Errorf("%s: KeepsArtifacts=%v UsesDependencies=%v", k, KeepsArtifacts(k), UsesDependencies(k))
+		if s := kind.Get(k); s.KeepsArtifacts != want || s.UsesDependencies != want {
+			t.Errorf("%s: KeepsArtifacts=%v UsesDependencies=%v", k, s.KeepsArtifacts, s.UsesDependencies)
 		}
 	}
 }

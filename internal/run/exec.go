@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"smelt/internal/cargo"
+	"smelt/internal/kind"
 	"smelt/internal/plan"
 	"smelt/internal/skeleton"
 	"smelt/internal/source"
@@ -106,7 +107,8 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 		return nil, err
 	}
 	sr.phase("source")
-	keeps := plan.KeepsArtifacts(s.Kind)
+	k := kind.Get(s.Kind)
+	keeps := k.KeepsArtifacts
 	if keeps {
 		// Always restore, even to nothing: a step must never see a target/
 		// left over from some other state of its working directory.
@@ -115,7 +117,7 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 		}
 		sr.phase("restore")
 	}
-	if parent != nil && parent.Kind == "command" && parent.Output != "" {
+	if parent != nil && kind.Get(parent.Kind).UserCommand && parent.Output != "" {
 		// A command step's declared outputs appear in its heirs' source.
 		if err := restoreInto(st, parent.Output, sr.srcDir); err != nil {
 			return nil, err
@@ -128,7 +130,7 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 		return nil, err
 	}
 	vendorConfig, vendorDir := "", ""
-	if plan.UsesDependencies(s.Kind) {
+	if k.UsesDependencies {
 		v, err := e.p.vendor(ctx, logf)
 		if err != nil {
 			return nil, err
@@ -162,7 +164,7 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 	cmds := n.Commands
 	fuseAt := -1 // the first command to run on the heirs' source
 	var fuseSrc source.Tree
-	if s.Kind == "deps" {
+	if k.Skeleton {
 		var fused []cargo.Command
 		if h := e.fusedHeir(n); h != nil {
 			if cmds, fused = fuseSplit(cmds, e.fusedFor(n)); len(fused) > 0 {
@@ -220,7 +222,7 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 		if err != nil {
 			return nil, err
 		}
-		if s.Kind == "deps" {
+		if k.Skeleton {
 			// Only the dependencies' units, fused or not (the stubs'
 			// leftovers are nothing to keep), so that both give the same
 			// content and early cutoff holds between them; the whole
@@ -244,7 +246,7 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 		}
 		tree = t
 		res.Artifacts, res.ArtifactsID, res.MaxMTime = id, artifactsID(t), t.MaxMTime()
-		if s.Kind != "command" {
+		if !k.UserCommand {
 			// A user's command may have written anything into target/.
 			res.DepsID = depsID(t, locals, src)
 		}
@@ -360,7 +362,7 @@ type origin struct {
 // cargo's own freshness checks make a warm start sound: a user's command
 // could read anything left in target/.
 func (e *engine) startFrom(n *plan.Node, parent *store.Result, src source.Tree, locals []string, distinct map[string]bool) (*origin, error) {
-	st, kind := e.p.st, n.Step.Kind
+	st, k := e.p.st, kind.Get(n.Step.Kind)
 	tick, err := e.mtimeTick()
 	if err != nil {
 		return nil, err
@@ -390,7 +392,7 @@ func (e *engine) startFrom(n *plan.Node, parent *store.Result, src source.Tree, 
 	if seed := e.seedFor(n, own); seed != nil {
 		own, what = seed, "the target/ its deps step built the workspace's own code in"
 	}
-	if own != nil && plan.KeepsArtifacts(kind) && kind != "command" {
+	if own != nil && k.KeepsArtifacts && !k.UserCommand {
 		if ownTree, err = st.Flatten(own.Artifacts); err != nil {
 			// A warm start is an optimisation: start from what it inherits
 			// (and drop what the damage, if it is, spoilt).
@@ -426,7 +428,7 @@ func (e *engine) startFrom(n *plan.Node, parent *store.Result, src source.Tree, 
 	// dependency's never depend on them.
 	ours := unitsOf(locals, nil)
 	parentOurs := ours
-	if parent.Kind == "deps" {
+	if kind.Get(parent.Kind).Skeleton {
 		// The skeleton's units of a package whose version it masks are
 		// not the real build's: they bound nothing.
 		parentOurs = unitsOf(locals, distinct)
@@ -471,8 +473,8 @@ func sortedKeys[V any](m map[string]V) []string {
 // linkable says which files of target/ may be hard links into the store:
 // compiled crates, which rustc replaces and never rewrites (cargo.Replaced);
 // nothing for a user's command, which may write anything in place.
-func linkable(kind string) func(string) bool {
-	if kind == "command" {
+func linkable(k string) func(string) bool {
+	if kind.Get(k).UserCommand {
 		return nil
 	}
 	return cargo.Replaced
@@ -533,7 +535,7 @@ func (sr *stepRun) command(ctx context.Context, c cargo.Command) error {
 	c = withMessages(sr.n.Step.Kind, c)
 	fmt.Fprintf(sr.logf, "\n$ %s\n", c.String())
 	argv := append([]string{c.Program}, c.Args...)
-	if sr.n.Step.Kind == "command" {
+	if kind.Get(sr.n.Step.Kind).UserCommand {
 		// The user's command runs with the network off where the kernel
 		// lets smelt take it away.
 		argv = append(netOff(), argv...)
@@ -567,7 +569,7 @@ func (sr *stepRun) command(ctx context.Context, c cargo.Command) error {
 	if err == nil {
 		return nil
 	}
-	if sr.n.Step.Kind == "deps" && !sr.fused && skeleton.OnlyStubsFailed(stderr.String(), sr.locals) {
+	if kind.Get(sr.n.Step.Kind).Skeleton && !sr.fused && skeleton.OnlyStubsFailed(stderr.String(), sr.locals) {
 		fmt.Fprintf(sr.logf, "# smelt: only the skeleton's stubs failed, as they must: every dependency is built\n")
 		return nil
 	}
@@ -579,7 +581,7 @@ func (sr *stepRun) command(ctx context.Context, c cargo.Command) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	if err := sr.failure(c, stderr.String(), err); testKinds[sr.n.Step.Kind] && missingFile(sr.r.Log) {
+	if err := sr.failure(c, stderr.String(), err); kind.Get(sr.n.Step.Kind).RunsTests && missingFile(sr.r.Log) {
 		return fmt.Errorf("%w (tests see only the cleaned source: Rust files, manifests, tests/, benches/, examples/ and fixture directories; if they read other files, add them to the step with include = [\"GLOB\"])", err)
 	} else {
 		return err
@@ -593,9 +595,6 @@ func missingFile(logPath string) bool {
 	return bytes.Contains(data, []byte("No such file or directory")) || bytes.Contains(data, []byte("does not exist")) ||
 		bytes.Contains(data, []byte("NotFound"))
 }
-
-// testKinds run the project's tests.
-var testKinds = map[string]bool{"test": true, "nextest": true, "doctest": true, "coverage": true, "tarpaulin": true}
 
 // failure turns a command's failure into one sentence.
 func (sr *stepRun) failure(c cargo.Command, stderr string, err error) error {
@@ -657,7 +656,7 @@ var reSkeletonAt = regexp.MustCompile(` at (\S*Cargo\.toml):\d+:\d+`)
 // inProject rewrites a message about the step's copy of the project to
 // name the project's own files.
 func (sr *stepRun) inProject(msg string) string {
-	if sr.n.Step.Kind == "deps" && !sr.fused {
+	if kind.Get(sr.n.Step.Kind).Skeleton && !sr.fused {
 		msg = reSkeletonAt.ReplaceAllString(msg, " in $1")
 	}
 	return strings.ReplaceAll(msg, sr.srcDir, sr.e.p.root)
@@ -685,8 +684,8 @@ func envList(m map[string]string) []string {
 func (sr *stepRun) outputs(ctx context.Context, res *store.Result, tree store.Tree) error {
 	st, s := sr.e.p.st, sr.n.Step
 	out := &store.Layer{Entries: []store.Entry{}}
-	switch s.Kind {
-	case "package":
+	switch kind.Get(s.Kind).Output {
+	case kind.Binaries:
 		res.Bins = sr.bins
 		for _, name := range sortedKeys(sr.binPaths) {
 			ent, ok := tree[sr.binPaths[name]]
@@ -697,7 +696,7 @@ func (sr *stepRun) outputs(ctx context.Context, res *store.Result, tree store.Tr
 			out.Entries = append(out.Entries, ent)
 		}
 		res.Summary = fmt.Sprintf("%d binaries", len(sr.binPaths))
-	case "doc":
+	case kind.DocHTML:
 		prefix := cargo.DocDir(s) + "/"
 		for _, ent := range tree.Sorted() {
 			if rest, ok := strings.CutPrefix(ent.Path, prefix); ok {
@@ -705,13 +704,13 @@ func (sr *stepRun) outputs(ctx context.Context, res *store.Result, tree store.Tr
 				out.Entries = append(out.Entries, ent)
 			}
 		}
-	case "test", "doctest", "nextest":
+	case kind.TestCounts:
 		res.Summary = testSummary(sr.r.Log)
-	case "coverage":
+	case kind.LLVMCoverage:
 		return sr.coverage(ctx, res)
-	case "tarpaulin":
+	case kind.TarpaulinReport:
 		return sr.tarpaulin(res)
-	case "command":
+	case kind.Declared:
 		return sr.commandOutputs(res, tree)
 	}
 	if len(out.Entries) > 0 {

@@ -12,6 +12,7 @@ import (
 
 	"smelt/internal/cargo"
 	"smelt/internal/config"
+	"smelt/internal/kind"
 	"smelt/internal/plan"
 	"smelt/internal/source"
 	"smelt/internal/store"
@@ -36,10 +37,6 @@ import (
 // last target/ (a warm start; see seedFor), under the same mtime rule:
 // cargo rebuilds whatever the seed holds that their source does not match.
 
-// buildsOwn are the kinds whose deps warm-ups, run on the real source, build
-// what the step itself would of the workspace's own code.
-var buildsOwn = map[string]bool{"test": true, "nextest": true, "package": true, "coverage": true}
-
 // fusedHeir returns the step whose source a deps step that runs builds its
 // `cargo build` warm-ups on, or nil: the first heir selected in this run
 // whose own build those warm-ups are, if it has no target/ of its own to
@@ -49,7 +46,7 @@ var buildsOwn = map[string]bool{"test": true, "nextest": true, "package": true, 
 // would build them all.
 func (e *engine) fusedHeir(n *plan.Node) *plan.Node {
 	for _, h := range n.Descendants() {
-		if !buildsOwn[h.Step.Kind] || !e.selected[h.Name()] {
+		if !kind.Get(h.Step.Kind).BuildsOwn || !e.selected[h.Name()] {
 			continue
 		}
 		if e.warmStart(h) != nil {
@@ -73,7 +70,7 @@ func fusible(c cargo.Command) bool {
 func (e *engine) fusedFor(n *plan.Node) func(cargo.Command) bool {
 	want := map[string]bool{}
 	for _, h := range n.Descendants() {
-		if buildsOwn[h.Step.Kind] && e.selected[h.Name()] {
+		if kind.Get(h.Step.Kind).BuildsOwn && e.selected[h.Name()] {
 			for _, c := range cargo.Commands(n.Step, []*config.Step{h.Step}, 0, 0) {
 				want[c.String()] = true
 			}
@@ -218,11 +215,11 @@ func unitHash(name string) string {
 // inherited, they would stand over those steps' own units of the same
 // crates built since from newer source, and make cargo rebuild them.
 func (e *engine) seedFor(n *plan.Node, own *store.Result) *store.Result {
-	if !buildsOwn[n.Step.Kind] {
+	if !kind.Get(n.Step.Kind).BuildsOwn {
 		return nil
 	}
 	a := n.Parent
-	for a != nil && a.Step.Kind != "deps" {
+	for a != nil && !kind.Get(a.Step.Kind).Skeleton {
 		a = a.Parent
 	}
 	if a == nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/bmatcuk/doublestar/v4"
 
 	"smelt/internal/config"
+	"smelt/internal/kind"
 	"smelt/internal/store"
 	"smelt/internal/toolchain"
 )
@@ -54,26 +55,15 @@ func (e *engine) findTools(ctx context.Context, s *config.Step) (map[string]stri
 		out[name] = t.Path
 		versions = append(versions, name+"="+t.Version)
 	}
-	switch s.Kind {
-	case "tarpaulin":
-		t, err := find("cargo-tarpaulin", "tarpaulin", "--version")
+	k := kind.Get(s.Kind)
+	for _, tool := range k.Tools {
+		t, err := find(tool.Name, tool.VersionArgs...)
 		if err != nil {
 			return nil, err
 		}
-		add("cargo-tarpaulin", t)
-	case "nextest":
-		t, err := find("cargo-nextest", "nextest", "--version")
-		if err != nil {
-			return nil, err
-		}
-		add("cargo-nextest", t)
-	case "deny":
-		t, err := find("cargo-deny", "--version")
-		if err != nil {
-			return nil, err
-		}
-		add("cargo-deny", t)
-	case "coverage":
+		add(tool.Name, t)
+	}
+	if k.LLVMTools {
 		tc, err := e.p.toolchain(ctx, s.Toolchain)
 		if err != nil {
 			return nil, err

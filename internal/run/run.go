@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"smelt/internal/config"
+	"smelt/internal/kind"
 	"smelt/internal/plan"
 	"smelt/internal/sandbox"
 	"smelt/internal/source"
@@ -307,7 +308,7 @@ func (e *engine) started(n *plan.Node, reason string) {
 // stepSource is the tree a step sees: the skeleton for deps, else the
 // cleaned source.
 func (e *engine) stepSource(s *config.Step) (source.Tree, error) {
-	if s.Kind == "deps" {
+	if kind.Get(s.Kind).Skeleton {
 		return e.p.skeleton(s.Include, s.Exclude)
 	}
 	return e.p.source(s.Include, s.Exclude)
@@ -331,7 +332,7 @@ func (e *engine) inputs(ctx context.Context, n *plan.Node, src source.Tree, pare
 	}
 	in["cargo-config"] = e.p.cargoConfig
 	in["paths"] = e.pathsID()
-	if plan.UsesDependencies(n.Step.Kind) {
+	if kind.Get(n.Step.Kind).UsesDependencies {
 		id, err := e.p.vendorID()
 		if err != nil {
 			return nil, err
@@ -340,7 +341,7 @@ func (e *engine) inputs(ctx context.Context, n *plan.Node, src source.Tree, pare
 	}
 	if n.Parent != nil {
 		in["artifacts"] = parent.ArtifactsID
-		if parent.DepsID != "" && n.Step.Kind != "command" {
+		if parent.DepsID != "" && !kind.Get(n.Step.Kind).UserCommand {
 			// A step that runs cargo keys on the dependencies' part of what
 			// it inherits, not on the workspace's own units there: those
 			// are a step's local history (its warm start's units, stale or
@@ -350,7 +351,7 @@ func (e *engine) inputs(ctx context.Context, n *plan.Node, src source.Tree, pare
 			// could read them: it keys on all of target/.
 			in["artifacts"] = parent.DepsID
 		}
-		if !plan.KeepsArtifacts(n.Parent.Step.Kind) {
+		if !kind.Get(n.Parent.Step.Kind).KeepsArtifacts {
 			in["artifacts"] = "none"
 		}
 	}
