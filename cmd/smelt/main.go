@@ -53,6 +53,8 @@ Usage:
                              key NAME:BASE64, for the remote cache's trusted keys
   smelt store verify [--repair]  re-hash the whole store (objects, layers, results, vendored
                              crates); --repair drops what is damaged and what was built from it
+  smelt worker --engine grpc://HOST:PORT[/INSTANCE] --dir DIR
+                             run actions for a Remote Execution engine (BuildGrid) as one of its workers
 
 Flags (before or after the command):
   -C DIR        the project (default: the current directory)
@@ -88,6 +90,9 @@ func mainErr(args []string) int {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		fmt.Print(usage)
 		return 0
+	}
+	if args[0] == "worker" { // flags of its own
+		return workerMain(args[1:])
 	}
 	fl := flag.NewFlagSet("smelt", flag.ContinueOnError)
 	var o options
