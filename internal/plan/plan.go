@@ -11,6 +11,7 @@ import (
 
 	"smelt/internal/cargo"
 	"smelt/internal/config"
+	"smelt/internal/key"
 	"smelt/internal/kind"
 	"smelt/internal/store"
 )
@@ -200,12 +201,11 @@ func (g *Graph) Unknown(name string) error {
 	return fmt.Errorf("no step named %s (%s)", name, list)
 }
 
-// Inputs are the named parts of a step's key. Everything that can change a
-// step's result is here, and nothing else: no absolute paths, no times.
-type Inputs map[string]string
+// Inputs are the named parts of a step's key (see package key).
+type Inputs = key.Inputs
 
-// StepInputs returns the inputs that come from the step's own definition.
-func StepInputs(n *Node) Inputs {
+// StepValues returns the inputs that come from the step's own definition.
+func StepValues(n *Node) key.Values {
 	// Every setting of the step enters the key, so a field added to
 	// config.Step later cannot be forgotten here. Only the names are left
 	// out: renaming a step, or the step it inherits from, changes no result
@@ -214,40 +214,11 @@ func StepInputs(n *Node) Inputs {
 	s.Name, s.Base, s.Row, s.Artifacts, s.Line = "", "", "", "", 0
 	def, _ := json.Marshal(s)
 	cmds, _ := json.Marshal(n.Commands)
-	return Inputs{
-		"smelt":    store.FormatVersion,
-		"step":     store.HashBytes(def),
-		"commands": store.HashBytes(cmds),
+	return key.Values{
+		Smelt:    store.FormatVersion,
+		Step:     store.HashBytes(def),
+		Commands: store.HashBytes(cmds),
 	}
-}
-
-// Key hashes the inputs.
-func (in Inputs) Key() string {
-	names := make([]string, 0, len(in))
-	for k := range in {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	var b strings.Builder
-	for _, k := range names {
-		// Quoted, so that no value can pose as another input.
-		fmt.Fprintf(&b, "%q=%q\n", k, in[k])
-	}
-	return store.HashBytes([]byte(b.String()))
-}
-
-// inputWords says in words what each input is.
-var inputWords = map[string]string{
-	"smelt":        "smelt's store format changed",
-	"step":         "the step's settings in smelt.toml changed",
-	"commands":     "the commands it runs changed (for deps: a step that inherits from it changed settings)",
-	"source":       "source changed",
-	"vendor":       "Cargo.lock changed (dependency sources)",
-	"toolchain":    "the Rust toolchain changed",
-	"cargo-config": "cargo's user configuration changed",
-	"artifacts":    "the artifacts it inherits changed",
-	"tools":        "an external tool it runs changed version",
-	"paths":        "the paths its commands see changed (a sandbox, or the store's own)",
 }
 
 // Explain says why inputs now differ from old (the last successful run's),
@@ -271,11 +242,11 @@ func Explain(old, now Inputs, oldFiles, nowFiles map[string]string) string {
 		if old[k] == now[k] {
 			continue
 		}
-		r := inputWords[k]
+		r := key.Words[k]
 		if r == "" {
 			r = k + " changed"
 		}
-		if k == "source" && oldFiles != nil && nowFiles != nil {
+		if k == key.Source && oldFiles != nil && nowFiles != nil {
 			if d := DiffFiles(oldFiles, nowFiles); d != "" {
 				r += ": " + d
 			}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"smelt/internal/config"
+	"smelt/internal/key"
 	"smelt/internal/kind"
 	"smelt/internal/plan"
 	"smelt/internal/sandbox"
@@ -316,31 +317,29 @@ func (e *engine) stepSource(s *config.Step) (source.Tree, error) {
 
 // inputs are the named parts of the step's key.
 func (e *engine) inputs(ctx context.Context, n *plan.Node, src source.Tree, parent *store.Result) (plan.Inputs, error) {
-	in := plan.StepInputs(n)
-	in["source"] = src.Hash()
+	v := plan.StepValues(n)
+	v.Source = src.Hash()
 	tc, err := e.p.toolchain(ctx, n.Step.Toolchain)
 	if err != nil {
 		return nil, err
 	}
-	in["toolchain"] = tc.ID
+	v.Toolchain = tc.ID
 	tools, err := e.tools(ctx, n.Step)
 	if err != nil {
 		return nil, err
 	}
-	if id := tools[""]; id != "" {
-		in["tools"] = id
-	}
-	in["cargo-config"] = e.p.cargoConfig
-	in["paths"] = e.pathsID()
+	v.Tools = tools[""]
+	v.CargoConfig = e.p.cargoConfig
+	v.Paths = e.pathsID()
 	if kind.Get(n.Step.Kind).UsesDependencies {
 		id, err := e.p.vendorID()
 		if err != nil {
 			return nil, err
 		}
-		in["vendor"] = id
+		v.UsesDependencies, v.Vendor = true, id
 	}
 	if n.Parent != nil {
-		in["artifacts"] = parent.ArtifactsID
+		v.Inherits, v.Artifacts = true, parent.ArtifactsID
 		if parent.DepsID != "" && !kind.Get(n.Step.Kind).UserCommand {
 			// A step that runs cargo keys on the dependencies' part of what
 			// it inherits, not on the workspace's own units there: those
@@ -349,13 +348,13 @@ func (e *engine) inputs(ctx context.Context, n *plan.Node, src source.Tree, pare
 			// that the step's source leaves stale (the mtime rule), so its
 			// result is the same whichever it inherits. A user's command
 			// could read them: it keys on all of target/.
-			in["artifacts"] = parent.DepsID
+			v.Artifacts = parent.DepsID
 		}
 		if !kind.Get(n.Parent.Step.Kind).KeepsArtifacts {
-			in["artifacts"] = "none"
+			v.Artifacts = "none"
 		}
 	}
-	return in, nil
+	return key.New(v), nil
 }
 
 // state is what smelt remembers of a step's last success in this project,

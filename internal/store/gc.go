@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"smelt/internal/key"
 )
 
 // Lock takes the store's lock: shared for a run (many runs at once),
@@ -110,7 +112,7 @@ func (s *Store) GC(maxAge time.Duration) (*GCStats, error) {
 		if r.Log != "" {
 			liveObjects[r.Log] = true
 		}
-		if v := r.Inputs["vendor"]; v != "" {
+		if v := r.Inputs[key.Vendor]; v != "" {
 			liveVendor[v] = true
 		}
 		return nil
