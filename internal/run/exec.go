@@ -45,9 +45,14 @@ type stepRun struct {
 	tools     map[string]string // tool name → path
 	locals    []string          // the workspace's own packages
 	phases    []string          // where the step's time went, for its log
-	fused     bool              // a deps step now building on its heirs' source (see fuse.go)
-	view      view              // where its commands see its directories
-	prog      *tracker          // the step's progress, from its commands' output (see progress.go)
+	kind      *kind.Spec
+	fused     bool               // a deps step now building on its heirs' source (see fuse.go)
+	fuseAt    int                // a deps step's first command to run on its heirs' source; -1: none
+	fuseSrc   source.Tree        // that source
+	seedSrc   []store.SourceFile // its files' times, for the seed
+	stubQ     *store.Entry       // cargo's compiler-query cache as the skeleton's builds left it
+	view      view               // where its commands see its directories
+	prog      *tracker           // the step's progress, from its commands' output (see progress.go)
 	mark      time.Time
 }
 
@@ -59,17 +64,58 @@ func (sr *stepRun) phase(name string) {
 	sr.mark = now
 }
 
-// execute runs a step that has no stored result and stores its result.
+// execute runs a step that has no stored result and stores its result,
+// one phase after the other (each named in the log's time line).
 func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in plan.Inputs, key string, parent *store.Result, r *StepReport) (*store.Result, error) {
-	st, s := e.p.st, n.Step
 	start := time.Now()
 	wl, err := e.workDir(ctx, n.Name())
 	if err != nil {
 		return nil, err
 	}
 	defer wl.release()
-	dir := wl.dir
-	logDir := filepath.Join(st.Dir, "logs", e.p.id)
+	sr, err := e.newStepRun(n, r, wl, src, key, start)
+	if err != nil {
+		return nil, err
+	}
+	defer sr.logf.Close()
+	from, err := sr.layoutSource(src, parent)
+	if err != nil {
+		return nil, err
+	}
+	if err := sr.restore(from, parent); err != nil {
+		return nil, err
+	}
+	if err := sr.prepare(ctx, wl.dir); err != nil {
+		return nil, err
+	}
+	sr.setEnv()
+	cmds := n.Commands
+	if sr.kind.Skeleton {
+		if cmds, err = sr.depsCommands(ctx, src, cmds); err != nil {
+			return nil, err
+		}
+	}
+	if err := sr.runCommands(ctx, cmds); err != nil {
+		return nil, err
+	}
+	res := &store.Result{Key: key, Step: n.Name(), Kind: n.Step.Kind, Inputs: in, Source: from.times, Created: time.Now().UTC()}
+	var tree store.Tree
+	if sr.kind.KeepsArtifacts {
+		if tree, err = sr.snapshot(res, from, src, start); err != nil {
+			return nil, err
+		}
+	}
+	if err := sr.outputs(ctx, res, tree); err != nil {
+		return nil, err
+	}
+	sr.phase("outputs")
+	return sr.finish(res, start)
+}
+
+// newStepRun opens the step's log and sets out its directories in the
+// work directory wl.
+func (e *engine) newStepRun(n *plan.Node, r *StepReport, wl *workLock, src source.Tree, key string, start time.Time) (*stepRun, error) {
+	logDir := filepath.Join(e.p.st.Dir, "logs", e.p.id)
 	if err := os.MkdirAll(logDir, 0o755); err != nil {
 		return nil, err
 	}
@@ -78,8 +124,7 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 	if err != nil {
 		return nil, err
 	}
-	defer logf.Close()
-	fmt.Fprintf(logf, "# smelt step %s (kind %s), key %s\n# why: %s\n", n.Name(), s.Kind, key[:16], r.Reason)
+	fmt.Fprintf(logf, "# smelt step %s (kind %s), key %s\n# why: %s\n", n.Name(), n.Step.Kind, key[:16], r.Reason)
 	for _, note := range []string{wl.note, probeIsolation().note} {
 		if note != "" {
 			fmt.Fprintf(logf, "# smelt: %s\n", note)
@@ -87,53 +132,71 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 	}
 	// A path dependency outside the workspace ("../lib") keeps its place
 	// relative to it: the workspace then lies deeper (source.Nest).
-	sr := &stepRun{e: e, n: n, r: r, logf: logf, procs: wl.procs, srcDir: source.Nest(filepath.Join(dir, "src"), e.p.root, src.Depth()), scratch: filepath.Join(dir, "scratch"),
-		bins: map[string]string{}, binPaths: map[string]string{}, mark: start}
+	sr := &stepRun{e: e, n: n, r: r, kind: kind.Get(n.Step.Kind), logf: logf, procs: wl.procs,
+		srcDir: source.Nest(filepath.Join(wl.dir, "src"), e.p.root, src.Depth()), scratch: filepath.Join(wl.dir, "scratch"),
+		bins: map[string]string{}, binPaths: map[string]string{}, mark: start, fuseAt: -1}
 	sr.prog = e.newTracker(n)
 	sr.targetDir = filepath.Join(sr.srcDir, "target")
-	locals, distinct, err := memberNames(src, e.p.root)
+	return sr, nil
+}
+
+// layoutSource works out what the step starts from and lays out its
+// source, with the times that the mtime rule gives it.
+func (sr *stepRun) layoutSource(src source.Tree, parent *store.Result) (*origin, error) {
+	locals, distinct, err := memberNames(src, sr.e.p.root)
 	if err != nil {
 		return nil, err
 	}
 	sr.locals = locals
-	from, err := e.startFrom(n, parent, src, locals, distinct)
+	from, err := sr.e.startFrom(sr.n, parent, src, locals, distinct)
 	if err != nil {
 		return nil, err
 	}
 	if from.note != "" {
-		fmt.Fprintf(logf, "# %s\n", from.note)
+		fmt.Fprintf(sr.logf, "# %s\n", from.note)
 	}
 	if err := source.Layout(sr.srcDir, src, from.times); err != nil {
 		return nil, err
 	}
 	sr.phase("source")
-	k := kind.Get(s.Kind)
-	keeps := k.KeepsArtifacts
-	if keeps {
+	return from, nil
+}
+
+// restore lays out target/ as the step starts from it, and a command
+// step's declared outputs in its heirs' source.
+func (sr *stepRun) restore(from *origin, parent *store.Result) error {
+	st := sr.e.p.st
+	if sr.kind.KeepsArtifacts {
 		// Always restore, even to nothing: a step must never see a target/
 		// left over from some other state of its working directory.
-		if err := st.RestoreLinking(sr.targetDir, from.restored, linkable(s.Kind)); err != nil {
-			return nil, err
+		if err := st.RestoreLinking(sr.targetDir, from.restored, linkable(sr.n.Step.Kind)); err != nil {
+			return err
 		}
 		sr.phase("restore")
 	}
 	if parent != nil && kind.Get(parent.Kind).UserCommand && parent.Output != "" {
 		// A command step's declared outputs appear in its heirs' source.
 		if err := restoreInto(st, parent.Output, sr.srcDir); err != nil {
-			return nil, err
+			return err
 		}
 	}
+	return nil
+}
+
+// prepare empties the scratch directory and finds the vendored sources and
+// the tools the step runs; dir is its work directory.
+func (sr *stepRun) prepare(ctx context.Context, dir string) error {
 	if err := os.RemoveAll(sr.scratch); err != nil {
-		return nil, err
+		return err
 	}
 	if err := os.MkdirAll(sr.scratch, 0o755); err != nil {
-		return nil, err
+		return err
 	}
 	vendorConfig, vendorDir := "", ""
-	if k.UsesDependencies {
-		v, err := e.p.vendor(ctx, logf)
+	if sr.kind.UsesDependencies {
+		v, err := sr.e.p.vendor(ctx, sr.logf)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		vendorConfig, vendorDir = v.Config, v.Dir
 	}
@@ -142,123 +205,86 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 	// that the user runs cannot all take `--config`: a config file in a
 	// parent directory of the workspace points them at the vendored sources.
 	if err := writeParentConfig(dir, vendorConfig, vendorDir, sr.view.vendor); err != nil {
-		return nil, err
+		return err
 	}
-	if sr.tools, err = e.tools(ctx, s); err != nil {
-		return nil, err
+	var err error
+	if sr.tools, err = sr.e.tools(ctx, sr.n.Step); err != nil {
+		return err
 	}
 	sr.phase("prepare")
+	return nil
+}
 
+// setEnv sets the environment every command of the step runs with.
+func (sr *stepRun) setEnv() {
+	s := sr.n.Step
 	sr.env = append(stepEnv(s.Toolchain),
 		"CARGO_TARGET_DIR="+sr.view.target,
 		"CARGO_TERM_COLOR=never",
 		"CARGO_NET_OFFLINE=true",
 		"NO_COLOR=1", // logs are files: no escape codes (tarpaulin, nextest)
 	)
-	if e.jobs != nil {
-		sr.env = append(sr.env, e.jobs.env())
+	if sr.e.jobs != nil {
+		sr.env = append(sr.env, sr.e.jobs.env())
 	}
 	for _, k := range sortedKeys(s.Env) {
 		sr.env = append(sr.env, k+"="+s.Env[k])
 	}
-	cmds := n.Commands
-	fuseAt := -1 // the first command to run on the heirs' source
-	var fuseSrc source.Tree
-	if k.Skeleton {
-		var fused []cargo.Command
-		if h := e.fusedHeir(n); h != nil {
-			if cmds, fused = fuseSplit(cmds, e.fusedFor(n)); len(fused) > 0 {
-				if fuseSrc, err = e.stepSource(h.Step); err != nil {
-					return nil, err
-				}
-			}
-		}
-		if cmds, err = sr.warmups(src, cmds, fused); err != nil {
-			return nil, err
-		}
-		if len(fused) > 0 {
-			fuseAt = len(cmds)
-			cmds = append(slices.Clip(cmds), fused...)
-		}
-		if !userWrapper(s.Env) {
-			// Only an optimisation: where the store cannot hold programs
-			// (a noexec mount), rustc fails the stubs instead.
-			w, err := st.Program("stub-rustc", []byte(skeleton.StubRustc))
-			if err == nil {
-				err = exec.CommandContext(ctx, w, "true").Run()
-			}
-			if err != nil {
-				fmt.Fprintf(logf, "# smelt: rustc fails the stubs (the stub wrapper cannot run: %v)\n", err)
-			} else {
-				sr.env = append(sr.env, "RUSTC_WORKSPACE_WRAPPER="+sr.view.program(w))
-			}
-		}
-	}
-	var seedSource []store.SourceFile
-	var stubQueries *store.Entry // cargo's compiler-query cache as the skeleton's builds left it
+}
+
+// runCommands runs the step's commands in order; a deps step lays out its
+// heirs' source before the first of those it runs fused (see fuse.go).
+func (sr *stepRun) runCommands(ctx context.Context, cmds []cargo.Command) error {
 	for i, c := range cmds {
-		if i == fuseAt {
-			if stubQueries, err = sr.queryCache(); err != nil {
-				return nil, err
+		if i == sr.fuseAt {
+			if err := sr.fuseNow(); err != nil {
+				return err
 			}
-			if seedSource, err = sr.layRealSource(fuseSrc); err != nil {
-				return nil, err
-			}
-			sr.phase("source")
 		}
 		if err := sr.command(ctx, c.Expand(sr.view.vendorConfig, sr.view.scratch)); err != nil {
-			return nil, err
+			return err
 		}
 		sr.phase(c.Program + " " + firstArg(c.Args))
 	}
+	return nil
+}
 
-	res := &store.Result{Key: key, Step: n.Name(), Kind: s.Kind, Inputs: in, Source: from.times, Created: time.Now().UTC()}
-	var tree store.Tree
-	if keeps {
-		if err := sortDepInfo(sr.targetDir, start); err != nil {
-			return nil, err
-		}
-		t, err := st.Capture(sr.targetDir, from.base, from.restored, linkable(s.Kind))
-		if err != nil {
-			return nil, err
-		}
-		if k.Skeleton {
-			// Only the dependencies' units, fused or not (the stubs'
-			// leftovers are nothing to keep), so that both give the same
-			// content and early cutoff holds between them; the whole
-			// target/ of a fused run is its heirs' seed.
-			if sr.fused {
-				if res.Seed, err = st.PutTree(from.layer, from.base, t); err != nil {
-					return nil, err
-				}
-				res.SeedSource, res.SeedMaxMTime = seedSource, t.MaxMTime()
-			}
-			t = dependencyPart(t, locals)
-			if stubQueries != nil {
-				// The deps step's next run starts from its result, with the
-				// stub wrapper: the cache keyed by it, not by none.
-				t[cargo.RustcInfo] = *stubQueries
-			}
-		}
-		id, err := st.PutTree(from.layer, from.base, t)
-		if err != nil {
-			return nil, err
-		}
-		tree = t
-		res.Artifacts, res.ArtifactsID, res.MaxMTime = id, artifactsID(t), t.MaxMTime()
-		if !k.UserCommand {
-			// A user's command may have written anything into target/.
-			res.DepsID = depsID(t, locals, src)
-		}
-		sr.phase("snapshot")
-	}
-	if err := sr.outputs(ctx, res, tree); err != nil {
+// snapshot stores the step's target/ as a layer over what it started
+// from, and returns its tree.
+func (sr *stepRun) snapshot(res *store.Result, from *origin, src source.Tree, start time.Time) (store.Tree, error) {
+	st := sr.e.p.st
+	if err := sortDepInfo(sr.targetDir, start); err != nil {
 		return nil, err
 	}
-	sr.phase("outputs")
-	fmt.Fprintf(logf, "\n# smelt: time: %s\n", strings.Join(sr.phases, ", "))
-	logf.Sync()
-	if data, err := os.ReadFile(r.Log); err == nil {
+	t, err := st.Capture(sr.targetDir, from.base, from.restored, linkable(sr.n.Step.Kind))
+	if err != nil {
+		return nil, err
+	}
+	if sr.kind.Skeleton {
+		if t, err = sr.dependencyResult(res, from, t); err != nil {
+			return nil, err
+		}
+	}
+	id, err := st.PutTree(from.layer, from.base, t)
+	if err != nil {
+		return nil, err
+	}
+	res.Artifacts, res.ArtifactsID, res.MaxMTime = id, artifactsID(t), t.MaxMTime()
+	if !sr.kind.UserCommand {
+		// A user's command may have written anything into target/.
+		res.DepsID = depsID(t, sr.locals, src)
+	}
+	sr.phase("snapshot")
+	return t, nil
+}
+
+// finish ends the log with the step's time line, stores the log and saves
+// the result.
+func (sr *stepRun) finish(res *store.Result, start time.Time) (*store.Result, error) {
+	st := sr.e.p.st
+	fmt.Fprintf(sr.logf, "\n# smelt: time: %s\n", strings.Join(sr.phases, ", "))
+	sr.logf.Sync()
+	if data, err := os.ReadFile(sr.r.Log); err == nil {
 		if res.Log, err = st.PutBytes(data); err != nil {
 			return nil, err
 		}

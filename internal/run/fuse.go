@@ -1,10 +1,12 @@
 package run
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path"
 	"path/filepath"
 	"slices"
@@ -14,6 +16,7 @@ import (
 	"smelt/internal/config"
 	"smelt/internal/kind"
 	"smelt/internal/plan"
+	"smelt/internal/skeleton"
 	"smelt/internal/source"
 	"smelt/internal/store"
 )
@@ -36,6 +39,78 @@ import (
 // after it that build the workspace's code start from as from their own
 // last target/ (a warm start; see seedFor), under the same mtime rule:
 // cargo rebuilds whatever the seed holds that their source does not match.
+
+// depsCommands are the commands a deps step runs: its warm-ups, less those
+// another covers, on the skeleton, then those it runs fused on a heir's
+// source; and the stub wrapper that lets the stubs fail fast.
+func (sr *stepRun) depsCommands(ctx context.Context, src source.Tree, cmds []cargo.Command) ([]cargo.Command, error) {
+	e, n := sr.e, sr.n
+	var fused []cargo.Command
+	var err error
+	if h := e.fusedHeir(n); h != nil {
+		if cmds, fused = fuseSplit(cmds, e.fusedFor(n)); len(fused) > 0 {
+			if sr.fuseSrc, err = e.stepSource(h.Step); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if cmds, err = sr.warmups(src, cmds, fused); err != nil {
+		return nil, err
+	}
+	if len(fused) > 0 {
+		sr.fuseAt = len(cmds)
+		cmds = append(slices.Clip(cmds), fused...)
+	}
+	if !userWrapper(n.Step.Env) {
+		// Only an optimisation: where the store cannot hold programs
+		// (a noexec mount), rustc fails the stubs instead.
+		w, err := e.p.st.Program("stub-rustc", []byte(skeleton.StubRustc))
+		if err == nil {
+			err = exec.CommandContext(ctx, w, "true").Run()
+		}
+		if err != nil {
+			fmt.Fprintf(sr.logf, "# smelt: rustc fails the stubs (the stub wrapper cannot run: %v)\n", err)
+		} else {
+			sr.env = append(sr.env, "RUSTC_WORKSPACE_WRAPPER="+sr.view.program(w))
+		}
+	}
+	return cmds, nil
+}
+
+// fuseNow turns a deps step from the skeleton to its heir's source, before
+// the first command it runs fused.
+func (sr *stepRun) fuseNow() error {
+	var err error
+	if sr.stubQ, err = sr.queryCache(); err != nil {
+		return err
+	}
+	if sr.seedSrc, err = sr.layRealSource(sr.fuseSrc); err != nil {
+		return err
+	}
+	sr.phase("source")
+	return nil
+}
+
+// dependencyResult is what a deps step keeps of target/ t: only the
+// dependencies' units, fused or not (the stubs' leftovers are nothing to
+// keep), so that both give the same content and early cutoff holds between
+// them; the whole target/ of a fused run is stored as its heirs' seed.
+func (sr *stepRun) dependencyResult(res *store.Result, from *origin, t store.Tree) (store.Tree, error) {
+	if sr.fused {
+		var err error
+		if res.Seed, err = sr.e.p.st.PutTree(from.layer, from.base, t); err != nil {
+			return nil, err
+		}
+		res.SeedSource, res.SeedMaxMTime = sr.seedSrc, t.MaxMTime()
+	}
+	t = dependencyPart(t, sr.locals)
+	if sr.stubQ != nil {
+		// The deps step's next run starts from its result, with the
+		// stub wrapper: the cache keyed by it, not by none.
+		t[cargo.RustcInfo] = *sr.stubQ
+	}
+	return t, nil
+}
 
 // fusedHeir returns the step whose source a deps step that runs builds its
 // `cargo build` warm-ups on, or nil: the first heir selected in this run
