@@ -20,12 +20,12 @@ import (
 	"time"
 
 	"smelt/internal/config"
+	"smelt/internal/depsrc"
 	"smelt/internal/kind"
 	"smelt/internal/plan"
 	"smelt/internal/run"
 	"smelt/internal/store"
 	"smelt/internal/ui"
-	"smelt/internal/vendor"
 )
 
 const usage = `smelt builds a Cargo project as a graph of cached steps.
@@ -528,7 +528,7 @@ func storeCmd(o options, pos []string) (int, error) {
 	if err != nil {
 		return 1, err
 	}
-	crates, pool, err := vendor.VerifyPool(st, o.repair)
+	crates, pool, err := depsrc.VerifyPool(st, o.repair)
 	if err != nil {
 		return 1, err
 	}

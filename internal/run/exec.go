@@ -19,12 +19,12 @@ import (
 	"time"
 
 	"smelt/internal/cargo"
+	"smelt/internal/depsrc"
 	"smelt/internal/kind"
 	"smelt/internal/plan"
 	"smelt/internal/skeleton"
 	"smelt/internal/source"
 	"smelt/internal/store"
-	"smelt/internal/vendor"
 )
 
 // stepRun is one execution of a step: its directories and what its
@@ -327,7 +327,7 @@ func artifactsID(t store.Tree) string {
 func depsID(t store.Tree, locals []string, src source.Tree) string {
 	drop := locals
 	if lock, ok := src.Get("Cargo.lock"); ok {
-		if names, err := vendor.PackageNames(lock.Data); err == nil {
+		if names, err := depsrc.PackageNames(lock.Data); err == nil {
 			seen := map[string]bool{}
 			for p := range t {
 				if name := cargo.UnitPackage(p); name != "" && !names[name] && !seen[name] {

@@ -180,7 +180,7 @@ func (s *Store) GC(maxAge time.Duration) (*GCStats, error) {
 const PoolList = "pool.json"
 
 // VendorPool is the directory of the vendored crates that every lock file's
-// set shares (see the vendor package).
+// set shares (see package depsrc).
 func (s *Store) VendorPool() string { return filepath.Join(s.Dir, "vendor", "pool") }
 
 // sweepPool removes the pooled crates that no live vendored set lists. A
