@@ -31,13 +31,13 @@ func Default() *Config {
 		{"package", "package", "deps"},
 	} {
 		c.Steps[s.name] = &Step{
-			Name:      s.name,
-			Kind:      s.kind,
-			Artifacts: s.artifacts,
-			Args:      DefaultArgs(s.kind),
-			Profile:   defaultProfile,
-			Env:       map[string]string{},
-			Base:      s.name,
+			Name:     s.name,
+			Kind:     s.kind,
+			Inherits: s.artifacts,
+			Args:     DefaultArgs(s.kind),
+			Profile:  defaultProfile,
+			Env:      map[string]string{},
+			Base:     s.name,
 		}
 		c.Order = append(c.Order, s.name)
 	}

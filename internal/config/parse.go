@@ -182,21 +182,21 @@ func Parse(file string, data []byte) (*Config, error) {
 	}
 	for _, name := range base.Order {
 		s := base.Steps[name]
-		if s.Artifacts == "" {
+		if s.Inherits == "" {
 			continue
 		}
-		from := base.Steps[s.Artifacts]
+		from := base.Steps[s.Inherits]
 		switch {
 		case from == nil:
-			p.add(p.ix.line("step", name, "artifacts"), p.stepFix(s.Artifacts, base.Order),
-				"step %q takes artifacts from unknown step %q", name, s.Artifacts)
+			p.add(p.ix.line("step", name, "artifacts"), p.stepFix(s.Inherits, base.Order),
+				"step %q takes artifacts from unknown step %q", name, s.Inherits)
 		case kind.Get(from.Kind).Partitioned && from.Partitions > 1:
-			fix := fmt.Sprintf("remove artifacts from %q, or remove partitions from %q", name, s.Artifacts)
-			if from.Artifacts != "" {
-				fix = fmt.Sprintf("take artifacts from %q (where %q starts), or remove partitions from %q", from.Artifacts, s.Artifacts, s.Artifacts)
+			fix := fmt.Sprintf("remove artifacts from %q, or remove partitions from %q", name, s.Inherits)
+			if from.Inherits != "" {
+				fix = fmt.Sprintf("take artifacts from %q (where %q starts), or remove partitions from %q", from.Inherits, s.Inherits, s.Inherits)
 			}
 			p.add(p.ix.line("step", name, "artifacts"), fix,
-				"step %q takes artifacts from step %q, which is split into %d partitions, so it has no single target/", name, s.Artifacts, from.Partitions)
+				"step %q takes artifacts from step %q, which is split into %d partitions, so it has no single target/", name, s.Inherits, from.Partitions)
 		}
 	}
 	p.cycles(base)
@@ -257,7 +257,7 @@ func (p *parser) step(name string, rs *rawStep, common *rawCommon, r *row) *Step
 	s := &Step{
 		Name:              name,
 		Kind:              k,
-		Artifacts:         deref(rs.Artifacts),
+		Inherits:          deref(rs.Artifacts),
 		Args:              DefaultArgs(k),
 		Profile:           defaultProfile,
 		Features:          cloneList(m.Features),
@@ -445,7 +445,7 @@ func (p *parser) cycles(cfg *Config) {
 		}
 		var path []string
 		pos := map[string]int{}
-		for cur := name; cur != "" && cfg.Steps[cur] != nil; cur = cfg.Steps[cur].Artifacts {
+		for cur := name; cur != "" && cfg.Steps[cur] != nil; cur = cfg.Steps[cur].Inherits {
 			if i, ok := pos[cur]; ok {
 				if i == 0 { // name itself is on the cycle
 					for _, n := range path {

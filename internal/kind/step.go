@@ -5,9 +5,11 @@ package kind
 // calls it config.Step); it lives here so that a kind's file can build
 // commands from it without importing config.
 type Step struct {
-	Name              string
-	Kind              string
-	Artifacts         string   // name of the step whose target/ it starts from; "" = none
+	Name string
+	Kind string
+	// Inherits names the step whose target/ it starts from (TOML key
+	// "artifacts"); "" = none. Its JSON name is the one keys were made with.
+	Inherits          string   `json:"Artifacts"`
 	Args              []string // extra args for the kind's cargo command (DefaultArgs(kind) if unset)
 	Profile           string   // cargo profile; default "release"
 	Features          []string

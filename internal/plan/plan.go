@@ -59,7 +59,7 @@ func New(cfg *config.Config) (*Graph, error) {
 	}
 	for _, name := range order {
 		n := g.Nodes[name]
-		if a := n.Step.Artifacts; a != "" {
+		if a := n.Step.Inherits; a != "" {
 			p, ok := g.Nodes[a]
 			if !ok {
 				return nil, fmt.Errorf("step %s inherits from unknown step %s", name, a)
@@ -211,7 +211,7 @@ func StepValues(n *Node) key.Values {
 	// out: renaming a step, or the step it inherits from, changes no result
 	// (what it inherits enters the key by content).
 	s := *n.Step
-	s.Name, s.Base, s.Row, s.Artifacts, s.Line = "", "", "", "", 0
+	s.Name, s.Base, s.Row, s.Inherits, s.Line = "", "", "", "", 0
 	def, _ := json.Marshal(s)
 	cmds, _ := json.Marshal(n.Commands)
 	return key.Values{

@@ -15,7 +15,7 @@ import (
 // step builds a config.Step as the [common] merge would leave it.
 func step(name, kind, artifacts string) *config.Step {
 	return &config.Step{
-		Name: name, Kind: kind, Artifacts: artifacts,
+		Name: name, Kind: kind, Inherits: artifacts,
 		Args: config.DefaultArgs(kind), Profile: "release", Env: map[string]string{},
 	}
 }
