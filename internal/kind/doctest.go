@@ -15,6 +15,7 @@ var Doctest = register(&Spec{
 	UsesDependencies: true,
 	RunsTests:        true,
 	Output:           TestCounts,
+	Summary:          testCounts,
 	Commands:         one("test", "--doc"),
 	Warmup:           func(h *Step) []Command { return []Command{warm(h, nil, "build", "--tests")} },
 })

@@ -64,6 +64,8 @@ type Spec struct {
 	Members     bool // STEP.MEMBER builds one workspace member's binaries with its settings
 	Partitioned bool // partitions = N splits it into N steps, each cached on its own
 	Output      Output
+	// Summary reads the one-line summary of a step's log (TestCounts).
+	Summary func(log []byte) string
 
 	// Commands gives the commands a step of this kind runs (see Commands).
 	Commands func(s *Step, heirs []*Step, part, of int) []Command

@@ -45,3 +45,23 @@ func TestDefaultArgsFresh(t *testing.T) {
 		t.Error("DefaultArgs aliases the Spec")
 	}
 }
+
+func TestTestCounts(t *testing.T) {
+	tests := []struct{ log, want string }{
+		{"", "0 tests passed"},
+		{"test result: ok. 3 passed; 0 failed; 1 ignored; 0 measured\ntest result: FAILED. 2 passed; 1 failed; 0 ignored", "5 tests passed, 1 ignored, 1 failed"},
+		{"     Summary [   0.1s] 4 tests run: 4 passed, 2 skipped", "4 tests passed, 2 skipped"},
+	}
+	for _, tt := range tests {
+		for _, k := range []string{"test", "nextest", "doctest"} {
+			if got := Get(k).Summary([]byte(tt.log)); got != tt.want {
+				t.Errorf("%s %q: %q, want %q", k, tt.log, got, tt.want)
+			}
+		}
+	}
+	for _, name := range Names() {
+		if k := Get(name); (k.Output == TestCounts) != (k.Summary != nil) {
+			t.Errorf("%s: Output %d with Summary %v", name, k.Output, k.Summary != nil)
+		}
+	}
+}

@@ -15,6 +15,7 @@ var Nextest = register(&Spec{
 	BuildsOwn:        true,
 	Partitioned:      true,
 	Output:           TestCounts,
+	Summary:          testCounts,
 	Commands: func(s *Step, _ []*Step, part, of int) []Command {
 		args := []string{"nextest", "run"}
 		if of > 1 {

@@ -731,7 +731,9 @@ func (sr *stepRun) outputs(ctx context.Context, res *store.Result, tree store.Tr
 			}
 		}
 	case kind.TestCounts:
-		res.Summary = testSummary(sr.r.Log)
+		if data, err := os.ReadFile(sr.r.Log); err == nil {
+			res.Summary = kind.Get(s.Kind).Summary(data)
+		}
 	case kind.LLVMCoverage:
 		return sr.coverage(ctx, res)
 	case kind.TarpaulinReport:
