@@ -101,7 +101,7 @@ const appSays = "1 hello from build.rs: workspace"
 // warning, and give the original bytes.
 func TestCorruptedObject(t *testing.T) {
 	p := newProject(t, "workspace")
-	p.mustSmelt("build", "app")
+	p.mustSmelt("build")
 	obj := p.objectOf(filepath.Join(p.dir, "result", "bin", "app"))
 	corrupt(t, obj, "workspace", "worksp4ce", false)
 
@@ -118,7 +118,7 @@ func TestCorruptedObject(t *testing.T) {
 	obj = p.objectOf(filepath.Join(p.dir, "result", "bin", "app"))
 	corrupt(t, obj, "workspace", "worksp4ce", false)
 	q := &project{t: t, dir: fixture(t, "workspace"), store: p.store, env: p.env}
-	o = q.mustSmelt("build", "app")
+	o = q.mustSmelt("build")
 	wantOneWarning(t, o, "changed since it was stored")
 	if got := q.runResult("app"); got != appSays {
 		t.Errorf("result/bin/app printed %q", got)
@@ -129,7 +129,7 @@ func TestCorruptedObject(t *testing.T) {
 // next build after an edit: the deps step is rebuilt.
 func TestCorruptedDependency(t *testing.T) {
 	p := newProject(t, "workspace")
-	p.mustSmelt("build", "app")
+	p.mustSmelt("build")
 	libs, _ := filepath.Glob(filepath.Join(p.store, "work", "*", "package", "src", "target", "release", "deps", "libitoa-*.rlib"))
 	if len(libs) == 0 {
 		t.Fatalf("no itoa rlib in package's target/")
@@ -140,7 +140,7 @@ func TestCorruptedDependency(t *testing.T) {
 		corrupt(t, obj, string(b[len(b)/2:len(b)/2+64]), strings.Repeat("\x00", 64), false)
 	}
 	p.replace("app/src/main.rs", "greet::greet(1,", "greet::greet(2,")
-	o := p.mustSmelt("build", "app")
+	o := p.mustSmelt("build")
 	wantOneWarning(t, o, "libitoa")
 	wantStatus(t, o, map[string]string{"deps": "built", "package": "built"})
 	if got := p.runResult("app"); got != "2 hello from build.rs: workspace" {
@@ -152,7 +152,7 @@ func TestCorruptedDependency(t *testing.T) {
 // leaves another project's binary, and the next build's, as built.
 func TestWriteThroughResult(t *testing.T) {
 	p := newProject(t, "workspace")
-	p.mustSmelt("build", "app")
+	p.mustSmelt("build")
 	bin := filepath.Join(p.dir, "result", "bin", "app")
 	want := readAbs(t, bin)
 	if out, err := exec.Command("strip", bin).CombinedOutput(); err != nil {
@@ -163,12 +163,12 @@ func TestWriteThroughResult(t *testing.T) {
 		t.Fatal("the write through result/bin/app changed nothing")
 	}
 	q := &project{t: t, dir: fixture(t, "workspace"), store: p.store, env: p.env}
-	q.mustSmelt("build", "app")
+	q.mustSmelt("build")
 	if readAbs(t, filepath.Join(q.dir, "result", "bin", "app")) != want {
 		t.Errorf("another project's result/bin/app is not the binary as built")
 	}
 	os.Remove(filepath.Join(p.dir, "result"))
-	p.mustSmelt("build", "app")
+	p.mustSmelt("build")
 	if readAbs(t, bin) != want {
 		t.Errorf("after the write, a new build's result/bin/app is not the binary as built")
 	}
@@ -192,7 +192,7 @@ func TestDeletedLayer(t *testing.T) {
 		}
 	}
 	p.replace("app/src/main.rs", "greet::greet(1,", "greet::greet(2,")
-	o := p.mustSmelt("build", "app")
+	o := p.mustSmelt("build")
 	wantOneWarning(t, o, "missing")
 	wantStatus(t, o, map[string]string{"deps": "built", "package": "built"})
 	if got := p.runResult("app"); got != "2 hello from build.rs: workspace" {
@@ -231,7 +231,7 @@ func TestVendorPoolModified(t *testing.T) {
 	// (which checks .cargo-checksum.json itself) builds.
 	corrupt(t, libs[0], "fn", "FN", false)
 	p.replace("app/src/main.rs", "greet::greet(1,", "greet::greet(2,")
-	o = p.mustSmelt("build", "app")
+	o = p.mustSmelt("build")
 	wantOneWarning(t, o, "vendored crates changed")
 	if got := p.runResult("app"); got != "2 hello from build.rs: workspace" {
 		t.Errorf("result/bin/app printed %q", got)
@@ -243,7 +243,7 @@ func TestVendorPoolModified(t *testing.T) {
 // run rebuilds what needed it.
 func TestStoreVerify(t *testing.T) {
 	p := newProject(t, "workspace")
-	p.mustSmelt("build", "app")
+	p.mustSmelt("build")
 	p.mustSmelt("store", "verify")
 	obj := p.objectOf(filepath.Join(p.dir, "result", "bin", "app"))
 	corrupt(t, obj, "workspace", "worksp4ce", true)
@@ -265,7 +265,7 @@ func TestStoreVerify(t *testing.T) {
 // is gone.
 func TestGCKeepsResult(t *testing.T) {
 	p := newProject(t, "workspace")
-	p.mustSmelt("build", "app")
+	p.mustSmelt("build")
 	p.mustSmelt("gc", "--older-than", "0")
 	if got := p.runResult("app"); got != appSays {
 		t.Errorf("after gc result/bin/app printed %q", got)

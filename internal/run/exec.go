@@ -664,7 +664,9 @@ var reCouldntRead = regexp.MustCompile("couldn't read `([^`]+)`")
 // exists in the project but not in the step's copy of it.
 func (sr *stepRun) unseenFile(stderr string) string {
 	for _, m := range reCouldntRead.FindAllStringSubmatch(stderr, -1) {
-		rel, err := filepath.Rel(sr.srcDir, m[1])
+		// rustc names the file as the step's commands see it (the sandbox's
+		// fixed path).
+		rel, err := filepath.Rel(sr.view.src, m[1])
 		if err != nil || strings.HasPrefix(rel, "..") {
 			continue
 		}
@@ -684,6 +686,9 @@ var reSkeletonAt = regexp.MustCompile(` at (\S*Cargo\.toml):\d+:\d+`)
 func (sr *stepRun) inProject(msg string) string {
 	if kind.Get(sr.n.Step.Kind).Skeleton && !sr.fused {
 		msg = reSkeletonAt.ReplaceAllString(msg, " in $1")
+	}
+	if sr.view.src != "" && sr.view.src != sr.srcDir {
+		msg = strings.ReplaceAll(msg, sr.view.src, sr.e.p.root)
 	}
 	return strings.ReplaceAll(msg, sr.srcDir, sr.e.p.root)
 }

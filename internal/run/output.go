@@ -13,9 +13,6 @@ import (
 // LinkResult links the output of a step's result (only the binaries of
 // the workspace member member, if not "") at link (see LinkOutput).
 func LinkResult(st *store.Store, res *store.Result, member, link string) (string, error) {
-	if res.Output == "" {
-		return "", fmt.Errorf("step %s (kind %s) has no output to link", res.Step, res.Kind)
-	}
 	var keep func(store.Entry) bool
 	if member != "" {
 		bins := BinsOf(res, member)
@@ -23,6 +20,9 @@ func LinkResult(st *store.Store, res *store.Result, member, link string) (string
 			return "", fmt.Errorf("workspace member %s has no binaries to link (`cargo build -p %s` built none): name a member with a [[bin]] or src/main.rs", member, member)
 		}
 		keep = BinFilter(bins)
+	}
+	if res.Output == "" {
+		return "", fmt.Errorf("step %s (kind %s) has no output to link", res.Step, res.Kind)
 	}
 	return LinkOutput(st, res.Output, keep, link)
 }
