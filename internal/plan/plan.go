@@ -93,7 +93,7 @@ func New(cfg *config.Config) (*Graph, error) {
 		for _, h := range n.Descendants() {
 			heirs = append(heirs, h.Step)
 		}
-		n.Commands = cargo.Commands(n.Step, heirs, n.Part, n.Of)
+		n.Commands = kind.Commands(n.Step, heirs, n.Part, n.Of)
 	}
 	return g, nil
 }
@@ -171,7 +171,7 @@ func (g *Graph) Node(name string) (*Node, bool) {
 	// -p and --workspace together would build the whole workspace.
 	s.Args = append(slices.DeleteFunc(slices.Clone(s.Args), func(a string) bool { return a == "--workspace" || a == "--all" }), "-p", member)
 	n := &Node{Step: &s, Parent: b.Parent}
-	n.Commands = cargo.Commands(&s, nil, 0, 0)
+	n.Commands = kind.Commands(&s, nil, 0, 0)
 	g.Nodes[name] = n
 	g.Order = append(g.Order, name)
 	return n, true

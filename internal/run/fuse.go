@@ -146,7 +146,7 @@ func (e *engine) fusedFor(n *plan.Node) func(cargo.Command) bool {
 	want := map[string]bool{}
 	for _, h := range n.Descendants() {
 		if kind.Get(h.Step.Kind).BuildsOwn && e.selected[h.Name()] {
-			for _, c := range cargo.Commands(n.Step, []*config.Step{h.Step}, 0, 0) {
+			for _, c := range kind.Commands(n.Step, []*config.Step{h.Step}, 0, 0) {
 				want[c.String()] = true
 			}
 		}
