@@ -6,6 +6,7 @@ var Clippy = register(&Spec{
 	Name:             "clippy",
 	Order:            1,
 	DefaultArgs:      []string{"--all-targets", "--", "--deny", "warnings"},
+	Component:        "clippy",
 	KeepsArtifacts:   true,
 	UsesDependencies: true,
 	Commands:         one("clippy"),

@@ -7,6 +7,7 @@ var Coverage = register(&Spec{
 	Order:            7,
 	Keys:             []string{"fail-under"},
 	LLVMTools:        true,
+	Component:        "llvm-tools", // llvm-profdata and llvm-cov matching rustc's LLVM
 	KeepsArtifacts:   true,
 	UsesDependencies: true,
 	RunsTests:        true,

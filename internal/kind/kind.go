@@ -46,6 +46,7 @@ type Spec struct {
 	DefaultArgs    []string // args when a step sets none
 	Tools          []Tool   // external programs it runs
 	LLVMTools      bool     // llvm-profdata and llvm-cov of the step's toolchain
+	Component      string   // the rustup component it needs beyond cargo and rustc (a CI job installs it)
 
 	KeepsArtifacts   bool // its target/ is stored for heirs
 	UsesDependencies bool // it needs the vendored sources
