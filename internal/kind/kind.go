@@ -8,7 +8,9 @@
 // Adding a kind is adding one file: copy the file of the nearest kind
 // (clippy.go for a cargo subcommand that only checks, coverage.go for one
 // that writes reports), rename it and its Spec, give it the next Order, and
-// fill in the fields. Nothing else names a kind.
+// fill in the fields. No other package compares a kind's name (the built-in
+// pipeline in config/defaults.go names the kinds it uses, and the README's
+// smelt.toml reference documents each).
 package kind
 
 import (
