@@ -48,6 +48,10 @@ Usage:
   smelt ci github|gitlab     write a CI workflow running each check as a job of its own, sharing the
                              remote cache (-o PATH, - for stdout; --force overwrites; --smelt-from
                              URL#REF: the git repository smelt is built from in CI)
+  smelt push [STEP...]       bring the steps (default: the checks) up to date and upload them,
+                             signed, to the first remote cache (needs a signing key)
+  smelt pull [STEP...]       bring the steps up to date from the remote caches where they have
+                             them, with their bytes (target/ and outputs), for working offline
   smelt key generate NAME -o FILE
                              write a new signing key to FILE (mode 0600) and print its public
                              key NAME:BASE64, for the remote cache's trusted keys
@@ -65,6 +69,15 @@ Flags (before or after the command):
   -o PATH       where smelt build links the result (default: ./result in the project)
   -q, --quiet   print only failures
   -v, --verbose also print what the steps' commands print, each line after the step's name
+
+Remote cache (see README "Remote cache"):
+  --remote URL        read results from this cache (repeatable, in order; default: $SMELT_REMOTE,
+                      space-separated, else url in [remote]): file:///PATH, http(s)://HOST/PREFIX,
+                      s3://BUCKET/PREFIX, grpc(s)://HOST:PORT[/INSTANCE]
+  --push              upload what this run has, signed, to the first remote ($SMELT_PUSH=1, push = true)
+  --signing-key FILE  the key pushes are signed with ($SMELT_SIGNING_KEY)
+  --trust NAME:BASE64 use results signed by this key (repeatable; also $SMELT_TRUST and
+                      trusted-public-keys in [remote])
 `
 
 type options struct {
@@ -80,6 +93,8 @@ type options struct {
 	format           string // graph
 	status           bool   // graph
 	smeltFrom        string // ci
+	remote           remoteFlags
+	pullBytes        bool // pull: download the results' bytes too
 }
 
 func main() {
@@ -114,6 +129,10 @@ func mainErr(args []string) int {
 	fl.StringVar(&o.format, "format", "dot", "graph: dot, mermaid or svg")
 	fl.BoolVar(&o.status, "status", false, "graph: each step's state in the store")
 	fl.StringVar(&o.smeltFrom, "smelt-from", "", "ci: git repository (URL#REF) smelt is built from")
+	fl.Var(&o.remote.urls, "remote", "remote cache URL (repeatable)")
+	fl.Var(&o.remote.trust, "trust", "trusted public key NAME:BASE64 (repeatable)")
+	fl.BoolVar(&o.remote.push, "push", false, "upload results to the first remote cache")
+	fl.StringVar(&o.remote.signingKey, "signing-key", "", "secret key file for signing pushed results")
 	fl.Usage = func() { fmt.Fprint(os.Stderr, usage) }
 	// Accept flags after positional arguments too (`smelt build app -j 1`),
 	// and -jN as make and cargo do.
@@ -185,6 +204,10 @@ func mainErr(args []string) int {
 		err = key(o, pos)
 	case "store":
 		code, err = storeCmd(o, pos)
+	case "push":
+		code, err = pushCmd(ctx, o, pos)
+	case "pull":
+		code, err = pullCmd(ctx, o, pos)
 	default:
 		fmt.Fprintf(os.Stderr, "smelt: unknown command %q\n\n%s", cmd, usage)
 		return 2
@@ -252,7 +275,14 @@ func runSteps(ctx context.Context, o options, verb string, names []string, finis
 	}
 	p.Info("smelt %s %s (%s)", verb, root, where)
 	start := time.Now()
-	opt := run.Options{Store: st, Jobs: o.jobs, FailFast: o.failFast, Observer: p}
+	remotes, err := openRemotes(ctx, o, cfg, st, st.Warn)
+	if err != nil {
+		return nil, nil, nil, "", err
+	}
+	if remotes != nil {
+		defer remotes.Close()
+	}
+	opt := run.Options{Store: st, Jobs: o.jobs, FailFast: o.failFast, Observer: p, Remotes: remotes}
 	if finish != nil {
 		opt.Finish = func(rep *run.Report) error { return finish(rep, cfg, st, root) }
 	}
@@ -260,7 +290,16 @@ func runSteps(ctx context.Context, o options, verb string, names []string, finis
 	if err != nil {
 		return nil, nil, nil, "", err
 	}
+	if o.pullBytes && remotes != nil && !rep.Failed() {
+		if err := run.FetchBytes(st, rep); err != nil {
+			return nil, nil, nil, "", err
+		}
+		rep.Down, rep.Up = remotes.Bytes()
+	}
 	p.Summary(verb, rep, time.Since(start))
+	if remotes != nil {
+		remoteSummary(o, rep, remotes.Pushing())
+	}
 	if ctx.Err() != nil {
 		return rep, cfg, st, root, ctx.Err()
 	}
@@ -268,7 +307,12 @@ func runSteps(ctx context.Context, o options, verb string, names []string, finis
 }
 
 func check(ctx context.Context, o options, names []string) (int, error) {
-	rep, _, _, _, err := runSteps(ctx, o, "check", names, nil)
+	return checkVerb(ctx, o, "check", names)
+}
+
+// checkVerb is check, reported as verb (push, pull).
+func checkVerb(ctx context.Context, o options, verb string, names []string) (int, error) {
+	rep, _, _, _, err := runSteps(ctx, o, verb, names, nil)
 	if err != nil {
 		return 1, err
 	}

@@ -19,6 +19,15 @@ type Config struct {
 	Order   []string // step names in the order they appear in the file
 	Default string   // [outputs] default
 	Checks  []string // [outputs] checks
+	Remote  Remote   // [remote]
+}
+
+// Remote is the [remote] table: the remote caches and who to trust.
+type Remote struct {
+	URLs        []string // url: read in order; pushed to when push is set
+	Push        bool     // push: upload what this machine builds
+	TrustedKeys []string // trusted-public-keys: NAME:BASE64, checked by Parse
+	Line        int      // line of [remote] (0 when absent)
 }
 
 // MemberSep joins a package step's name and a workspace member's: the step

@@ -318,6 +318,7 @@ func TestKeyListsMatchStructs(t *testing.T) {
 		{rawCommon{}, commonKeys}, {looseCommon{}, commonKeys},
 		{rawStep{}, stepKeys}, {looseStep{}, stepKeys},
 		{rawOutputs{}, outputsKeys}, {rawFile{}, topTables}, {looseFile{}, topTables},
+		{rawRemote{}, remoteKeys},
 	} {
 		if got, want := tags(c.v), sorted(c.keys); !slices.Equal(got, want) {
 			t.Errorf("%T tags %v, want %v", c.v, got, want)

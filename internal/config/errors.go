@@ -121,7 +121,7 @@ func (p *parser) unknownKey(line int, key []string) *Error {
 	case len(key) == 1:
 		if strings.HasPrefix(strings.TrimSpace(p.ix.text(line)), "[") {
 			e.Msg = fmt.Sprintf("unknown table [%s]", key[0])
-			e.Fix = "the tables are [common], [step.NAME] and [outputs], and an optional [matrix]"
+			e.Fix = "the tables are [common], [step.NAME] and [outputs], and optional [matrix] and [remote]"
 			if near := nearest(key[0], topTables); near == "step" {
 				e.Fix = "did you mean [step.NAME]?"
 			} else if near != "" {
@@ -144,6 +144,9 @@ func (p *parser) unknownKey(line int, key []string) *Error {
 	case key[0] == "outputs":
 		e.Msg = fmt.Sprintf("unknown key %q in [outputs]", key[1])
 		e.Fix = keyFix(key[1], outputsKeys)
+	case key[0] == "remote":
+		e.Msg = fmt.Sprintf("unknown key %q in [remote]", key[1])
+		e.Fix = keyFix(key[1], remoteKeys)
 	case key[0] == "matrix" && len(key) == 2:
 		e.Msg = fmt.Sprintf("unknown key %q in [matrix]", key[1])
 		e.Fix = keyFix(key[1], matrixKeys)
@@ -177,6 +180,8 @@ func (p *parser) caseError() *Error {
 				known = commonKeys
 			case i == 1 && at.path[0] == "outputs":
 				known = outputsKeys
+			case i == 1 && at.path[0] == "remote":
+				known = remoteKeys
 			case i == 2 && at.path[0] == "step":
 				known = stepKeys
 			case i == 1 && at.path[0] == "matrix":

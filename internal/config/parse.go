@@ -31,7 +31,8 @@ var (
 	stepKeys    = slices.Concat(stepOnly[:3], commonKeys, stepOnly[3:]) // kind, artifacts, args first in fixes
 	outputsKeys = []string{"default", "checks"}
 	matrixKeys  = []string{"toolchain", "target", "features", "row"}
-	topTables   = []string{"common", "step", "matrix", "outputs"}
+	remoteKeys  = []string{"url", "push", "trusted-public-keys"}
+	topTables   = []string{"common", "step", "matrix", "outputs", "remote"}
 )
 
 // Raw types use pointers so "unset" differs from a zero value: the shallow
@@ -72,11 +73,18 @@ type rawOutputs struct {
 	Checks  *[]string `toml:"checks"`
 }
 
+type rawRemote struct {
+	URL     any       `toml:"url"` // a string or a list of strings
+	Push    *bool     `toml:"push"`
+	Trusted *[]string `toml:"trusted-public-keys"`
+}
+
 type rawFile struct {
 	Common  *rawCommon          `toml:"common"`
 	Step    map[string]*rawStep `toml:"step"`
 	Matrix  *rawMatrix          `toml:"matrix"`
 	Outputs *rawOutputs         `toml:"outputs"`
+	Remote  *rawRemote          `toml:"remote"`
 }
 
 // The loose types have the same keys but accept any value. go-toml stops at
@@ -122,6 +130,11 @@ type looseFile struct {
 		Default any `toml:"default"`
 		Checks  any `toml:"checks"`
 	} `toml:"outputs"`
+	Remote *struct {
+		URL     any `toml:"url"`
+		Push    any `toml:"push"`
+		Trusted any `toml:"trusted-public-keys"`
+	} `toml:"remote"`
 }
 
 var validStepName = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
@@ -148,6 +161,16 @@ func Parse(file string, data []byte) (*Config, error) {
 		return nil, e
 	}
 
+	remote := p.remote(raw.Remote)
+	if len(raw.Step) == 0 && raw.Remote != nil && raw.Common == nil && raw.Matrix == nil && raw.Outputs == nil {
+		// Only [remote]: the default pipeline, with its remote caches.
+		if e := earliest(p.errs...); e != nil {
+			return nil, e
+		}
+		cfg := Default()
+		cfg.File, cfg.Remote = file, remote
+		return cfg, nil
+	}
 	if len(raw.Step) == 0 {
 		return nil, &Error{File: file, Line: p.ix.line("step"), Msg: "no steps are defined",
 			Fix: "add a [step.NAME] table or delete smelt.toml to use the default pipeline"}
@@ -205,10 +228,13 @@ func Parse(file string, data []byte) (*Config, error) {
 	if e := earliest(p.errs...); e != nil {
 		return nil, e
 	}
+	base.Remote = remote
 	if rows == nil {
 		return base, nil
 	}
-	return p.expand(base, raw, common, rows), nil
+	cfg := p.expand(base, raw, common, rows)
+	cfg.Remote = remote
+	return cfg, nil
 }
 
 // step validates one raw step and merges into it, in order, [common], the

@@ -15,19 +15,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 )
 
-// makeBucket creates a bucket with the SDK, as a user's set-up would.
-func makeBucket(t *testing.T, name string) {
-	t.Helper()
-	cfg, err := config.LoadDefaultConfig(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true })
-	if _, err := c.CreateBucket(t.Context(), &s3.CreateBucketInput{Bucket: aws.String(name)}); err != nil {
-		t.Fatalf("create bucket %s: %v", name, err)
-	}
-}
-
 func TestS3(t *testing.T) {
 	root := startS3(t)
 	makeBucket(t, "team-cache")

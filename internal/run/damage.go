@@ -25,6 +25,11 @@ func (e *engine) damage(err error) bool {
 	}
 	first := !e.warned[msg]
 	e.warned[msg] = true
+	// Steps that restore the same target/ at once meet the same damage:
+	// the first drops the results, the others find none left to drop,
+	// yet the next pass rebuilds what they need.
+	dropped := e.dropped
+	e.dropped = e.dropped || n > 0
 	e.mu.Unlock()
 	if derr != nil {
 		e.p.st.Warnf("%s: %v", msg, derr)
@@ -33,7 +38,7 @@ func (e *engine) damage(err error) bool {
 	if first {
 		e.p.st.Warnf("%s; dropped it and the %s that used it, to build again", msg, plural(n, "result"))
 	}
-	return n > 0 || !first
+	return n > 0 || !first || dropped
 }
 
 // signature is what the observer was told of a report.

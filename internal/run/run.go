@@ -35,9 +35,7 @@ const (
 	Built
 	Failed
 	Skipped
-	// Pulled: taken from a remote cache (which is still to come; the
-	// summary counts it already).
-	Pulled
+	Pulled // its result came from a remote cache
 )
 
 func (s Status) String() string {
@@ -63,6 +61,10 @@ type StepReport struct {
 // Report is what happened to every selected step, in graph order.
 type Report struct {
 	Steps []*StepReport
+	// Bytes the remote caches sent and received (on the wire), and what
+	// pushing did.
+	Down, Up int64
+	Pushed   Pushed
 }
 
 // Failed reports whether any step failed or was skipped.
@@ -107,7 +109,8 @@ type Options struct {
 	// (e.g. linking the output). A damaged store entry it meets
 	// (store.ErrDamaged) is dropped with what was built from it, and the
 	// steps run again to rebuild it, as for one a step meets.
-	Finish func(*Report) error
+	Finish  func(*Report) error
+	Remotes *Remotes // remote caches (nil: none)
 }
 
 // maxPasses bounds how often a run starts over after finding store damage
@@ -144,6 +147,19 @@ func Run(ctx context.Context, root string, cfg *config.Config, names []string, o
 	for _, n := range nodes {
 		e.selected[n.Name()] = true
 	}
+	rep, err := e.passes(ctx, nodes)
+	if rep != nil {
+		e.pushResults(ctx, rep)
+		if opt.Remotes != nil {
+			rep.Down, rep.Up = opt.Remotes.Bytes()
+		}
+	}
+	return rep, err
+}
+
+// passes runs the graph until no pass finds store damage.
+func (e *engine) passes(ctx context.Context, nodes []*plan.Node) (*Report, error) {
+	opt := e.opt
 	for pass := 1; ; pass++ {
 		rep := e.pass(ctx, nodes)
 		damaged := false
@@ -246,6 +262,7 @@ type engine struct {
 	prior    map[string]*StepReport
 	reported map[string]string
 	warned   map[string]bool
+	dropped  bool // damage dropped results in this run (see damage)
 
 	toolsMu    sync.Mutex
 	toolsCache map[string]map[string]string // by kind and toolchain
@@ -454,6 +471,7 @@ func (e *engine) step(ctx context.Context, n *plan.Node, parent *store.Result, r
 		*r = *p
 		return
 	}
+	pulled := false
 	res, err := e.p.st.LookupResult(key)
 	if err == nil && res == nil {
 		// Not stored: build it, unless another process (or step) is
@@ -471,12 +489,19 @@ func (e *engine) step(ctx context.Context, n *plan.Node, parent *store.Result, r
 			defer release()
 			res, err = e.p.st.LookupResult(key)
 		}
+		if err == nil && res == nil {
+			res, err = e.pull(ctx, n, key)
+			pulled = res != nil
+		}
 	}
 	if err != nil {
 		fail(err)
 		return
 	} else if res != nil {
 		r.Status, r.Result = Cached, res
+		if pulled {
+			r.Status = Pulled
+		}
 		e.p.st.Touch(key)
 		if old := e.readState(n.Name()); old == nil || old.Key != key {
 			// Back to an earlier state (a branch switched back): the next

@@ -213,10 +213,17 @@ func (s *Store) DropObjectOf(hash, p string) {
 func (s *Store) readLayer(id string) (*Layer, error) {
 	p := filepath.Join(s.Dir, s.layerRel(id))
 	b, err := os.ReadFile(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		// Not here: from the remote caches, if any (they warn of what
+		// fails; a layer still missing is damage).
+		if ok, _ := s.fetchLayer(id); ok {
+			b, err = os.ReadFile(p)
+		}
+	}
 	why := ""
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		why = "missing"
+		why = s.missing(id)
 	case err != nil:
 		return nil, fmt.Errorf("read layer %.12s: %w", id, err)
 	case HashBytes(b) != id:

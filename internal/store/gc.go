@@ -59,9 +59,12 @@ func (s *Store) GC(maxAge time.Duration) (*GCStats, error) {
 	cutoff := time.Now().Add(-maxAge)
 	liveLayers, liveObjects, liveVendor := map[string]bool{}, map[string]bool{}, map[string]bool{}
 	damaged := 0
-	var markLayer func(id string) error
-	markLayer = func(id string) error {
+	var markLayer func(id string, pulled bool) error
+	markLayer = func(id string, pulled bool) error {
 		for id != "" && !liveLayers[id] {
+			if pulled && !s.HasLayer(id) {
+				return nil // it and its parents are in the remote cache
+			}
 			liveLayers[id] = true
 			l, err := s.readLayer(id)
 			if err != nil {
@@ -99,7 +102,7 @@ func (s *Store) GC(maxAge time.Duration) (*GCStats, error) {
 			return os.Remove(p) // unreadable: useless
 		}
 		for _, l := range []string{r.Artifacts, r.Seed, r.Output} {
-			if err := markLayer(l); errors.Is(err, ErrDamaged) {
+			if err := markLayer(l, r.Pulled); errors.Is(err, ErrDamaged) {
 				// A result whose layers are lost or altered is of no use:
 				// dropped, its step is built again when next needed.
 				damaged++

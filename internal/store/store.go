@@ -29,7 +29,8 @@ type Store struct {
 	Dir string
 	// Warn, when not nil, prints a warning (the message without
 	// "warning: "); else Warnf prints to standard error.
-	Warn func(msg string)
+	Warn  func(msg string)
+	fetch Fetcher // see SetFetcher
 }
 
 // DefaultDir is $SMELT_STORE, else $XDG_CACHE_HOME/smelt, else ~/.cache/smelt.
@@ -274,6 +275,10 @@ type Result struct {
 	Seconds      float64           `json:"seconds"`
 	Units        int               `json:"units,omitempty"` // cargo units its commands reported (compiler-artifact messages): the next run's progress total
 	Created      time.Time         `json:"created"`
+	// Pulled marks a result taken from a remote cache: its layers and
+	// objects may be there only (fetched when a restore needs them).
+	// Set locally, never pushed.
+	Pulled bool `json:"pulled,omitempty"`
 }
 
 // SourceFile records one source file as a step saw it.

@@ -441,6 +441,9 @@ func (s *Store) RestoreLinking(dir string, tree Tree, linkable func(string) bool
 			files = append(files, e)
 		}
 	}
+	// Objects the store lacks come from the remote caches, if any; one
+	// that cannot be fetched is damage that CopyOut reports.
+	s.fetchMissing(files)
 	err = par.Each(ioWorkers(), files, func(e Entry) error {
 		dst := filepath.Join(dir, filepath.FromSlash(e.Path))
 		if linkable != nil && linkable(e.Path) && s.link(e, dst) == nil {
@@ -595,7 +598,7 @@ func (s *Store) CopyOut(e Entry, dst string) error {
 		f, err := os.Open(s.ObjectPath(e.Hash))
 		if errors.Is(err, fs.ErrNotExist) {
 			d := &DamageError{Store: s.Dir}
-			d.addObject(e.Hash, e.Path, "missing")
+			d.addObject(e.Hash, e.Path, s.missing(e.Hash))
 			return d
 		}
 		if err != nil {

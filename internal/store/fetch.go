@@ -1,0 +1,165 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"smelt/internal/par"
+)
+
+// Fetcher brings layers and objects the store lacks from elsewhere (a
+// remote cache), so that a result whose layers stayed remote ("build
+// without the bytes") can still be restored. It hands over only bytes it
+// has verified against their hash; the store checks them once more before
+// publishing them.
+type Fetcher interface {
+	// FetchLayer returns the bytes of layer id.
+	FetchLayer(id string) ([]byte, error)
+	// FetchObject writes the size bytes of object hash to f, from its start.
+	FetchObject(hash string, size int64, f *os.File) error
+}
+
+// missing is why an object or layer is not in the store.
+func (s *Store) missing(id string) string {
+	if s.fetch != nil {
+		return "missing, and not to be had from the remote caches"
+	}
+	return "missing"
+}
+
+// SetFetcher makes the store read through f when a layer or an object is
+// missing (nil: never).
+func (s *Store) SetFetcher(f Fetcher) { s.fetch = f }
+
+// fetchLayer brings a missing layer from the fetcher, if there is one. It
+// reports whether the layer is now in the store.
+func (s *Store) fetchLayer(id string) (bool, error) {
+	if s.fetch == nil {
+		return false, nil
+	}
+	b, err := s.fetch.FetchLayer(id)
+	if err != nil {
+		return false, err
+	}
+	if HashBytes(b) != id {
+		return false, fmt.Errorf("fetched layer %.12s does not hash to its id", id)
+	}
+	if err := s.writeAtomic(filepath.Join(s.Dir, s.layerRel(id)), b); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// fetchMissing brings the objects of files the store lacks from the
+// fetcher, in parallel: what a restore of files needs, and nothing else
+// (files carried inline in their layer need no object).
+func (s *Store) fetchMissing(files []Entry) {
+	if s.fetch == nil {
+		return
+	}
+	var missing []Entry
+	seen := map[string]bool{}
+	for _, e := range files {
+		if _, ok := e.inline(); ok || seen[e.Hash] {
+			continue
+		}
+		if _, err := os.Stat(s.ObjectPath(e.Hash)); errors.Is(err, fs.ErrNotExist) {
+			seen[e.Hash] = true
+			missing = append(missing, e)
+		}
+	}
+	par.Each(16, missing, func(e Entry) error {
+		s.fetchObject(e) // the fetcher warned of what failed
+		return nil
+	})
+}
+
+// fetchObject brings one object into the store, with the mode and mtime its
+// entry records (cargo and the store's checks compare them).
+func (s *Store) fetchObject(e Entry) error {
+	tmp, err := s.TempFile("fetch-*")
+	if err != nil {
+		return err
+	}
+	fail := func(err error) error {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return err
+	}
+	if err := s.fetch.FetchObject(e.Hash, e.Size, tmp); err != nil {
+		return fail(err)
+	}
+	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+		return fail(err)
+	}
+	h, n, err := HashFile(tmp.Name())
+	if err != nil {
+		return fail(err)
+	}
+	if h != e.Hash || n != e.Size {
+		return fail(fmt.Errorf("fetched object %.12s (%s) does not hash to its name", e.Hash, e.Path))
+	}
+	if err := tmp.Close(); err != nil {
+		return fail(err)
+	}
+	mode := os.FileMode(0o644)
+	if e.Type == TypeExec {
+		mode = 0o755
+	}
+	if err := os.Chmod(tmp.Name(), mode); err != nil {
+		return fail(err)
+	}
+	if m := e.objectMTime(); m != 0 {
+		t := time.Unix(0, m)
+		if err := os.Chtimes(tmp.Name(), t, t); err != nil {
+			return fail(err)
+		}
+	}
+	return publish(tmp.Name(), s.ObjectPath(e.Hash))
+}
+
+// LayerBytes returns the bytes of a layer in the store, checked against
+// its id (for uploading it as it is).
+func (s *Store) LayerBytes(id string) ([]byte, error) {
+	b, err := os.ReadFile(filepath.Join(s.Dir, s.layerRel(id)))
+	if err != nil {
+		return nil, err
+	}
+	if HashBytes(b) != id {
+		return nil, fmt.Errorf("store layer %.12s changed since it was stored", id)
+	}
+	return b, nil
+}
+
+// HasLayer reports whether a layer is in the store.
+func (s *Store) HasLayer(id string) bool {
+	_, err := os.Stat(filepath.Join(s.Dir, s.layerRel(id)))
+	return err == nil
+}
+
+// Inline reports whether a file entry's content travels in its layer (so
+// it needs no object).
+func (e Entry) Inline() bool { _, ok := e.inline(); return ok }
+
+// FetchTree brings every object of tree the store lacks through the
+// fetcher (smelt pull).
+func (s *Store) FetchTree(tree Tree) error {
+	var files []Entry
+	for _, e := range tree {
+		if e.Type == TypeFile || e.Type == TypeExec {
+			files = append(files, e)
+		}
+	}
+	s.fetchMissing(files)
+	for _, e := range files {
+		if !e.Inline() && !s.HasObject(e.Hash) {
+			return fmt.Errorf("object %.12s (%s) is neither in the store nor in a usable remote cache", e.Hash, e.Path)
+		}
+	}
+	return nil
+}
