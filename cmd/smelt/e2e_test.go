@@ -109,12 +109,18 @@ func (p *project) smelt(args ...string) outcome {
 	cmd := exec.Command(smeltBin, args...)
 	cmd.Env = p.env
 	out, err := cmd.CombinedOutput()
-	o := outcome{output: string(out), status: map[string]string{}}
+	o := parseOutcome(string(out))
 	if ee, ok := err.(*exec.ExitError); ok {
 		o.code = ee.ExitCode()
 	} else if err != nil {
 		p.t.Fatalf("run smelt: %v", err)
 	}
+	return o
+}
+
+// parseOutcome reads the events and the steps' statuses of --json output.
+func parseOutcome(out string) outcome {
+	o := outcome{output: out, status: map[string]string{}}
 	sc := bufio.NewScanner(strings.NewReader(o.output))
 	for sc.Scan() {
 		var ev map[string]any

@@ -12,6 +12,10 @@ func GitHub(jobs []Job, o Options) string {
 #   variable SMELT_REMOTE       the remote cache's URL
 #   variable SMELT_TRUST        the public key (NAME:BASE64) results must be signed with
 #   secret SMELT_SIGNING_KEY    the private key, written to a file on the default branch only
+#   the remote's credentials, those its backend needs:
+#     secret SMELT_REMOTE_TOKEN     the bearer token of an http(s):// or grpc(s):// remote
+#     secrets AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, variable AWS_REGION,
+#     and for an S3-compatible server variable AWS_ENDPOINT_URL_S3: an s3:// remote
 #   variable SMELT_GIT          the git repository smelt is built from, unless set below
 #   variable SMELT_REF          its branch, tag or commit (default: main), unless set below
 `))
@@ -96,7 +100,18 @@ jobs:
           printf '%s\n' "$KEY" > "$RUNNER_TEMP/smelt-signing.key"
           echo "SMELT_SIGNING_KEY=$RUNNER_TEMP/smelt-signing.key" >> "$GITHUB_ENV"
 `)
-		fmt.Fprintf(&b, "      - name: %s\n        run: %s\n", yamlQuote("smelt check "+j.Step), yamlQuote("smelt check "+shellQuote(j.Step)))
+		fmt.Fprintf(&b, "      - name: %s\n", yamlQuote("smelt check "+j.Step))
+		// Secrets reach a step only through env; only smelt's step sees the
+		// remote's credentials (not the actions before it). Those not set
+		// are empty, which smelt and the AWS SDK read as unset.
+		b.WriteString(`        env:
+          SMELT_REMOTE_TOKEN: ${{ secrets.SMELT_REMOTE_TOKEN }}
+          AWS_ACCESS_KEY_ID: ${{ secrets.AWS_ACCESS_KEY_ID }}
+          AWS_SECRET_ACCESS_KEY: ${{ secrets.AWS_SECRET_ACCESS_KEY }}
+          AWS_REGION: ${{ vars.AWS_REGION }}
+          AWS_ENDPOINT_URL_S3: ${{ vars.AWS_ENDPOINT_URL_S3 }}
+`)
+		fmt.Fprintf(&b, "        run: %s\n", yamlQuote("smelt check "+shellQuote(j.Step)))
 	}
 	return b.String()
 }

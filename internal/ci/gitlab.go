@@ -14,6 +14,10 @@ func GitLab(jobs []Job, o Options) string {
 #   SMELT_SIGNING_KEY   the private key: type File (GitLab writes it to a file and
 #                       sets the variable to its path), protected (only the
 #                       default branch sees it)
+#   the remote's credentials, those its backend needs (masked): SMELT_REMOTE_TOKEN
+#                       for an http(s):// or grpc(s):// remote; AWS_ACCESS_KEY_ID,
+#                       AWS_SECRET_ACCESS_KEY, AWS_REGION (and AWS_ENDPOINT_URL_S3
+#                       for an S3-compatible server) for an s3:// one
 #   SMELT_GIT           the git repository smelt is built from, unless set below
 #   SMELT_REF           its branch, tag or commit (default: main), unless set below
 `))

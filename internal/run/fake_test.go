@@ -192,12 +192,13 @@ func (c *fakeCargo) run() int {
 }
 
 // rustcInfo writes cargo's cache of its compiler queries, keyed (as
-// cargo's is) by the wrapper it runs with.
+// cargo's is) by the wrapper it runs with; as big as cargo's (about 1 kB:
+// the queries' outputs), too big to travel inline in a layer.
 func (c *fakeCargo) rustcInfo() error {
 	if err := os.MkdirAll(c.target, 0o755); err != nil {
 		return err
 	}
-	want := fmt.Sprintf("{\"rustc_fingerprint\":1,\"wrapper\":%q}\n", filepath.Base(os.Getenv("RUSTC_WORKSPACE_WRAPPER")))
+	want := fmt.Sprintf("{\"rustc_fingerprint\":1,\"wrapper\":%q,\"outputs\":%q}\n", filepath.Base(os.Getenv("RUSTC_WORKSPACE_WRAPPER")), strings.Repeat("x", 1100))
 	p := filepath.Join(c.target, ".rustc_info.json")
 	if b, err := os.ReadFile(p); err == nil && string(b) == want {
 		return nil

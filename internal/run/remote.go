@@ -264,8 +264,12 @@ type Pushed struct {
 
 // Push uploads results to the first remote: the objects and layers it
 // lacks, then each result signed, last, so that a result a reader finds
-// is complete. A result whose layers or objects are not in the local
-// store (it was pulled without its bytes) is left out.
+// is complete. A result whose layers are not in the local store (it was
+// pulled without its bytes) is left out. An object the store lacks is
+// fetched, through the store's fetcher, only when the remote lacks it
+// too: a step built on pulled artifacts inherits layers whose files a
+// restore leaves out and writes itself (cargo's .rustc_info.json, rustc's
+// incremental state), and its result needs them all on the remote.
 func (r *Remotes) Push(ctx context.Context, st *store.Store, results []*store.Result) (Pushed, error) {
 	var p Pushed
 	if len(r.list) == 0 || r.key == nil {
@@ -276,7 +280,7 @@ func (r *Remotes) Push(ctx context.Context, st *store.Store, results []*store.Re
 		return p, fmt.Errorf("remote %s could not be opened; nothing pushed", c.url)
 	}
 	layers := map[string][]byte{}
-	objects := map[string]int64{}
+	objects := map[string]store.Entry{}
 	var envs []remote.Ref
 	envBytes := map[remote.ID][]byte{}
 	for _, res := range results {
@@ -298,8 +302,8 @@ func (r *Remotes) Push(ctx context.Context, st *store.Store, results []*store.Re
 		for id, b := range ls {
 			layers[id] = b
 		}
-		for h, n := range objs {
-			objects[h] = n
+		for h, e := range objs {
+			objects[h] = e
 		}
 		id := remote.ID(res.Key)
 		if _, dup := envBytes[id]; !dup {
@@ -309,8 +313,8 @@ func (r *Remotes) Push(ctx context.Context, st *store.Store, results []*store.Re
 		p.Results++
 	}
 	var objRefs, layerRefs []remote.Ref
-	for h, n := range objects {
-		objRefs = append(objRefs, remote.Ref{ID: remote.ID(h), Size: n})
+	for h, e := range objects {
+		objRefs = append(objRefs, remote.Ref{ID: remote.ID(h), Size: e.Size})
 	}
 	for id, b := range layers {
 		layerRefs = append(layerRefs, remote.Ref{ID: remote.ID(id), Size: int64(len(b))})
@@ -319,7 +323,13 @@ func (r *Remotes) Push(ctx context.Context, st *store.Store, results []*store.Re
 	sort.Slice(layerRefs, func(i, j int) bool { return layerRefs[i].ID < layerRefs[j].ID })
 	var err error
 	p.Objects, err = remote.UploadMissing(ctx, c.b, remote.Objects, objRefs, func(ref remote.Ref) (io.ReadCloser, error) {
-		return os.Open(st.ObjectPath(string(ref.ID)))
+		h := string(ref.ID)
+		if !st.HasObject(h) {
+			if err := st.FetchTree(store.Tree{h: objects[h]}); err != nil {
+				return nil, err
+			}
+		}
+		return os.Open(st.ObjectPath(h))
 	}, 16)
 	if err != nil {
 		return p, err
@@ -341,10 +351,11 @@ func (r *Remotes) Push(ctx context.Context, st *store.Store, results []*store.Re
 }
 
 // localClosure is what a result needs on a remote: its layers (with their
-// ancestors) and the objects they and its log name. ok is false when
-// something is not in the local store.
-func localClosure(st *store.Store, res *store.Result) (layers map[string][]byte, objects map[string]int64, ok bool) {
-	layers, objects = map[string][]byte{}, map[string]int64{}
+// ancestors) and the objects they and its log name, by hash (the store
+// may lack some: see Push). ok is false when a layer is not in the local
+// store.
+func localClosure(st *store.Store, res *store.Result) (layers map[string][]byte, objects map[string]store.Entry, ok bool) {
+	layers, objects = map[string][]byte{}, map[string]store.Entry{}
 	for _, id := range []string{res.Artifacts, res.Seed, res.Output} {
 		for id != "" {
 			if _, seen := layers[id]; seen {
@@ -361,7 +372,7 @@ func localClosure(st *store.Store, res *store.Result) (layers map[string][]byte,
 			layers[id] = b
 			for _, e := range l.Entries {
 				if (e.Type == store.TypeFile || e.Type == store.TypeExec) && !e.Inline() {
-					objects[e.Hash] = e.Size
+					objects[e.Hash] = e
 				}
 			}
 			id = l.Parent
@@ -369,12 +380,7 @@ func localClosure(st *store.Store, res *store.Result) (layers map[string][]byte,
 	}
 	if res.Log != "" {
 		if fi, err := os.Stat(st.ObjectPath(res.Log)); err == nil {
-			objects[res.Log] = fi.Size()
-		}
-	}
-	for h := range objects {
-		if !st.HasObject(h) {
-			return nil, nil, false
+			objects[res.Log] = store.Entry{Path: "log", Type: store.TypeFile, Size: fi.Size(), Hash: res.Log}
 		}
 	}
 	return layers, objects, true

@@ -365,3 +365,62 @@ func TestEngineRemoteLostObject(t *testing.T) {
 		t.Errorf("remote warnings %q, want one saying the object is in no remote cache", warned)
 	}
 }
+
+// CI's jobs, over the fake cargo: each job an empty store that pulls what
+// its step inherits, builds its step and pushes it. A step two steps down
+// the chain inherits layers whose files a restore leaves out (the fake
+// writes .rustc_info.json, as cargo does), so its store lacks their
+// objects; the push must still put its result, and a later job pulls it.
+func TestEnginePushBuiltOnPulled(t *testing.T) {
+	w := newWS(t)
+	cfg := parseConfig(t, `
+[step.deps]
+kind = "deps"
+[step.clippy]
+kind = "clippy"
+artifacts = "deps"
+[step.test]
+kind = "test"
+artifacts = "clippy"
+`)
+	keyFile := filepath.Join(t.TempDir(), "k")
+	k, _ := trust.Generate("ci-1")
+	if err := trust.WriteSecretKey(keyFile, k); err != nil {
+		t.Fatal(err)
+	}
+	url := "file://" + t.TempDir()
+	var warned warns
+	job := func(step string, push bool) *Report {
+		t.Helper()
+		st, err := store.Open(filepath.Join(t.TempDir(), "store"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.Warn = w.st.Warn
+		rc := RemoteConfig{URLs: []string{url}, Trusted: []string{k.Public().String()}}
+		if push {
+			rc.Push, rc.SigningKey = true, keyFile
+		}
+		r := open(t, rc, &warned)
+		st.SetFetcher(r)
+		rep, err := Run(context.Background(), w.root, cfg, []string{step}, Options{Store: st, Jobs: 2, Remotes: r})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rep
+	}
+	chain := []string{"deps", "clippy", "test"}
+	for i, step := range chain {
+		rep := job(step, true)
+		want := all("pulled", chain[:i]...)
+		want[step] = "built"
+		wantStatuses(t, rep, want)
+		if rep.Pushed.Results != 1 || rep.Pushed.Skipped != 0 {
+			t.Errorf("job %s pushed %+v, want its one result", step, rep.Pushed)
+		}
+	}
+	wantStatuses(t, job("test", false), all("pulled", chain...))
+	if len(warned) > 0 || len(w.warns) > 0 {
+		t.Errorf("warnings: %q %q", warned, w.warns)
+	}
+}

@@ -238,6 +238,15 @@ func child(specJSON string, argv []string) error {
 			return fmt.Errorf("mount %s on %s: %w", m.Source, m.Target, err)
 		}
 	}
+	// As the first process of a PID namespace of its own (see run's
+	// process supervision), it gives the command a /proc of that
+	// namespace: the host's would name other processes by the pids the
+	// command sees (cargo-tarpaulin reads /proc/PID/maps of the tests it
+	// starts, and found no code addresses). Best effort: a /proc that
+	// cannot be mounted leaves the host's, as without a namespace.
+	if os.Getpid() == 1 {
+		unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
+	}
 	if err := os.Chdir(s.Dir); err != nil {
 		return err
 	}
