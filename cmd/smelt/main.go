@@ -20,11 +20,12 @@ import (
 	"time"
 
 	"smelt/internal/config"
+	"smelt/internal/depsrc"
+	"smelt/internal/kind"
 	"smelt/internal/plan"
 	"smelt/internal/run"
 	"smelt/internal/store"
 	"smelt/internal/ui"
-	"smelt/internal/vendor"
 )
 
 const usage = `smelt builds a Cargo project as a graph of cached steps.
@@ -358,7 +359,7 @@ func build(ctx context.Context, o options, pos []string) (int, error) {
 			if err := isMember(o, cfg, member); err != nil {
 				return 1, err // a typo, most likely: said before the rest
 			}
-			if def := cfg.Steps[base]; def == nil || def.Kind != "package" {
+			if def := cfg.Steps[base]; def == nil || !kind.Get(def.Kind).Members {
 				return 1, fmt.Errorf("smelt build %s builds a member with the default output's settings, but the default output (%q) is not a step of kind package: set [outputs] default to one", member, cfg.Default)
 			}
 		}
@@ -576,7 +577,7 @@ func storeCmd(o options, pos []string) (int, error) {
 	if err != nil {
 		return 1, err
 	}
-	crates, pool, err := vendor.VerifyPool(st, o.repair)
+	crates, pool, err := depsrc.VerifyPool(st, o.repair)
 	if err != nil {
 		return 1, err
 	}

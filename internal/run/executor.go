@@ -37,9 +37,10 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"smelt/internal/cargo"
+	"smelt/internal/depsrc"
+	"smelt/internal/kind"
 	"smelt/internal/reapi"
 	"smelt/internal/sandbox"
-	"smelt/internal/vendor"
 	"smelt/internal/worker"
 )
 
@@ -95,13 +96,12 @@ func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", " 
 
 // toolProps names the platform properties (worker.KeyTool) of the tools a
 // step's commands need, beyond cargo and rustc.
-func toolProps(kind string, tools map[string]string) []string {
+func toolProps(k string, tools map[string]string) []string {
 	var out []string
-	switch kind {
-	case "clippy":
-		out = append(out, "clippy")
-	case "fmt":
-		out = append(out, "rustfmt")
+	// The kind's rustup component (clippy, rustfmt) is a tool a worker
+	// offers by that name; llvm-tools shows as llvm-cov among the tools.
+	if c := kind.Get(k).Component; c != "" && c != "llvm-tools" {
+		out = append(out, c)
 	}
 	for name := range tools {
 		switch {
@@ -144,7 +144,7 @@ func (sr *stepRun) remote(ctx context.Context, argv, env []string, stdout, stder
 	x.mu.Lock()
 	off := x.off
 	x.mu.Unlock()
-	if off || sr.n.Step.Kind == "command" {
+	if off || kind.Get(sr.n.Step.Kind).UserCommand {
 		// A user's command may read anything on this machine.
 		return errLocal
 	}
@@ -493,7 +493,7 @@ func (sr *stepRun) inputRoot() (*inputs, error) {
 		mtime := func(string, time.Time) time.Time { return canonBase }
 		if m.Target == viewVendor {
 			// This store's record of the crates' files.
-			skip = func(rel string) bool { return path.Base(rel) == vendor.StatFile }
+			skip = func(rel string) bool { return path.Base(rel) == depsrc.StatFile }
 		}
 		if m.Source == sr.view.realDir {
 			mtime = func(rel string, t time.Time) time.Time {
