@@ -127,7 +127,7 @@ func (e *engine) newStepRun(n *plan.Node, r *StepReport, wl *workLock, src sourc
 		return nil, err
 	}
 	fmt.Fprintf(logf, "# smelt step %s (kind %s), key %s\n# why: %s\n", n.Name(), n.Step.Kind, key[:16], r.Reason)
-	for _, note := range []string{wl.note, probeIsolation().note} {
+	for _, note := range []string{wl.note, isolationNote()} {
 		if note != "" {
 			fmt.Fprintf(logf, "# smelt: %s\n", note)
 		}

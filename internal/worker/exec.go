@@ -141,7 +141,7 @@ func (w *Worker) execute(ctx context.Context, action *repb.Action, dir string, s
 	}
 	defer stderr.Close()
 	c.Stdout, c.Stderr = stdout, stderr
-	proc.Supervise(c)
+	proc.Supervise(c, syscall.SIGKILL)
 	if sandboxed {
 		if err := sandbox.Wrap(c, sbDir, mounts); err != nil {
 			return failed(code.Code_INTERNAL, "sandbox: %v", err)
