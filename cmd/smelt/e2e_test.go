@@ -338,7 +338,7 @@ func TestSingleCrate(t *testing.T) {
 	wantStatus(t, o, map[string]string{"deps": "cached", "package": "built"})
 }
 
-// The stale-build hazard (DESIGN.md, fact 2): a changed source file whose
+// The stale-build hazard (docs/design.md, "The mtime rule"): a changed source file whose
 // mtime is older than the artifacts it is laid out over must still be
 // rebuilt. A package step without inherited artifacts starts from its own
 // last target/ (which holds the crate built from the old source), so the

@@ -20,11 +20,12 @@ import (
 	"time"
 
 	"smelt/internal/config"
+	"smelt/internal/depsrc"
+	"smelt/internal/kind"
 	"smelt/internal/plan"
 	"smelt/internal/run"
 	"smelt/internal/store"
 	"smelt/internal/ui"
-	"smelt/internal/vendor"
 )
 
 const usage = `smelt builds a Cargo project as a graph of cached steps.
@@ -62,6 +63,9 @@ Usage:
 Flags (before or after the command):
   -C DIR        the project (default: the current directory)
   -j N          steps run at once (default: number of CPUs)
+  --executor grpc://HOST:PORT[/INSTANCE]
+                the steps' commands run on that Remote Execution engine's
+                workers (default: $SMELT_EXECUTOR, else executor in [remote])
   --fail-fast   stop at the first failure
   --store DIR   the store (default: $SMELT_STORE, else $XDG_CACHE_HOME/smelt)
   --json        print JSON events instead of text
@@ -92,6 +96,7 @@ type options struct {
 	format           string // graph
 	status           bool   // graph
 	smeltFrom        string // ci
+	executor         string // grpc://HOST:PORT[/INSTANCE]: steps' commands run there
 	remote           remoteFlags
 	pullBytes        bool // pull: download the results' bytes too
 }
@@ -127,6 +132,7 @@ func mainErr(args []string) int {
 	fl.BoolVar(&o.link, "link", false, "restore: hard-link compiled crates from the store instead of copying")
 	fl.StringVar(&o.format, "format", "dot", "graph: dot, mermaid or svg")
 	fl.BoolVar(&o.status, "status", false, "graph: each step's state in the store")
+	fl.StringVar(&o.executor, "executor", "", "a Remote Execution engine that runs the steps")
 	fl.StringVar(&o.smeltFrom, "smelt-from", "", "ci: git repository (URL#REF) smelt is built from")
 	fl.Var(&o.remote.urls, "remote", "remote cache URL (repeatable)")
 	fl.Var(&o.remote.trust, "trust", "trusted public key NAME:BASE64 (repeatable)")
@@ -281,7 +287,7 @@ func runSteps(ctx context.Context, o options, verb string, names []string, finis
 	if remotes != nil {
 		defer remotes.Close()
 	}
-	opt := run.Options{Store: st, Jobs: o.jobs, FailFast: o.failFast, Observer: p, Remotes: remotes}
+	opt := run.Options{Store: st, Jobs: o.jobs, FailFast: o.failFast, Observer: p, Remotes: remotes, Executor: executorURL(o, cfg)}
 	if finish != nil {
 		opt.Finish = func(rep *run.Report) error { return finish(rep, cfg, st, root) }
 	}
@@ -353,7 +359,7 @@ func build(ctx context.Context, o options, pos []string) (int, error) {
 			if err := isMember(o, cfg, member); err != nil {
 				return 1, err // a typo, most likely: said before the rest
 			}
-			if def := cfg.Steps[base]; def == nil || def.Kind != "package" {
+			if def := cfg.Steps[base]; def == nil || !kind.Get(def.Kind).Members {
 				return 1, fmt.Errorf("smelt build %s builds a member with the default output's settings, but the default output (%q) is not a step of kind package: set [outputs] default to one", member, cfg.Default)
 			}
 		}
@@ -571,7 +577,7 @@ func storeCmd(o options, pos []string) (int, error) {
 	if err != nil {
 		return 1, err
 	}
-	crates, pool, err := vendor.VerifyPool(st, o.repair)
+	crates, pool, err := depsrc.VerifyPool(st, o.repair)
 	if err != nil {
 		return 1, err
 	}
@@ -643,4 +649,17 @@ func sortedKeys(m map[string]*config.Step) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// executorURL is the Remote Execution engine that runs the steps'
+// commands: --executor, else SMELT_EXECUTOR, else executor in [remote]
+// ("" for none: they run here).
+func executorURL(o options, cfg *config.Config) string {
+	if o.executor != "" {
+		return o.executor
+	}
+	if v := os.Getenv("SMELT_EXECUTOR"); v != "" {
+		return v
+	}
+	return cfg.Remote.Executor
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/pelletier/go-toml/v2"
 
 	"smelt/internal/config"
+	"smelt/internal/kind"
 	"smelt/internal/plan"
 )
 
@@ -71,16 +72,6 @@ func ReadToolchain(root string) (*Toolchain, error) {
 		return tc, nil
 	}
 	return nil, nil
-}
-
-// kindNeeds says what a kind needs beyond cargo and rustc.
-var kindNeeds = map[string]struct{ component, tool string }{
-	"clippy":    {component: "clippy"},
-	"fmt":       {component: "rustfmt"},
-	"coverage":  {component: "llvm-tools"}, // llvm-profdata and llvm-cov matching rustc's LLVM
-	"nextest":   {tool: "cargo-nextest"},
-	"tarpaulin": {tool: "cargo-tarpaulin"},
-	"deny":      {tool: "cargo-deny"},
 }
 
 // reserved are job names the workflows use themselves or that GitLab
@@ -140,10 +131,13 @@ func Jobs(g *plan.Graph, cfg *config.Config) ([]Job, error) {
 			if s.Target != "" {
 				j.Targets = addOnce(j.Targets, s.Target)
 			}
-			if k := kindNeeds[s.Kind]; k.component != "" {
-				j.Components = addOnce(j.Components, k.component)
-			} else if k.tool != "" {
-				j.Tools = addOnce(j.Tools, k.tool)
+			// What its kind needs beyond cargo and rustc.
+			k := kind.Get(s.Kind)
+			if k.Component != "" {
+				j.Components = addOnce(j.Components, k.Component)
+			}
+			for _, t := range k.Tools {
+				j.Tools = addOnce(j.Tools, t.Name)
 			}
 		}
 		sort.Strings(j.Toolchains)

@@ -17,6 +17,7 @@ import (
 	"go.yaml.in/yaml/v4"
 
 	"smelt/internal/config"
+	"smelt/internal/kind"
 	"smelt/internal/plan"
 )
 
@@ -324,8 +325,12 @@ func TestGitLab(t *testing.T) {
 func checkTools(t *testing.T, p project, step, script string) {
 	t.Helper()
 	for n := p.g.Nodes[step]; n != nil; n = n.Parent {
-		k := kindNeeds[n.Step.Kind]
-		for _, w := range []string{k.component, k.tool, n.Step.Toolchain} {
+		k := kind.Get(n.Step.Kind)
+		wants := []string{k.Component, n.Step.Toolchain}
+		for _, tool := range k.Tools {
+			wants = append(wants, tool.Name)
+		}
+		for _, w := range wants {
 			if w != "" && !strings.Contains(script, w) {
 				t.Errorf("job of %s does not install %s, which %s needs", step, w, n.Name())
 			}

@@ -53,7 +53,7 @@ func TestParseExample(t *testing.T) {
 	}
 	common := func(name, kind, artifacts string, line int) *Step {
 		return &Step{
-			Name: name, Kind: kind, Artifacts: artifacts, Args: DefaultArgs(kind),
+			Name: name, Kind: kind, Inherits: artifacts, Args: DefaultArgs(kind),
 			Profile: "release", Features: []string{"serde"}, Target: "x86_64-unknown-linux-gnu",
 			CargoArgs: []string{"--locked"}, Env: map[string]string{"RUSTFLAGS": "-C target-cpu=native"},
 			Include: []string{"assets/**"}, Exclude: []string{"benches/big/**"}, Line: line,
@@ -252,7 +252,7 @@ func TestSequentialTOML(t *testing.T) {
 		if i > 0 {
 			want = cfg.Order[i-1]
 		}
-		if got := cfg.Steps[name].Artifacts; got != want {
+		if got := cfg.Steps[name].Inherits; got != want {
 			t.Errorf("%s.Artifacts = %q, want %q", name, got, want)
 		}
 	}

@@ -1,17 +1,13 @@
 package config
 
-// Kinds lists the step kinds this version knows, in a stable order.
-var Kinds = []string{"deps", "clippy", "test", "fmt", "doc", "package", "tarpaulin", "coverage", "nextest", "doctest", "deny", "command"}
+import "smelt/internal/kind"
 
-// DefaultArgs gives each kind's extra args when a step sets none.
-// clippy: {"--all-targets", "--", "--deny", "warnings"}; all others: nil.
-// It returns a fresh slice so callers may append to it without aliasing.
-func DefaultArgs(kind string) []string {
-	if kind == "clippy" {
-		return []string{"--all-targets", "--", "--deny", "warnings"}
-	}
-	return nil
-}
+// Kinds lists the step kinds this version knows, in a stable order.
+var Kinds = kind.Names()
+
+// DefaultArgs gives each kind's extra args when a step sets none, as a
+// fresh slice so callers may append to it without aliasing.
+func DefaultArgs(k string) []string { return kind.DefaultArgs(k) }
 
 // defaultProfile is what a step builds with when neither it nor [common]
 // sets a profile: smelt produces shippable output, so release.
@@ -35,13 +31,13 @@ func Default() *Config {
 		{"package", "package", "deps"},
 	} {
 		c.Steps[s.name] = &Step{
-			Name:      s.name,
-			Kind:      s.kind,
-			Artifacts: s.artifacts,
-			Args:      DefaultArgs(s.kind),
-			Profile:   defaultProfile,
-			Env:       map[string]string{},
-			Base:      s.name,
+			Name:     s.name,
+			Kind:     s.kind,
+			Inherits: s.artifacts,
+			Args:     DefaultArgs(s.kind),
+			Profile:  defaultProfile,
+			Env:      map[string]string{},
+			Base:     s.name,
 		}
 		c.Order = append(c.Order, s.name)
 	}

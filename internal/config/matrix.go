@@ -139,8 +139,8 @@ func (p *parser) expand(base *Config, raw rawFile, common *rawCommon, rows []row
 		for _, name := range base.Order {
 			s := p.step(name, raw.Step[name], common, r)
 			s.Name = name + "@" + r.label
-			if s.Artifacts != "" {
-				s.Artifacts += "@" + r.label
+			if s.Inherits != "" {
+				s.Inherits += "@" + r.label
 			}
 			cfg.Steps[s.Name] = s
 			cfg.Order = append(cfg.Order, s.Name)

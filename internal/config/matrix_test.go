@@ -165,7 +165,7 @@ func TestMatrixToolchain(t *testing.T) {
 		if s == nil {
 			t.Fatalf("no step %s", c.name)
 		}
-		if s.Name != c.name || s.Base != c.base || s.Row != c.row || s.Artifacts != c.artifacts || s.Toolchain != c.toolchain {
+		if s.Name != c.name || s.Base != c.base || s.Row != c.row || s.Inherits != c.artifacts || s.Toolchain != c.toolchain {
 			t.Errorf("%s = %+v", c.name, s)
 		}
 		if s.Line == 0 || s.Profile != "release" || s.Env == nil {

@@ -56,6 +56,12 @@ func (p *parser) remote(r *rawRemote) Remote {
 	if r.Push != nil {
 		out.Push = *r.Push
 	}
+	if r.Exec != nil {
+		out.Executor = *r.Exec
+		if u, err := url.Parse(out.Executor); err != nil || u.Scheme != "grpc" || u.Port() == "" {
+			p.add(p.ix.line("remote", "executor"), `write executor = "grpc://HOST:PORT[/INSTANCE]"`, "executor in [remote] is %q, not a Remote Execution engine's address", out.Executor)
+		}
+	}
 	if r.Trusted != nil {
 		out.TrustedKeys = slices.Clone(*r.Trusted)
 		if _, err := trust.ParsePublicKeys(out.TrustedKeys); err != nil {

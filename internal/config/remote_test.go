@@ -26,6 +26,8 @@ func TestRemote(t *testing.T) {
 		{"bad key", steps + "[remote]\ntrusted-public-keys = [\"ci-1:abc\"]\n", Remote{}, `smelt.toml:4: trusted-public-keys in [remote]: public key "ci-1": not 32 bytes of base64`},
 		{"push type", steps + "[remote]\npush = \"yes\"\n", Remote{}, `smelt.toml:4:`},
 		{"unknown key", steps + "[remote]\nurls = []\n", Remote{}, `smelt.toml:4: unknown key "urls" in [remote]; did you mean "url"?`},
+		{"executor", steps + "[remote]\nexecutor = \"grpc://127.0.0.1:50061/main\"\n", Remote{Executor: "grpc://127.0.0.1:50061/main", Line: 3}, ""},
+		{"executor not grpc", steps + "[remote]\nexecutor = \"http://h:1\"\n", Remote{}, `smelt.toml:4: executor in [remote] is "http://h:1", not a Remote Execution engine's address; write executor = "grpc://HOST:PORT[/INSTANCE]"`},
 		{"case", steps + "[Remote]\nurl = []\n", Remote{}, `smelt.toml:3: unknown table [Remote]`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -40,7 +42,7 @@ func TestRemote(t *testing.T) {
 				t.Fatal(err)
 			}
 			got := cfg.Remote
-			if !slices.Equal(got.URLs, c.want.URLs) || got.Push != c.want.Push || !slices.Equal(got.TrustedKeys, c.want.TrustedKeys) || got.Line != c.want.Line {
+			if !slices.Equal(got.URLs, c.want.URLs) || got.Push != c.want.Push || !slices.Equal(got.TrustedKeys, c.want.TrustedKeys) || got.Line != c.want.Line || got.Executor != c.want.Executor {
 				t.Errorf("Remote = %+v, want %+v", got, c.want)
 			}
 			if len(cfg.Steps) == 0 {

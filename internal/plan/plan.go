@@ -11,6 +11,8 @@ import (
 
 	"smelt/internal/cargo"
 	"smelt/internal/config"
+	"smelt/internal/key"
+	"smelt/internal/kind"
 	"smelt/internal/store"
 )
 
@@ -41,7 +43,7 @@ func New(cfg *config.Config) (*Graph, error) {
 	var order []string
 	for _, name := range cfg.Order {
 		s := cfg.Steps[name]
-		if s.Kind == "nextest" && s.Partitions > 1 {
+		if kind.Get(s.Kind).Partitioned && s.Partitions > 1 {
 			// Each partition is a step of its own, cached on its own.
 			for i := 1; i <= s.Partitions; i++ {
 				ps := *s
@@ -57,7 +59,7 @@ func New(cfg *config.Config) (*Graph, error) {
 	}
 	for _, name := range order {
 		n := g.Nodes[name]
-		if a := n.Step.Artifacts; a != "" {
+		if a := n.Step.Inherits; a != "" {
 			p, ok := g.Nodes[a]
 			if !ok {
 				return nil, fmt.Errorf("step %s inherits from unknown step %s", name, a)
@@ -91,7 +93,7 @@ func New(cfg *config.Config) (*Graph, error) {
 		for _, h := range n.Descendants() {
 			heirs = append(heirs, h.Step)
 		}
-		n.Commands = cargo.Commands(n.Step, heirs, n.Part, n.Of)
+		n.Commands = kind.Commands(n.Step, heirs, n.Part, n.Of)
 	}
 	return g, nil
 }
@@ -161,7 +163,7 @@ func (g *Graph) Node(name string) (*Node, bool) {
 	}
 	base, member, ok := config.SplitMember(name)
 	b := g.Nodes[base]
-	if !ok || b == nil || b.Step.Kind != "package" {
+	if !ok || b == nil || !kind.Get(b.Step.Kind).Members {
 		return nil, false
 	}
 	s := *b.Step
@@ -169,7 +171,7 @@ func (g *Graph) Node(name string) (*Node, bool) {
 	// -p and --workspace together would build the whole workspace.
 	s.Args = append(slices.DeleteFunc(slices.Clone(s.Args), func(a string) bool { return a == "--workspace" || a == "--all" }), "-p", member)
 	n := &Node{Step: &s, Parent: b.Parent}
-	n.Commands = cargo.Commands(&s, nil, 0, 0)
+	n.Commands = kind.Commands(&s, nil, 0, 0)
 	g.Nodes[name] = n
 	g.Order = append(g.Order, name)
 	return n, true
@@ -199,61 +201,24 @@ func (g *Graph) Unknown(name string) error {
 	return fmt.Errorf("no step named %s (%s)", name, list)
 }
 
-// KeepsArtifacts reports whether a kind's target/ is stored for heirs:
-// every kind that builds.
-func KeepsArtifacts(kind string) bool { return kind != "fmt" && kind != "deny" }
+// Inputs are the named parts of a step's key (see package key).
+type Inputs = key.Inputs
 
-// UsesDependencies reports whether a kind needs the vendored sources.
-func UsesDependencies(kind string) bool { return kind != "fmt" }
-
-// Inputs are the named parts of a step's key. Everything that can change a
-// step's result is here, and nothing else: no absolute paths, no times.
-type Inputs map[string]string
-
-// StepInputs returns the inputs that come from the step's own definition.
-func StepInputs(n *Node) Inputs {
+// StepValues returns the inputs that come from the step's own definition.
+func StepValues(n *Node) key.Values {
 	// Every setting of the step enters the key, so a field added to
 	// config.Step later cannot be forgotten here. Only the names are left
 	// out: renaming a step, or the step it inherits from, changes no result
 	// (what it inherits enters the key by content).
 	s := *n.Step
-	s.Name, s.Base, s.Row, s.Artifacts, s.Line = "", "", "", "", 0
+	s.Name, s.Base, s.Row, s.Inherits, s.Line = "", "", "", "", 0
 	def, _ := json.Marshal(s)
 	cmds, _ := json.Marshal(n.Commands)
-	return Inputs{
-		"smelt":    store.FormatVersion,
-		"step":     store.HashBytes(def),
-		"commands": store.HashBytes(cmds),
+	return key.Values{
+		Smelt:    store.FormatVersion,
+		Step:     store.HashBytes(def),
+		Commands: store.HashBytes(cmds),
 	}
-}
-
-// Key hashes the inputs.
-func (in Inputs) Key() string {
-	names := make([]string, 0, len(in))
-	for k := range in {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	var b strings.Builder
-	for _, k := range names {
-		// Quoted, so that no value can pose as another input.
-		fmt.Fprintf(&b, "%q=%q\n", k, in[k])
-	}
-	return store.HashBytes([]byte(b.String()))
-}
-
-// inputWords says in words what each input is.
-var inputWords = map[string]string{
-	"smelt":        "smelt's store format changed",
-	"step":         "the step's settings in smelt.toml changed",
-	"commands":     "the commands it runs changed (for deps: a step that inherits from it changed settings)",
-	"source":       "source changed",
-	"vendor":       "Cargo.lock changed (dependency sources)",
-	"toolchain":    "the Rust toolchain changed",
-	"cargo-config": "cargo's user configuration changed",
-	"artifacts":    "the artifacts it inherits changed",
-	"tools":        "an external tool it runs changed version",
-	"paths":        "the paths its commands see changed (a sandbox, or the store's own)",
 }
 
 // Explain says why inputs now differ from old (the last successful run's),
@@ -277,11 +242,11 @@ func Explain(old, now Inputs, oldFiles, nowFiles map[string]string) string {
 		if old[k] == now[k] {
 			continue
 		}
-		r := inputWords[k]
+		r := key.Words[k]
 		if r == "" {
 			r = k + " changed"
 		}
-		if k == "source" && oldFiles != nil && nowFiles != nil {
+		if k == key.Source && oldFiles != nil && nowFiles != nil {
 			if d := DiffFiles(oldFiles, nowFiles); d != "" {
 				r += ": " + d
 			}

@@ -8,12 +8,14 @@ import (
 
 	"smelt/internal/cargo"
 	"smelt/internal/config"
+	"smelt/internal/key"
+	"smelt/internal/kind"
 )
 
 // step builds a config.Step as the [common] merge would leave it.
 func step(name, kind, artifacts string) *config.Step {
 	return &config.Step{
-		Name: name, Kind: kind, Artifacts: artifacts,
+		Name: name, Kind: kind, Inherits: artifacts,
 		Args: config.DefaultArgs(kind), Profile: "release", Env: map[string]string{},
 	}
 }
@@ -387,8 +389,8 @@ func TestInputsKeyNoCollisionWithNewlines(t *testing.T) {
 func TestKindPredicates(t *testing.T) {
 	for _, k := range []string{"deps", "clippy", "test", "doc", "package", "fmt"} {
 		want := k != "fmt"
-		if KeepsArtifacts(k) != want || UsesDependencies(k) != want {
-			t.Errorf("%s: KeepsArtifacts=%v UsesDependencies=%v", k, KeepsArtifacts(k), UsesDependencies(k))
+		if s := kind.Get(k); s.KeepsArtifacts != want || s.UsesDependencies != want {
+			t.Errorf("%s: KeepsArtifacts=%v UsesDependencies=%v", k, s.KeepsArtifacts, s.UsesDependencies)
 		}
 	}
 }
@@ -538,5 +540,29 @@ func TestMemberStep(t *testing.T) {
 		if _, err := g.Select([]string{bad}); err == nil {
 			t.Errorf("Select(%q) gave no error", bad)
 		}
+	}
+}
+
+// StepInputs names the inputs that come from the step's definition alone.
+func StepInputs(n *Node) Inputs { return key.New(StepValues(n)) }
+
+// A step's settings and commands are hashed as they always were: the
+// hashes below were recorded before the key moved to package key, and a
+// change here changes every stored key.
+func TestStepValuesStable(t *testing.T) {
+	s := &config.Step{Name: "test", Kind: "test", Profile: "release", Env: map[string]string{}, Features: []string{"x"}}
+	v := StepValues(&Node{Step: s, Commands: cargo.Commands(s, nil, 0, 0)})
+	if v.Smelt != "smelt-store-1" || v.Step != "ac60f30e25fe2f7823cdb3450f66c2cb9d33456161fabf2cfa8d57bceb58afe0" ||
+		v.Commands != "327c8915933f65a8d47dfdb55dc7a513742b6de0bffba2b9c7558f65a9a44d25" {
+		t.Errorf("test step: %+v", v)
+	}
+	d := &config.Step{Name: "deps", Kind: "deps", Profile: "release", Env: map[string]string{}}
+	heirs := []*config.Step{
+		{Name: "cov", Kind: "coverage", Profile: "dev", Env: map[string]string{}, Args: []string{"--lib"}},
+		{Name: "clippy", Kind: "clippy", Profile: "release", Env: map[string]string{}, Args: config.DefaultArgs("clippy")},
+		s,
+	}
+	if got := StepValues(&Node{Step: d, Commands: cargo.Commands(d, heirs, 0, 0)}).Commands; got != "3c70589020660f235a02af2fb9cc48221ec0fc374f9aa7da6b75a43e9898cff8" {
+		t.Errorf("deps commands hash %s", got)
 	}
 }

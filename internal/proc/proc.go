@@ -4,8 +4,8 @@
 // PR_SET_PDEATHSIG, so when the starter dies the kernel kills it, and with
 // it every process of the namespace, whatever they did to escape.
 //
-// It is the same rule internal/run applies to cargo (run/proc.go's
-// supervise and runSupervised), for the worker's actions.
+// internal/run applies it to the commands of a step (cargo, the coverage
+// tools), and the worker to its actions.
 package proc
 
 import (
@@ -73,16 +73,19 @@ func Isolated() (bool, string) {
 
 // Supervise prepares cmd (made with exec.CommandContext) so that canceling
 // its context kills all of its processes, and its processes die with this
-// one. Run it with Run.
-func Supervise(cmd *exec.Cmd) {
+// one. Run it with Run. Without a PID namespace, canceling sends sig to the
+// command's process group (SIGINT lets cargo clean up; what still runs
+// after cmd.WaitDelay is killed).
+func Supervise(cmd *exec.Cmd, sig syscall.Signal) {
 	c := probe()
 	cmd.SysProcAttr = c.sysProcAttr()
 	if c.flags != 0 {
 		// The command is its namespace's init: killing it kills all of
-		// its processes at once.
+		// its processes at once. (An init ignores the signals it has no
+		// handler for, such as cargo's SIGINT.)
 		cmd.Cancel = func() error { return cmd.Process.Kill() }
 	} else {
-		cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+		cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, sig) }
 	}
 	cmd.WaitDelay = 10 * time.Second
 }

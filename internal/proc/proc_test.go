@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -32,7 +33,7 @@ func TestCancelEndsTheTree(t *testing.T) {
 	arg := fmt.Sprintf("%d.%d", 600+os.Getpid()%100, time.Now().UnixNano()%1000) // unique
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, "sh", "-c", "sleep "+arg+" & wait")
-	Supervise(cmd)
+	Supervise(cmd, syscall.SIGKILL)
 	done := make(chan error, 1)
 	go func() { done <- Run(cmd) }()
 	deadline := time.Now().Add(10 * time.Second)

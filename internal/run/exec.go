@@ -19,11 +19,12 @@ import (
 	"time"
 
 	"smelt/internal/cargo"
+	"smelt/internal/depsrc"
+	"smelt/internal/kind"
 	"smelt/internal/plan"
 	"smelt/internal/skeleton"
 	"smelt/internal/source"
 	"smelt/internal/store"
-	"smelt/internal/vendor"
 )
 
 // stepRun is one execution of a step: its directories and what its
@@ -44,10 +45,17 @@ type stepRun struct {
 	tools     map[string]string // tool name → path
 	locals    []string          // the workspace's own packages
 	phases    []string          // where the step's time went, for its log
-	fused     bool              // a deps step now building on its heirs' source (see fuse.go)
-	view      view              // where its commands see its directories
-	prog      *tracker          // the step's progress, from its commands' output (see progress.go)
+	kind      *kind.Spec
+	fused     bool               // a deps step now building on its heirs' source (see fuse.go)
+	fuseAt    int                // a deps step's first command to run on its heirs' source; -1: none
+	fuseSrc   source.Tree        // that source
+	seedSrc   []store.SourceFile // its files' times, for the seed
+	stubQ     *store.Entry       // cargo's compiler-query cache as the skeleton's builds left it
+	view      view               // where its commands see its directories
+	prog      *tracker           // the step's progress, from its commands' output (see progress.go)
 	mark      time.Time
+	key       string // the step's key
+	ncmd      int    // commands run so far (executor.go)
 }
 
 // phase records the time since the previous mark under name; the log ends
@@ -58,17 +66,58 @@ func (sr *stepRun) phase(name string) {
 	sr.mark = now
 }
 
-// execute runs a step that has no stored result and stores its result.
+// execute runs a step that has no stored result and stores its result,
+// one phase after the other (each named in the log's time line).
 func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in plan.Inputs, key string, parent *store.Result, r *StepReport) (*store.Result, error) {
-	st, s := e.p.st, n.Step
 	start := time.Now()
 	wl, err := e.workDir(ctx, n.Name())
 	if err != nil {
 		return nil, err
 	}
 	defer wl.release()
-	dir := wl.dir
-	logDir := filepath.Join(st.Dir, "logs", e.p.id)
+	sr, err := e.newStepRun(n, r, wl, src, key, start)
+	if err != nil {
+		return nil, err
+	}
+	defer sr.logf.Close()
+	from, err := sr.layoutSource(src, parent)
+	if err != nil {
+		return nil, err
+	}
+	if err := sr.restore(from, parent); err != nil {
+		return nil, err
+	}
+	if err := sr.prepare(ctx, wl.dir); err != nil {
+		return nil, err
+	}
+	sr.setEnv()
+	cmds := n.Commands
+	if sr.kind.Skeleton {
+		if cmds, err = sr.depsCommands(ctx, src, cmds); err != nil {
+			return nil, err
+		}
+	}
+	if err := sr.runCommands(ctx, cmds); err != nil {
+		return nil, err
+	}
+	res := &store.Result{Key: key, Step: n.Name(), Kind: n.Step.Kind, Inputs: in, Source: from.times, Created: time.Now().UTC()}
+	var tree store.Tree
+	if sr.kind.KeepsArtifacts {
+		if tree, err = sr.snapshot(res, from, src, start); err != nil {
+			return nil, err
+		}
+	}
+	if err := sr.outputs(ctx, res, tree); err != nil {
+		return nil, err
+	}
+	sr.phase("outputs")
+	return sr.finish(res, start)
+}
+
+// newStepRun opens the step's log and sets out its directories in the
+// work directory wl.
+func (e *engine) newStepRun(n *plan.Node, r *StepReport, wl *workLock, src source.Tree, key string, start time.Time) (*stepRun, error) {
+	logDir := filepath.Join(e.p.st.Dir, "logs", e.p.id)
 	if err := os.MkdirAll(logDir, 0o755); err != nil {
 		return nil, err
 	}
@@ -77,61 +126,79 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 	if err != nil {
 		return nil, err
 	}
-	defer logf.Close()
-	fmt.Fprintf(logf, "# smelt step %s (kind %s), key %s\n# why: %s\n", n.Name(), s.Kind, key[:16], r.Reason)
-	for _, note := range []string{wl.note, probeIsolation().note} {
+	fmt.Fprintf(logf, "# smelt step %s (kind %s), key %s\n# why: %s\n", n.Name(), n.Step.Kind, key[:16], r.Reason)
+	for _, note := range []string{wl.note, isolationNote()} {
 		if note != "" {
 			fmt.Fprintf(logf, "# smelt: %s\n", note)
 		}
 	}
 	// A path dependency outside the workspace ("../lib") keeps its place
 	// relative to it: the workspace then lies deeper (source.Nest).
-	sr := &stepRun{e: e, n: n, r: r, logf: logf, procs: wl.procs, srcDir: source.Nest(filepath.Join(dir, "src"), e.p.root, src.Depth()), scratch: filepath.Join(dir, "scratch"),
-		bins: map[string]string{}, binPaths: map[string]string{}, mark: start}
+	sr := &stepRun{e: e, n: n, r: r, kind: kind.Get(n.Step.Kind), logf: logf, procs: wl.procs,
+		srcDir: source.Nest(filepath.Join(wl.dir, "src"), e.p.root, src.Depth()), scratch: filepath.Join(wl.dir, "scratch"),
+		bins: map[string]string{}, binPaths: map[string]string{}, mark: start, fuseAt: -1, key: key}
 	sr.prog = e.newTracker(n)
 	sr.targetDir = filepath.Join(sr.srcDir, "target")
-	locals, distinct, err := memberNames(src, e.p.root)
+	return sr, nil
+}
+
+// layoutSource works out what the step starts from and lays out its
+// source, with the times that the mtime rule gives it.
+func (sr *stepRun) layoutSource(src source.Tree, parent *store.Result) (*origin, error) {
+	locals, distinct, err := memberNames(src, sr.e.p.root)
 	if err != nil {
 		return nil, err
 	}
 	sr.locals = locals
-	from, err := e.startFrom(n, parent, src, locals, distinct)
+	from, err := sr.e.startFrom(sr.n, parent, src, locals, distinct)
 	if err != nil {
 		return nil, err
 	}
 	if from.note != "" {
-		fmt.Fprintf(logf, "# %s\n", from.note)
+		fmt.Fprintf(sr.logf, "# %s\n", from.note)
 	}
 	if err := source.Layout(sr.srcDir, src, from.times); err != nil {
 		return nil, err
 	}
 	sr.phase("source")
-	keeps := plan.KeepsArtifacts(s.Kind)
-	if keeps {
+	return from, nil
+}
+
+// restore lays out target/ as the step starts from it, and a command
+// step's declared outputs in its heirs' source.
+func (sr *stepRun) restore(from *origin, parent *store.Result) error {
+	st := sr.e.p.st
+	if sr.kind.KeepsArtifacts {
 		// Always restore, even to nothing: a step must never see a target/
 		// left over from some other state of its working directory.
-		if err := st.RestoreLinking(sr.targetDir, from.restored, linkable(s.Kind)); err != nil {
-			return nil, err
+		if err := st.RestoreLinking(sr.targetDir, from.restored, linkable(sr.n.Step.Kind)); err != nil {
+			return err
 		}
 		sr.phase("restore")
 	}
-	if parent != nil && parent.Kind == "command" && parent.Output != "" {
+	if parent != nil && kind.Get(parent.Kind).UserCommand && parent.Output != "" {
 		// A command step's declared outputs appear in its heirs' source.
 		if err := restoreInto(st, parent.Output, sr.srcDir); err != nil {
-			return nil, err
+			return err
 		}
 	}
+	return nil
+}
+
+// prepare empties the scratch directory and finds the vendored sources and
+// the tools the step runs; dir is its work directory.
+func (sr *stepRun) prepare(ctx context.Context, dir string) error {
 	if err := os.RemoveAll(sr.scratch); err != nil {
-		return nil, err
+		return err
 	}
 	if err := os.MkdirAll(sr.scratch, 0o755); err != nil {
-		return nil, err
+		return err
 	}
 	vendorConfig, vendorDir := "", ""
-	if plan.UsesDependencies(s.Kind) {
-		v, err := e.p.vendor(ctx, logf)
+	if sr.kind.UsesDependencies {
+		v, err := sr.e.p.vendor(ctx, sr.logf)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		vendorConfig, vendorDir = v.Config, v.Dir
 	}
@@ -140,123 +207,86 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 	// that the user runs cannot all take `--config`: a config file in a
 	// parent directory of the workspace points them at the vendored sources.
 	if err := writeParentConfig(dir, vendorConfig, vendorDir, sr.view.vendor); err != nil {
-		return nil, err
+		return err
 	}
-	if sr.tools, err = e.tools(ctx, s); err != nil {
-		return nil, err
+	var err error
+	if sr.tools, err = sr.e.tools(ctx, sr.n.Step); err != nil {
+		return err
 	}
 	sr.phase("prepare")
+	return nil
+}
 
+// setEnv sets the environment every command of the step runs with.
+func (sr *stepRun) setEnv() {
+	s := sr.n.Step
 	sr.env = append(stepEnv(s.Toolchain),
 		"CARGO_TARGET_DIR="+sr.view.target,
 		"CARGO_TERM_COLOR=never",
 		"CARGO_NET_OFFLINE=true",
 		"NO_COLOR=1", // logs are files: no escape codes (tarpaulin, nextest)
 	)
-	if e.jobs != nil {
-		sr.env = append(sr.env, e.jobs.env())
+	if sr.e.jobs != nil {
+		sr.env = append(sr.env, sr.e.jobs.env())
 	}
 	for _, k := range sortedKeys(s.Env) {
 		sr.env = append(sr.env, k+"="+s.Env[k])
 	}
-	cmds := n.Commands
-	fuseAt := -1 // the first command to run on the heirs' source
-	var fuseSrc source.Tree
-	if s.Kind == "deps" {
-		var fused []cargo.Command
-		if h := e.fusedHeir(n); h != nil {
-			if cmds, fused = fuseSplit(cmds, e.fusedFor(n)); len(fused) > 0 {
-				if fuseSrc, err = e.stepSource(h.Step); err != nil {
-					return nil, err
-				}
-			}
-		}
-		if cmds, err = sr.warmups(src, cmds, fused); err != nil {
-			return nil, err
-		}
-		if len(fused) > 0 {
-			fuseAt = len(cmds)
-			cmds = append(slices.Clip(cmds), fused...)
-		}
-		if !userWrapper(s.Env) {
-			// Only an optimisation: where the store cannot hold programs
-			// (a noexec mount), rustc fails the stubs instead.
-			w, err := st.Program("stub-rustc", []byte(skeleton.StubRustc))
-			if err == nil {
-				err = exec.CommandContext(ctx, w, "true").Run()
-			}
-			if err != nil {
-				fmt.Fprintf(logf, "# smelt: rustc fails the stubs (the stub wrapper cannot run: %v)\n", err)
-			} else {
-				sr.env = append(sr.env, "RUSTC_WORKSPACE_WRAPPER="+sr.view.program(w))
-			}
-		}
-	}
-	var seedSource []store.SourceFile
-	var stubQueries *store.Entry // cargo's compiler-query cache as the skeleton's builds left it
+}
+
+// runCommands runs the step's commands in order; a deps step lays out its
+// heirs' source before the first of those it runs fused (see fuse.go).
+func (sr *stepRun) runCommands(ctx context.Context, cmds []cargo.Command) error {
 	for i, c := range cmds {
-		if i == fuseAt {
-			if stubQueries, err = sr.queryCache(); err != nil {
-				return nil, err
+		if i == sr.fuseAt {
+			if err := sr.fuseNow(); err != nil {
+				return err
 			}
-			if seedSource, err = sr.layRealSource(fuseSrc); err != nil {
-				return nil, err
-			}
-			sr.phase("source")
 		}
 		if err := sr.command(ctx, c.Expand(sr.view.vendorConfig, sr.view.scratch)); err != nil {
-			return nil, err
+			return err
 		}
 		sr.phase(c.Program + " " + firstArg(c.Args))
 	}
+	return nil
+}
 
-	res := &store.Result{Key: key, Step: n.Name(), Kind: s.Kind, Inputs: in, Source: from.times, Created: time.Now().UTC()}
-	var tree store.Tree
-	if keeps {
-		if err := sortDepInfo(sr.targetDir, start); err != nil {
-			return nil, err
-		}
-		t, err := st.Capture(sr.targetDir, from.base, from.restored, linkable(s.Kind))
-		if err != nil {
-			return nil, err
-		}
-		if s.Kind == "deps" {
-			// Only the dependencies' units, fused or not (the stubs'
-			// leftovers are nothing to keep), so that both give the same
-			// content and early cutoff holds between them; the whole
-			// target/ of a fused run is its heirs' seed.
-			if sr.fused {
-				if res.Seed, err = st.PutTree(from.layer, from.base, t); err != nil {
-					return nil, err
-				}
-				res.SeedSource, res.SeedMaxMTime = seedSource, t.MaxMTime()
-			}
-			t = dependencyPart(t, locals)
-			if stubQueries != nil {
-				// The deps step's next run starts from its result, with the
-				// stub wrapper: the cache keyed by it, not by none.
-				t[cargo.RustcInfo] = *stubQueries
-			}
-		}
-		id, err := st.PutTree(from.layer, from.base, t)
-		if err != nil {
-			return nil, err
-		}
-		tree = t
-		res.Artifacts, res.ArtifactsID, res.MaxMTime = id, artifactsID(t), t.MaxMTime()
-		if s.Kind != "command" {
-			// A user's command may have written anything into target/.
-			res.DepsID = depsID(t, locals, src)
-		}
-		sr.phase("snapshot")
-	}
-	if err := sr.outputs(ctx, res, tree); err != nil {
+// snapshot stores the step's target/ as a layer over what it started
+// from, and returns its tree.
+func (sr *stepRun) snapshot(res *store.Result, from *origin, src source.Tree, start time.Time) (store.Tree, error) {
+	st := sr.e.p.st
+	if err := sortDepInfo(sr.targetDir, start); err != nil {
 		return nil, err
 	}
-	sr.phase("outputs")
-	fmt.Fprintf(logf, "\n# smelt: time: %s\n", strings.Join(sr.phases, ", "))
-	logf.Sync()
-	if data, err := os.ReadFile(r.Log); err == nil {
+	t, err := st.Capture(sr.targetDir, from.base, from.restored, linkable(sr.n.Step.Kind))
+	if err != nil {
+		return nil, err
+	}
+	if sr.kind.Skeleton {
+		if t, err = sr.dependencyResult(res, from, t); err != nil {
+			return nil, err
+		}
+	}
+	id, err := st.PutTree(from.layer, from.base, t)
+	if err != nil {
+		return nil, err
+	}
+	res.Artifacts, res.ArtifactsID, res.MaxMTime = id, artifactsID(t), t.MaxMTime()
+	if !sr.kind.UserCommand {
+		// A user's command may have written anything into target/.
+		res.DepsID = depsID(t, sr.locals, src)
+	}
+	sr.phase("snapshot")
+	return t, nil
+}
+
+// finish ends the log with the step's time line, stores the log and saves
+// the result.
+func (sr *stepRun) finish(res *store.Result, start time.Time) (*store.Result, error) {
+	st := sr.e.p.st
+	fmt.Fprintf(sr.logf, "\n# smelt: time: %s\n", strings.Join(sr.phases, ", "))
+	sr.logf.Sync()
+	if data, err := os.ReadFile(sr.r.Log); err == nil {
 		if res.Log, err = st.PutBytes(data); err != nil {
 			return nil, err
 		}
@@ -299,7 +329,7 @@ func artifactsID(t store.Tree) string {
 func depsID(t store.Tree, locals []string, src source.Tree) string {
 	drop := locals
 	if lock, ok := src.Get("Cargo.lock"); ok {
-		if names, err := vendor.PackageNames(lock.Data); err == nil {
+		if names, err := depsrc.PackageNames(lock.Data); err == nil {
 			seen := map[string]bool{}
 			for p := range t {
 				if name := cargo.UnitPackage(p); name != "" && !names[name] && !seen[name] {
@@ -360,7 +390,7 @@ type origin struct {
 // cargo's own freshness checks make a warm start sound: a user's command
 // could read anything left in target/.
 func (e *engine) startFrom(n *plan.Node, parent *store.Result, src source.Tree, locals []string, distinct map[string]bool) (*origin, error) {
-	st, kind := e.p.st, n.Step.Kind
+	st, k := e.p.st, kind.Get(n.Step.Kind)
 	tick, err := e.mtimeTick()
 	if err != nil {
 		return nil, err
@@ -390,7 +420,7 @@ func (e *engine) startFrom(n *plan.Node, parent *store.Result, src source.Tree, 
 	if seed := e.seedFor(n, own); seed != nil {
 		own, what = seed, "the target/ its deps step built the workspace's own code in"
 	}
-	if own != nil && plan.KeepsArtifacts(kind) && kind != "command" {
+	if own != nil && k.KeepsArtifacts && !k.UserCommand {
 		if ownTree, err = st.Flatten(own.Artifacts); err != nil {
 			// A warm start is an optimisation: start from what it inherits
 			// (and drop what the damage, if it is, spoilt).
@@ -426,7 +456,7 @@ func (e *engine) startFrom(n *plan.Node, parent *store.Result, src source.Tree, 
 	// dependency's never depend on them.
 	ours := unitsOf(locals, nil)
 	parentOurs := ours
-	if parent.Kind == "deps" {
+	if kind.Get(parent.Kind).Skeleton {
 		// The skeleton's units of a package whose version it masks are
 		// not the real build's: they bound nothing.
 		parentOurs = unitsOf(locals, distinct)
@@ -471,8 +501,8 @@ func sortedKeys[V any](m map[string]V) []string {
 // linkable says which files of target/ may be hard links into the store:
 // compiled crates, which rustc replaces and never rewrites (cargo.Replaced);
 // nothing for a user's command, which may write anything in place.
-func linkable(kind string) func(string) bool {
-	if kind == "command" {
+func linkable(k string) func(string) bool {
+	if kind.Get(k).UserCommand {
 		return nil
 	}
 	return cargo.Replaced
@@ -533,7 +563,7 @@ func (sr *stepRun) command(ctx context.Context, c cargo.Command) error {
 	c = withMessages(sr.n.Step.Kind, c)
 	fmt.Fprintf(sr.logf, "\n$ %s\n", c.String())
 	argv := append([]string{c.Program}, c.Args...)
-	if sr.n.Step.Kind == "command" {
+	if kind.Get(sr.n.Step.Kind).UserCommand {
 		// The user's command runs with the network off where the kernel
 		// lets smelt take it away.
 		argv = append(netOff(), argv...)
@@ -548,38 +578,48 @@ func (sr *stepRun) command(ctx context.Context, c cargo.Command) error {
 	if err := sr.view.wrap(cmd); err != nil {
 		return err
 	}
-	release := func() {}
-	if sr.e.jobs != nil {
-		// The process's implicit token (see jobserver).
-		var err error
-		if release, err = sr.e.jobs.acquire(ctx); err != nil {
-			return err
-		}
+	err := errLocal
+	if sr.e.exec != nil {
+		// On the engine, with the same command line and environment; the
+		// local jobserver is not held while it runs there.
+		err = sr.remote(ctx, argv, cmd.Env, stdout, io.MultiWriter(errLines, &stderr))
 	}
-	err := runSupervised(cmd)
-	release()
-	if ctx.Err() != nil {
-		// Whatever cargo left behind (a rustc, a linker) must not outlive
-		// the step: it would race the next run in the same target/.
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	if err == errLocal {
+		release := func() {}
+		if sr.e.jobs != nil {
+			// The process's implicit token (see jobserver).
+			var err error
+			if release, err = sr.e.jobs.acquire(ctx); err != nil {
+				return err
+			}
+		}
+		err = runSupervised(cmd)
+		release()
+		if ctx.Err() != nil {
+			// Whatever cargo left behind (a rustc, a linker) must not outlive
+			// the step: it would race the next run in the same target/.
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		}
 	}
 	flush()
 	if err == nil {
 		return nil
 	}
-	if sr.n.Step.Kind == "deps" && !sr.fused && skeleton.OnlyStubsFailed(stderr.String(), sr.locals) {
+	if kind.Get(sr.n.Step.Kind).Skeleton && !sr.fused && skeleton.OnlyStubsFailed(stderr.String(), sr.locals) {
 		fmt.Fprintf(sr.logf, "# smelt: only the skeleton's stubs failed, as they must: every dependency is built\n")
+		keepRemote(err)
 		return nil
 	}
 	if sr.fused && skeleton.OnlyOwnFailed(stderr.String(), sr.locals) {
 		fmt.Fprintf(sr.logf, "# smelt: only the workspace's own code failed to build: every dependency is built, and the steps after this one report the errors\n")
+		keepRemote(err)
 		return nil
 	}
 	sr.r.Tail = tail(sr.r.Log, 25)
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	if err := sr.failure(c, stderr.String(), err); testKinds[sr.n.Step.Kind] && missingFile(sr.r.Log) {
+	if err := sr.failure(c, stderr.String(), err); kind.Get(sr.n.Step.Kind).RunsTests && missingFile(sr.r.Log) {
 		return fmt.Errorf("%w (tests see only the cleaned source: Rust files, manifests, tests/, benches/, examples/ and fixture directories; if they read other files, add them to the step with include = [\"GLOB\"])", err)
 	} else {
 		return err
@@ -594,12 +634,9 @@ func missingFile(logPath string) bool {
 		bytes.Contains(data, []byte("NotFound"))
 }
 
-// testKinds run the project's tests.
-var testKinds = map[string]bool{"test": true, "nextest": true, "doctest": true, "coverage": true, "tarpaulin": true}
-
 // failure turns a command's failure into one sentence.
 func (sr *stepRun) failure(c cargo.Command, stderr string, err error) error {
-	if ee, ok := err.(*exec.ExitError); !ok {
+	if ee, ok := err.(interface{ ExitCode() int }); !ok {
 		if c.Program != "cargo" {
 			return failed("cannot run `%s`: %v", c.Program, err)
 		}
@@ -659,7 +696,7 @@ var reSkeletonAt = regexp.MustCompile(` at (\S*Cargo\.toml):\d+:\d+`)
 // inProject rewrites a message about the step's copy of the project to
 // name the project's own files.
 func (sr *stepRun) inProject(msg string) string {
-	if sr.n.Step.Kind == "deps" && !sr.fused {
+	if kind.Get(sr.n.Step.Kind).Skeleton && !sr.fused {
 		msg = reSkeletonAt.ReplaceAllString(msg, " in $1")
 	}
 	if sr.view.src != "" && sr.view.src != sr.srcDir {
@@ -690,8 +727,8 @@ func envList(m map[string]string) []string {
 func (sr *stepRun) outputs(ctx context.Context, res *store.Result, tree store.Tree) error {
 	st, s := sr.e.p.st, sr.n.Step
 	out := &store.Layer{Entries: []store.Entry{}}
-	switch s.Kind {
-	case "package":
+	switch kind.Get(s.Kind).Output {
+	case kind.Binaries:
 		res.Bins = sr.bins
 		for _, name := range sortedKeys(sr.binPaths) {
 			ent, ok := tree[sr.binPaths[name]]
@@ -702,7 +739,7 @@ func (sr *stepRun) outputs(ctx context.Context, res *store.Result, tree store.Tr
 			out.Entries = append(out.Entries, ent)
 		}
 		res.Summary = fmt.Sprintf("%d binaries", len(sr.binPaths))
-	case "doc":
+	case kind.DocHTML:
 		prefix := cargo.DocDir(s) + "/"
 		for _, ent := range tree.Sorted() {
 			if rest, ok := strings.CutPrefix(ent.Path, prefix); ok {
@@ -710,13 +747,15 @@ func (sr *stepRun) outputs(ctx context.Context, res *store.Result, tree store.Tr
 				out.Entries = append(out.Entries, ent)
 			}
 		}
-	case "test", "doctest", "nextest":
-		res.Summary = testSummary(sr.r.Log)
-	case "coverage":
+	case kind.TestCounts:
+		if data, err := os.ReadFile(sr.r.Log); err == nil {
+			res.Summary = kind.Get(s.Kind).Summary(data)
+		}
+	case kind.LLVMCoverage:
 		return sr.coverage(ctx, res)
-	case "tarpaulin":
+	case kind.TarpaulinReport:
 		return sr.tarpaulin(res)
-	case "command":
+	case kind.Declared:
 		return sr.commandOutputs(res, tree)
 	}
 	if len(out.Entries) > 0 {
@@ -751,4 +790,12 @@ func packageName(id string) string {
 func atoi(b []byte) int {
 	n, _ := strconv.Atoi(string(b))
 	return n
+}
+
+// keepRemote keeps an expected failure of a command that ran on the
+// executor in its action cache.
+func keepRemote(err error) {
+	if ex, ok := err.(remoteExit); ok && ex.keep != nil {
+		ex.keep()
+	}
 }

@@ -1,10 +1,12 @@
 package run
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path"
 	"path/filepath"
 	"slices"
@@ -12,7 +14,9 @@ import (
 
 	"smelt/internal/cargo"
 	"smelt/internal/config"
+	"smelt/internal/kind"
 	"smelt/internal/plan"
+	"smelt/internal/skeleton"
 	"smelt/internal/source"
 	"smelt/internal/store"
 )
@@ -36,9 +40,77 @@ import (
 // last target/ (a warm start; see seedFor), under the same mtime rule:
 // cargo rebuilds whatever the seed holds that their source does not match.
 
-// buildsOwn are the kinds whose deps warm-ups, run on the real source, build
-// what the step itself would of the workspace's own code.
-var buildsOwn = map[string]bool{"test": true, "nextest": true, "package": true, "coverage": true}
+// depsCommands are the commands a deps step runs: its warm-ups, less those
+// another covers, on the skeleton, then those it runs fused on a heir's
+// source; and the stub wrapper that lets the stubs fail fast.
+func (sr *stepRun) depsCommands(ctx context.Context, src source.Tree, cmds []cargo.Command) ([]cargo.Command, error) {
+	e, n := sr.e, sr.n
+	var fused []cargo.Command
+	var err error
+	if h := e.fusedHeir(n); h != nil {
+		if cmds, fused = fuseSplit(cmds, e.fusedFor(n)); len(fused) > 0 {
+			if sr.fuseSrc, err = e.stepSource(h.Step); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if cmds, err = sr.warmups(src, cmds, fused); err != nil {
+		return nil, err
+	}
+	if len(fused) > 0 {
+		sr.fuseAt = len(cmds)
+		cmds = append(slices.Clip(cmds), fused...)
+	}
+	if !userWrapper(n.Step.Env) {
+		// Only an optimisation: where the store cannot hold programs
+		// (a noexec mount), rustc fails the stubs instead.
+		w, err := e.p.st.Program("stub-rustc", []byte(skeleton.StubRustc))
+		if err == nil {
+			err = exec.CommandContext(ctx, w, "true").Run()
+		}
+		if err != nil {
+			fmt.Fprintf(sr.logf, "# smelt: rustc fails the stubs (the stub wrapper cannot run: %v)\n", err)
+		} else {
+			sr.env = append(sr.env, "RUSTC_WORKSPACE_WRAPPER="+sr.view.program(w))
+		}
+	}
+	return cmds, nil
+}
+
+// fuseNow turns a deps step from the skeleton to its heir's source, before
+// the first command it runs fused.
+func (sr *stepRun) fuseNow() error {
+	var err error
+	if sr.stubQ, err = sr.queryCache(); err != nil {
+		return err
+	}
+	if sr.seedSrc, err = sr.layRealSource(sr.fuseSrc); err != nil {
+		return err
+	}
+	sr.phase("source")
+	return nil
+}
+
+// dependencyResult is what a deps step keeps of target/ t: only the
+// dependencies' units, fused or not (the stubs' leftovers are nothing to
+// keep), so that both give the same content and early cutoff holds between
+// them; the whole target/ of a fused run is stored as its heirs' seed.
+func (sr *stepRun) dependencyResult(res *store.Result, from *origin, t store.Tree) (store.Tree, error) {
+	if sr.fused {
+		var err error
+		if res.Seed, err = sr.e.p.st.PutTree(from.layer, from.base, t); err != nil {
+			return nil, err
+		}
+		res.SeedSource, res.SeedMaxMTime = sr.seedSrc, t.MaxMTime()
+	}
+	t = dependencyPart(t, sr.locals)
+	if sr.stubQ != nil {
+		// The deps step's next run starts from its result, with the
+		// stub wrapper: the cache keyed by it, not by none.
+		t[cargo.RustcInfo] = *sr.stubQ
+	}
+	return t, nil
+}
 
 // fusedHeir returns the step whose source a deps step that runs builds its
 // `cargo build` warm-ups on, or nil: the first heir selected in this run
@@ -49,7 +121,7 @@ var buildsOwn = map[string]bool{"test": true, "nextest": true, "package": true, 
 // would build them all.
 func (e *engine) fusedHeir(n *plan.Node) *plan.Node {
 	for _, h := range n.Descendants() {
-		if !buildsOwn[h.Step.Kind] || !e.selected[h.Name()] {
+		if !kind.Get(h.Step.Kind).BuildsOwn || !e.selected[h.Name()] {
 			continue
 		}
 		if e.warmStart(h) != nil {
@@ -73,8 +145,8 @@ func fusible(c cargo.Command) bool {
 func (e *engine) fusedFor(n *plan.Node) func(cargo.Command) bool {
 	want := map[string]bool{}
 	for _, h := range n.Descendants() {
-		if buildsOwn[h.Step.Kind] && e.selected[h.Name()] {
-			for _, c := range cargo.Commands(n.Step, []*config.Step{h.Step}, 0, 0) {
+		if kind.Get(h.Step.Kind).BuildsOwn && e.selected[h.Name()] {
+			for _, c := range kind.Commands(n.Step, []*config.Step{h.Step}, 0, 0) {
 				want[c.String()] = true
 			}
 		}
@@ -218,11 +290,11 @@ func unitHash(name string) string {
 // inherited, they would stand over those steps' own units of the same
 // crates built since from newer source, and make cargo rebuild them.
 func (e *engine) seedFor(n *plan.Node, own *store.Result) *store.Result {
-	if !buildsOwn[n.Step.Kind] {
+	if !kind.Get(n.Step.Kind).BuildsOwn {
 		return nil
 	}
 	a := n.Parent
-	for a != nil && a.Step.Kind != "deps" {
+	for a != nil && !kind.Get(a.Step.Kind).Skeleton {
 		a = a.Parent
 	}
 	if a == nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/bmatcuk/doublestar/v4"
 
 	"smelt/internal/config"
+	"smelt/internal/kind"
 	"smelt/internal/store"
 	"smelt/internal/toolchain"
 )
@@ -54,26 +55,15 @@ func (e *engine) findTools(ctx context.Context, s *config.Step) (map[string]stri
 		out[name] = t.Path
 		versions = append(versions, name+"="+t.Version)
 	}
-	switch s.Kind {
-	case "tarpaulin":
-		t, err := find("cargo-tarpaulin", "tarpaulin", "--version")
+	k := kind.Get(s.Kind)
+	for _, tool := range k.Tools {
+		t, err := find(tool.Name, tool.VersionArgs...)
 		if err != nil {
 			return nil, err
 		}
-		add("cargo-tarpaulin", t)
-	case "nextest":
-		t, err := find("cargo-nextest", "nextest", "--version")
-		if err != nil {
-			return nil, err
-		}
-		add("cargo-nextest", t)
-	case "deny":
-		t, err := find("cargo-deny", "--version")
-		if err != nil {
-			return nil, err
-		}
-		add("cargo-deny", t)
-	case "coverage":
+		add(tool.Name, t)
+	}
+	if k.LLVMTools {
 		tc, err := e.p.toolchain(ctx, s.Toolchain)
 		if err != nil {
 			return nil, err
@@ -121,38 +111,6 @@ func netOff() []string {
 		}
 	})
 	return netOffArgs
-}
-
-var (
-	reTestResult = regexp.MustCompile(`test result: \w+\. (\d+) passed; (\d+) failed; (\d+) ignored`)
-	reNextest    = regexp.MustCompile(`Summary \[[^\]]*\]\s+(\d+) tests? run: (\d+) passed(?:[^,\n]*)?(?:, (\d+) failed)?(?:, (\d+) skipped)?`)
-)
-
-// testSummary adds up the test harness's (or nextest's) result lines in the log.
-func testSummary(logPath string) string {
-	data, err := os.ReadFile(logPath)
-	if err != nil {
-		return ""
-	}
-	var passed, failed, ignored, skipped int
-	for _, m := range reTestResult.FindAllSubmatch(data, -1) {
-		passed, failed, ignored = passed+atoi(m[1]), failed+atoi(m[2]), ignored+atoi(m[3])
-	}
-	for _, m := range reNextest.FindAllSubmatch(data, -1) {
-		// nextest's skipped tests are those of other partitions (or filtered).
-		passed, failed, skipped = passed+atoi(m[2]), failed+atoi(m[3]), skipped+atoi(m[4])
-	}
-	s := fmt.Sprintf("%d tests passed", passed)
-	if ignored > 0 {
-		s += fmt.Sprintf(", %d ignored", ignored)
-	}
-	if skipped > 0 {
-		s += fmt.Sprintf(", %d skipped", skipped)
-	}
-	if failed > 0 {
-		s += fmt.Sprintf(", %d failed", failed)
-	}
-	return s
 }
 
 // underMinimum fails a coverage step whose line coverage is below fail-under.

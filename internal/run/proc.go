@@ -21,94 +21,37 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"smelt/internal/proc"
 )
 
-// isolation is how commands are started here, probed once per process.
-type isolation struct {
-	flags uintptr // clone flags; 0: no PID namespace
-	user  bool    // through a user namespace (not root)
-	note  string  // why there is no PID namespace, for the logs
-}
-
-var (
-	isoOnce sync.Once
-	iso     isolation
-)
-
-// probeIsolation finds the first way to start a process in a PID namespace
-// of its own that the kernel allows: plainly (root, CAP_SYS_ADMIN), then
-// through a user namespace mapping only the caller's ids. The probe execs a
-// path that does not exist: if the clone succeeds, exec reports ENOENT.
-func probeIsolation() isolation {
-	isoOnce.Do(func() {
-		var last error
-		for _, c := range []isolation{{flags: syscall.CLONE_NEWPID}, {flags: syscall.CLONE_NEWUSER | syscall.CLONE_NEWPID, user: true}} {
-			attr := c.sysProcAttr()
-			p, err := os.StartProcess("/nonexistent/smelt-probe", []string{"probe"}, &os.ProcAttr{Sys: attr})
-			if p != nil {
-				p.Kill()
-				p.Wait()
-			}
-			if errors.Is(err, syscall.ENOENT) {
-				iso = c
-				return
-			}
-			last = err
-		}
-		iso = isolation{note: fmt.Sprintf("no PID namespace here (%v): a process that leaves cargo's process group may outlive a killed smelt; the next run kills it before reusing the directory", errors.Unwrap(last))}
-	})
-	return iso
-}
-
-// sysProcAttr: a process group of its own (smelt signals the group, the
-// terminal's Ctrl-C reaches only smelt), killed when smelt dies.
-func (c isolation) sysProcAttr() *syscall.SysProcAttr {
-	a := &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Cloneflags: c.flags}
-	if c.user {
-		uid, gid := os.Getuid(), os.Getgid()
-		a.UidMappings = []syscall.SysProcIDMap{{ContainerID: uid, HostID: uid, Size: 1}}
-		a.GidMappings = []syscall.SysProcIDMap{{ContainerID: gid, HostID: gid, Size: 1}}
-	}
-	return a
-}
-
-// supervise prepares cmd so that nothing it starts outlives smelt, passing
-// it the working directory's inherited lock (procs) as fd 3; run it with
-// runSupervised.
+// supervise prepares cmd so that nothing it starts outlives smelt (see
+// package proc), passing it the working directory's inherited lock (procs)
+// as fd 3; run it with runSupervised.
 func supervise(cmd *exec.Cmd, procs *os.File) {
-	c := probeIsolation()
-	cmd.SysProcAttr = c.sysProcAttr()
+	proc.Supervise(cmd, syscall.SIGINT)
 	if procs != nil {
 		cmd.ExtraFiles = append(cmd.ExtraFiles, procs)
 	}
-	if c.flags != 0 {
-		// The command is its namespace's init: killing it kills all of
-		// its processes at once. (An init ignores the signals it has no
-		// handler for, such as cargo's SIGINT.)
-		cmd.Cancel = func() error { return cmd.Process.Kill() }
-	} else {
-		cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGINT) }
-	}
-	cmd.WaitDelay = 10 * time.Second
 }
 
-// runSupervised runs a command prepared by supervise. PR_SET_PDEATHSIG
-// fires when the thread that forked the child exits, not the process: the
-// thread stays locked to this goroutine, and so alive, until the child has
-// exited.
-func runSupervised(cmd *exec.Cmd) error {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	return cmd.Run()
+// runSupervised runs a command prepared by supervise.
+func runSupervised(cmd *exec.Cmd) error { return proc.Run(cmd) }
+
+// isolationNote says why commands get no PID namespace here, for the logs
+// ("" when they do).
+func isolationNote() string {
+	if ok, note := proc.Isolated(); !ok {
+		return note + "; the next run kills what is left before reusing the directory"
+	}
+	return ""
 }
 
 // workLock holds a step's working directory.

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"smelt/internal/proc"
 )
 
 // A process that inherited a working directory's lock from a run that is
@@ -61,10 +63,9 @@ func TestLockWorkDirKillsLeftovers(t *testing.T) {
 // namespace of its own: a background process its shell leaves behind is
 // killed with the namespace when the shell exits.
 func TestSupervisedDescendantsEnd(t *testing.T) {
-	if probeIsolation().flags == 0 {
-		t.Skip(probeIsolation().note)
+	if ok, note := proc.Isolated(); !ok {
+		t.Skip(note)
 	}
-	t.Logf("clone flags %#x, through a user namespace: %v", probeIsolation().flags, probeIsolation().user)
 	w, err := lockWorkDir(context.Background(), t.TempDir())
 	if err != nil {
 		t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"smelt/internal/cargo"
+	"smelt/internal/kind"
 	"smelt/internal/plan"
 	"smelt/internal/store"
 )
@@ -34,8 +35,8 @@ var messageKinds = map[string]bool{"build": true, "check": true, "test": true, "
 // command that reports units that way, for progress. It is added as the
 // command runs, not in plan: the message format changes no unit cargo
 // builds, so it stays out of the key.
-func withMessages(kind string, c cargo.Command) cargo.Command {
-	if kind == "command" || c.Program != "cargo" || len(c.Args) == 0 || !messageKinds[c.Args[0]] {
+func withMessages(k string, c cargo.Command) cargo.Command {
+	if kind.Get(k).UserCommand || c.Program != "cargo" || len(c.Args) == 0 || !messageKinds[c.Args[0]] {
 		return c
 	}
 	for _, a := range c.Args {

@@ -11,11 +11,11 @@ import (
 	"sync"
 	"time"
 
+	"smelt/internal/depsrc"
 	"smelt/internal/skeleton"
 	"smelt/internal/source"
 	"smelt/internal/store"
 	"smelt/internal/toolchain"
-	"smelt/internal/vendor"
 )
 
 // FindRoot returns the workspace root for dir: the nearest ancestor whose
@@ -89,7 +89,7 @@ type project struct {
 	sources  map[string]source.Tree // by include/exclude
 	skels    map[string]source.Tree
 	vendorMu sync.Mutex
-	vendored *vendor.Sources
+	vendored *depsrc.Sources
 }
 
 func newProject(ctx context.Context, st *store.Store, root string) (*project, error) {
@@ -213,12 +213,12 @@ func (p *project) vendorID() (string, error) {
 		return "", err
 	}
 	lock, _ := skel.Get("Cargo.lock")
-	return vendor.ID(lock.Data), nil
+	return depsrc.ID(lock.Data), nil
 }
 
 // vendor fetches the dependency sources once per run (and once per lock
 // file across runs and projects).
-func (p *project) vendor(ctx context.Context, log *os.File) (*vendor.Sources, error) {
+func (p *project) vendor(ctx context.Context, log *os.File) (*depsrc.Sources, error) {
 	p.vendorMu.Lock()
 	defer p.vendorMu.Unlock()
 	if p.vendored != nil {
@@ -228,7 +228,7 @@ func (p *project) vendor(ctx context.Context, log *os.File) (*vendor.Sources, er
 	if err != nil {
 		return nil, err
 	}
-	if s, ok := vendor.Lookup(p.st, id); ok {
+	if s, ok := depsrc.Lookup(p.st, id); ok {
 		p.vendored = s
 		return s, nil
 	}
@@ -248,7 +248,7 @@ func (p *project) vendor(ctx context.Context, log *os.File) (*vendor.Sources, er
 	}
 	// Fetching is the one step that may use the network, so it sees the
 	// whole environment (proxies, registry tokens).
-	s, err := vendor.Fetch(ctx, p.st, ws, id, os.Environ(), log)
+	s, err := depsrc.Fetch(ctx, p.st, ws, id, os.Environ(), log)
 	if err != nil {
 		if errors.Is(err, context.Canceled) {
 			return nil, err

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"smelt/internal/config"
+	"smelt/internal/key"
+	"smelt/internal/kind"
 	"smelt/internal/plan"
 	"smelt/internal/sandbox"
 	"smelt/internal/source"
@@ -102,6 +104,9 @@ type Options struct {
 	Store    *store.Store
 	Jobs     int  // steps running at once; 0 means 1
 	FailFast bool // stop everything at the first failure
+	// Executor, when set (grpc://HOST:PORT[/INSTANCE]), is a Remote
+	// Execution engine that runs the steps' commands (see executor.go).
+	Executor string
 	Observer Observer
 	// Finish, if not nil, runs after the steps, under the store's lock
 	// (e.g. linking the output). A damaged store entry it meets
@@ -142,6 +147,12 @@ func Run(ctx context.Context, root string, cfg *config.Config, names []string, o
 	}
 	defer js.close()
 	e := &engine{p: p, opt: opt, sem: make(chan struct{}, jobs), cancel: cancel, jobs: js, selected: map[string]bool{}, reported: map[string]string{}}
+	if opt.Executor != "" {
+		if e.exec, err = newExecutor(opt.Executor); err != nil {
+			return nil, err
+		}
+		defer e.exec.close()
+	}
 	for _, n := range nodes {
 		e.selected[n.Name()] = true
 	}
@@ -249,6 +260,7 @@ type engine struct {
 	sem    chan struct{}
 	cancel context.CancelFunc
 	jobs   *jobserver
+	exec   *executor // nil: commands run here
 	mu     sync.Mutex
 
 	selected map[string]bool // the steps this run is to bring up to date
@@ -324,7 +336,7 @@ func (e *engine) started(n *plan.Node, reason string) {
 // stepSource is the tree a step sees: the skeleton for deps, else the
 // cleaned source.
 func (e *engine) stepSource(s *config.Step) (source.Tree, error) {
-	if s.Kind == "deps" {
+	if kind.Get(s.Kind).Skeleton {
 		return e.p.skeleton(s.Include, s.Exclude)
 	}
 	return e.p.source(s.Include, s.Exclude)
@@ -332,32 +344,30 @@ func (e *engine) stepSource(s *config.Step) (source.Tree, error) {
 
 // inputs are the named parts of the step's key.
 func (e *engine) inputs(ctx context.Context, n *plan.Node, src source.Tree, parent *store.Result) (plan.Inputs, error) {
-	in := plan.StepInputs(n)
-	in["source"] = src.Hash()
+	v := plan.StepValues(n)
+	v.Source = src.Hash()
 	tc, err := e.p.toolchain(ctx, n.Step.Toolchain)
 	if err != nil {
 		return nil, err
 	}
-	in["toolchain"] = tc.ID
+	v.Toolchain = tc.ID
 	tools, err := e.tools(ctx, n.Step)
 	if err != nil {
 		return nil, err
 	}
-	if id := tools[""]; id != "" {
-		in["tools"] = id
-	}
-	in["cargo-config"] = e.p.cargoConfig
-	in["paths"] = e.pathsID()
-	if plan.UsesDependencies(n.Step.Kind) {
+	v.Tools = tools[""]
+	v.CargoConfig = e.p.cargoConfig
+	v.Paths = e.pathsID()
+	if kind.Get(n.Step.Kind).UsesDependencies {
 		id, err := e.p.vendorID()
 		if err != nil {
 			return nil, err
 		}
-		in["vendor"] = id
+		v.UsesDependencies, v.Vendor = true, id
 	}
 	if n.Parent != nil {
-		in["artifacts"] = parent.ArtifactsID
-		if parent.DepsID != "" && n.Step.Kind != "command" {
+		v.Inherits, v.Artifacts = true, parent.ArtifactsID
+		if parent.DepsID != "" && !kind.Get(n.Step.Kind).UserCommand {
 			// A step that runs cargo keys on the dependencies' part of what
 			// it inherits, not on the workspace's own units there: those
 			// are a step's local history (its warm start's units, stale or
@@ -365,13 +375,13 @@ func (e *engine) inputs(ctx context.Context, n *plan.Node, src source.Tree, pare
 			// that the step's source leaves stale (the mtime rule), so its
 			// result is the same whichever it inherits. A user's command
 			// could read them: it keys on all of target/.
-			in["artifacts"] = parent.DepsID
+			v.Artifacts = parent.DepsID
 		}
-		if !plan.KeepsArtifacts(n.Parent.Step.Kind) {
-			in["artifacts"] = "none"
+		if !kind.Get(n.Parent.Step.Kind).KeepsArtifacts {
+			v.Artifacts = "none"
 		}
 	}
-	return in, nil
+	return key.New(v), nil
 }
 
 // state is what smelt remembers of a step's last success in this project,

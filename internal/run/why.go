@@ -6,8 +6,8 @@ import (
 	"path/filepath"
 
 	"smelt/internal/config"
+	"smelt/internal/depsrc"
 	"smelt/internal/store"
-	"smelt/internal/vendor"
 )
 
 // Why says, without running anything, which of the named steps are cached
@@ -32,7 +32,7 @@ func Why(ctx context.Context, root string, cfg *config.Config, names []string, s
 }
 
 // Fetch vendors the dependency sources of the project at root.
-func Fetch(ctx context.Context, st *store.Store, root string) (*vendor.Sources, error) {
+func Fetch(ctx context.Context, st *store.Store, root string) (*depsrc.Sources, error) {
 	p, err := newProject(ctx, st, root)
 	if err != nil {
 		return nil, err

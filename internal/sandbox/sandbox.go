@@ -287,3 +287,54 @@ func mountPoint(p string, dir bool) error {
 	}
 	return f.Close()
 }
+
+// portableArg, as the second argument after Self, marks a sandboxed
+// command meant for another machine (see PortableArgs).
+const portableArg = "__smelt_sandbox_at"
+
+// Self is the program a portable command names first: on the machine that
+// runs it, the smelt that reads it.
+const Self = self
+
+type portable struct {
+	Step   string  `json:"step,omitempty"` // for the runner's logs only
+	Dir    string  `json:"dir"`
+	Mounts []Mount `json:"mounts"`
+}
+
+// PortableArgs is a command line that runs argv (program name first) in a
+// sandbox whose mount sources are relative to the directory it starts in
+// (a Remote Execution action's input root), in the sandbox's directory dir.
+// Only a smelt worker runs it (ParsePortable): the namespace must be made
+// by the process that starts it. step names it in the runner's logs.
+func PortableArgs(step, dir string, mounts []Mount, argv []string) ([]string, error) {
+	for _, m := range mounts {
+		if filepath.IsAbs(m.Source) || !filepath.IsLocal(m.Source) {
+			return nil, fmt.Errorf("sandbox: mount source %q is not relative", m.Source)
+		}
+	}
+	b, err := json.Marshal(portable{Step: step, Dir: dir, Mounts: mounts})
+	if err != nil {
+		return nil, err
+	}
+	return append([]string{Self, portableArg, string(b)}, argv...), nil
+}
+
+// ParsePortable reads a command line made by PortableArgs, resolving its
+// mount sources under root; ok is false for any other command line.
+func ParsePortable(args []string, root string) (dir string, mounts []Mount, argv []string, ok bool, err error) {
+	if len(args) < 4 || args[0] != Self || args[1] != portableArg {
+		return "", nil, nil, false, nil
+	}
+	var p portable
+	if err := json.Unmarshal([]byte(args[2]), &p); err != nil {
+		return "", nil, nil, true, fmt.Errorf("sandbox: read the portable spec: %w", err)
+	}
+	for _, m := range p.Mounts {
+		if filepath.IsAbs(m.Source) || !filepath.IsLocal(m.Source) || !strings.HasPrefix(m.Target, Root+"/") {
+			return "", nil, nil, true, fmt.Errorf("sandbox: mount %s on %s leaves the input root or the sandbox", m.Source, m.Target)
+		}
+		mounts = append(mounts, Mount{Source: filepath.Join(root, m.Source), Target: m.Target})
+	}
+	return p.Dir, mounts, args[3:], true, nil
+}

@@ -459,7 +459,7 @@ func (t Tree) Hash() string {
 // it: a fixed time, so that layouts are reproducible.
 var BaseTime = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()
 
-// MTimes applies the mtime rule (DESIGN.md, fact 2). prev is the source that
+// MTimes applies the mtime rule (docs/design.md, "The mtime rule"). prev is the source that
 // produced the inherited artifacts and newest the newest mtime in them. A file
 // identical to its counterpart in prev keeps that file's mtime, so cargo
 // recompiles nothing for it; every other file gets a time strictly newer than

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"smelt/internal/key"
 )
 
 // Lock takes the store's lock: shared for a run (many runs at once),
@@ -113,7 +115,7 @@ func (s *Store) GC(maxAge time.Duration) (*GCStats, error) {
 		if r.Log != "" {
 			liveObjects[r.Log] = true
 		}
-		if v := r.Inputs["vendor"]; v != "" {
+		if v := r.Inputs[key.Vendor]; v != "" {
 			liveVendor[v] = true
 		}
 		return nil
@@ -181,7 +183,7 @@ func (s *Store) GC(maxAge time.Duration) (*GCStats, error) {
 const PoolList = "pool.json"
 
 // VendorPool is the directory of the vendored crates that every lock file's
-// set shares (see the vendor package).
+// set shares (see package depsrc).
 func (s *Store) VendorPool() string { return filepath.Join(s.Dir, "vendor", "pool") }
 
 // sweepPool removes the pooled crates that no live vendored set lists. A

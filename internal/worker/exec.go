@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -19,6 +20,7 @@ import (
 
 	"smelt/internal/proc"
 	"smelt/internal/reapi"
+	"smelt/internal/sandbox"
 )
 
 // DefaultTimeout bounds an action that names no timeout.
@@ -75,6 +77,9 @@ func (w *Worker) execute(ctx context.Context, action *repb.Action, dir string, s
 	}
 	st.fetch = time.Since(start)
 	meta.InputFetchCompletedTimestamp = timestamppb.Now()
+	// The outputs are often mostly the inputs (a step's target/): those
+	// the command left alone need no hashing again.
+	inputsKnown := knownInputs(root, dirs, action.InputRootDigest)
 
 	wd := filepath.Join(root, filepath.FromSlash(cmd.WorkingDirectory))
 	if !within(root, wd) {
@@ -109,12 +114,21 @@ func (w *Worker) execute(ctx context.Context, action *repb.Action, dir string, s
 	for _, e := range cmd.EnvironmentVariables {
 		env = append(env, e.Name+"="+e.Value)
 	}
-	argv0, err := lookPath(cmd.Arguments[0], env, wd)
+	// A smelt client's step runs in a sandbox like a local one: at the
+	// fixed paths, with its mounts' sources in the input root.
+	sbDir, mounts, argv, sandboxed, err := sandbox.ParsePortable(cmd.Arguments, root)
 	if err != nil {
 		return failed(code.Code_INVALID_ARGUMENT, "%v", err)
 	}
-	c := exec.CommandContext(runCtx, argv0, cmd.Arguments[1:]...)
-	c.Args[0] = cmd.Arguments[0]
+	if !sandboxed {
+		argv = cmd.Arguments
+	}
+	argv0, err := lookPath(argv[0], env, wd)
+	if err != nil {
+		return failed(code.Code_INVALID_ARGUMENT, "%v", err)
+	}
+	c := exec.CommandContext(runCtx, argv0, argv[1:]...)
+	c.Args[0] = argv[0]
 	c.Env, c.Dir = env, wd
 	stdout, err := os.Create(filepath.Join(dir, "stdout"))
 	if err != nil {
@@ -127,7 +141,12 @@ func (w *Worker) execute(ctx context.Context, action *repb.Action, dir string, s
 	}
 	defer stderr.Close()
 	c.Stdout, c.Stderr = stdout, stderr
-	proc.Supervise(c)
+	proc.Supervise(c, syscall.SIGKILL)
+	if sandboxed {
+		if err := sandbox.Wrap(c, sbDir, mounts); err != nil {
+			return failed(code.Code_INTERNAL, "sandbox: %v", err)
+		}
+	}
 	meta.ExecutionStartTimestamp = timestamppb.Now()
 	start = time.Now()
 	err = proc.Run(c)
@@ -152,7 +171,7 @@ func (w *Worker) execute(ctx context.Context, action *repb.Action, dir string, s
 	timedOut := runCtx.Err() != nil
 
 	meta.OutputUploadStartTimestamp = timestamppb.Now()
-	blobs, err := collect(wd, outputs, res)
+	blobs, err := collect(wd, outputs, res, slices.Contains(cmd.OutputNodeProperties, "MTime"), inputsKnown)
 	if err != nil {
 		return failed(code.Code_INTERNAL, "collect the outputs: %v", err)
 	}
@@ -222,7 +241,7 @@ func lookPath(name string, env []string, wd string) (string, error) {
 
 // collect records the outputs that exist in res and returns the blobs
 // they need: their files, and a Tree per output directory.
-func collect(wd string, outputs []string, res *repb.ActionResult) ([]reapi.Blob, error) {
+func collect(wd string, outputs []string, res *repb.ActionResult, mtimes bool, known map[string]knownFile) ([]reapi.Blob, error) {
 	var blobs []reapi.Blob
 	sort.Strings(outputs)
 	for _, o := range outputs {
@@ -243,7 +262,7 @@ func collect(wd string, outputs []string, res *repb.ActionResult) ([]reapi.Blob,
 			res.OutputSymlinks = append(res.OutputSymlinks, &repb.OutputSymlink{Path: o, Target: target})
 		case info.IsDir():
 			tree := &repb.Tree{}
-			root, fs, err := treeOf(p, tree, map[string]bool{})
+			root, fs, err := treeOf(p, tree, map[string]bool{}, mtimes, known)
 			if err != nil {
 				return nil, err
 			}
@@ -268,7 +287,7 @@ func collect(wd string, outputs []string, res *repb.ActionResult) ([]reapi.Blob,
 
 // treeOf builds dir's Directory message, adding its subdirectories'
 // messages (each once) to tree.Children.
-func treeOf(dir string, tree *repb.Tree, seen map[string]bool) (*repb.Directory, []reapi.Blob, error) {
+func treeOf(dir string, tree *repb.Tree, seen map[string]bool, mtimes bool, known map[string]knownFile) (*repb.Directory, []reapi.Blob, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, nil, err
@@ -289,7 +308,7 @@ func treeOf(dir string, tree *repb.Tree, seen map[string]bool) (*repb.Directory,
 			}
 			node.Symlinks = append(node.Symlinks, &repb.SymlinkNode{Name: e.Name(), Target: target})
 		case info.IsDir():
-			sub, fs, err := treeOf(p, tree, seen)
+			sub, fs, err := treeOf(p, tree, seen, mtimes, known)
 			if err != nil {
 				return nil, nil, err
 			}
@@ -304,13 +323,61 @@ func treeOf(dir string, tree *repb.Tree, seen map[string]bool) (*repb.Directory,
 			blobs = append(blobs, fs...)
 			node.Directories = append(node.Directories, &repb.DirectoryNode{Name: e.Name(), Digest: d})
 		case info.Mode().IsRegular():
-			d, err := reapi.DigestFile(p)
+			d, err := digestKnown(known, p, info)
 			if err != nil {
 				return nil, nil, err
 			}
 			blobs = append(blobs, reapi.Blob{Digest: d, Path: p})
-			node.Files = append(node.Files, &repb.FileNode{Name: e.Name(), Digest: d, IsExecutable: info.Mode()&0o111 != 0})
+			fn := &repb.FileNode{Name: e.Name(), Digest: d, IsExecutable: info.Mode()&0o111 != 0}
+			if mtimes {
+				// Asked for by smelt: cargo decides what is fresh by mtimes.
+				fn.NodeProperties = &repb.NodeProperties{Mtime: timestamppb.New(info.ModTime())}
+			}
+			node.Files = append(node.Files, fn)
 		}
 	}
 	return node, blobs, nil
+}
+
+// knownFile is an input file as materialised: its digest, and the stat
+// that says it was not touched since (ctime changes on every write and
+// chmod, and cannot be set back).
+type knownFile struct {
+	ino, size uint64
+	ctime     int64
+	d         *repb.Digest
+}
+
+// knownInputs records the materialised input files under root.
+func knownInputs(root string, dirs map[string]*repb.Directory, d *repb.Digest) map[string]knownFile {
+	known := map[string]knownFile{}
+	var walk func(dir string, d *repb.Digest)
+	walk = func(dir string, d *repb.Digest) {
+		node := dirs[reapi.Key(d)]
+		if node == nil {
+			return
+		}
+		for _, f := range node.Files {
+			p := filepath.Join(dir, f.Name)
+			var st syscall.Stat_t
+			if syscall.Lstat(p, &st) == nil {
+				known[p] = knownFile{ino: st.Ino, size: uint64(st.Size), ctime: st.Ctim.Nano(), d: f.Digest}
+			}
+		}
+		for _, sub := range node.Directories {
+			walk(filepath.Join(dir, sub.Name), sub.Digest)
+		}
+	}
+	walk(root, d)
+	return known
+}
+
+// digest of the file p: an input's, if untouched since, else hashed.
+func digestKnown(known map[string]knownFile, p string, info os.FileInfo) (*repb.Digest, error) {
+	if k, ok := known[p]; ok {
+		if st, ok := info.Sys().(*syscall.Stat_t); ok && st.Ino == k.ino && uint64(st.Size) == k.size && st.Ctim.Nano() == k.ctime {
+			return k.d, nil
+		}
+	}
+	return reapi.DigestFile(p)
 }

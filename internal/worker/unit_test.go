@@ -75,7 +75,7 @@ func TestCollectMaterialise(t *testing.T) {
 	os.Symlink("a.txt", filepath.Join(wd, "out", "link"))
 	write("file.txt", "f", 0o644)
 	res := &repb.ActionResult{}
-	blobs, err := collect(wd, []string{"out", "file.txt", "missing"}, res)
+	blobs, err := collect(wd, []string{"out", "file.txt", "missing"}, res, false, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,5 +160,69 @@ func TestCollectMaterialise(t *testing.T) {
 	os.WriteFile(filepath.Join(dst, "x", "same.txt"), []byte("changed"), 0o644)
 	if b, _ := os.ReadFile(c.path(reapi.Digest([]byte("same")))); string(b) != "same" {
 		t.Errorf("the cache's blob became %q", b)
+	}
+}
+
+// Output files carry their mtimes only when the command asks for them
+// (output_node_properties "MTime"), as smelt's do.
+func TestCollectMTimes(t *testing.T) {
+	wd := t.TempDir()
+	os.MkdirAll(filepath.Join(wd, "out"), 0o755)
+	p := filepath.Join(wd, "out", "f")
+	os.WriteFile(p, []byte("f"), 0o644)
+	mt := time.Date(2021, 3, 4, 5, 6, 7, 8, time.UTC)
+	os.Chtimes(p, mt, mt)
+	for _, want := range []bool{false, true} {
+		res := &repb.ActionResult{}
+		blobs, err := collect(wd, []string{"out"}, res, want, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var tree repb.Tree
+		for _, b := range blobs {
+			if reapi.Key(b.Digest) == reapi.Key(res.OutputDirectories[0].TreeDigest) {
+				proto.Unmarshal(b.Data, &tree)
+			}
+		}
+		got := tree.Root.Files[0].GetNodeProperties().GetMtime()
+		if (got != nil) != want || want && !got.AsTime().Equal(mt) {
+			t.Errorf("asked for mtimes %v: got %v", want, got)
+		}
+	}
+}
+
+// An output file that is an input the command left alone keeps the
+// input's digest without being read again; one it rewrote is hashed.
+func TestCollectKnownInputs(t *testing.T) {
+	wd := t.TempDir()
+	os.MkdirAll(filepath.Join(wd, "out"), 0o755)
+	kept, rewritten := filepath.Join(wd, "out", "kept"), filepath.Join(wd, "out", "rewritten")
+	os.WriteFile(kept, []byte("k"), 0o644)
+	os.WriteFile(rewritten, []byte("r"), 0o644)
+	// Marker digests: what the input tree said, not the bytes.
+	dk, dr := reapi.Digest([]byte("as the input tree says k")), reapi.Digest([]byte("as the input tree says r"))
+	root := &repb.Directory{Files: []*repb.FileNode{{Name: "kept", Digest: dk}, {Name: "rewritten", Digest: dr}}}
+	_, rd, _ := reapi.Marshal(root)
+	top := &repb.Directory{Directories: []*repb.DirectoryNode{{Name: "out", Digest: rd}}}
+	_, td, _ := reapi.Marshal(top)
+	known := knownInputs(wd, map[string]*repb.Directory{reapi.Key(rd): root, reapi.Key(td): top}, td)
+	time.Sleep(10 * time.Millisecond)
+	os.WriteFile(rewritten, []byte("R"), 0o644)
+	res := &repb.ActionResult{}
+	blobs, err := collect(wd, []string{"out"}, res, false, known)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, b := range blobs {
+		if b.Path != "" {
+			got[filepath.Base(b.Path)] = reapi.Key(b.Digest)
+		}
+	}
+	if got["kept"] != reapi.Key(dk) {
+		t.Errorf("the untouched input was hashed again: %s", got["kept"])
+	}
+	if got["rewritten"] != reapi.Key(reapi.Digest([]byte("R"))) {
+		t.Errorf("the rewritten input kept its old digest: %s", got["rewritten"])
 	}
 }

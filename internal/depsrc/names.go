@@ -1,4 +1,4 @@
-package vendor
+package depsrc
 
 // PackageNames names the packages of a Cargo.lock.
 func PackageNames(lock []byte) (map[string]bool, error) {

@@ -1,4 +1,4 @@
-package vendor
+package depsrc
 
 import (
 	"encoding/json"
@@ -28,6 +28,10 @@ import (
 // mtime path"; the first line "sums HASH size mtime"): parsing JSON for
 // every file of a large lock file's crates took most of the check's time.
 const statFile = ".smelt-stat"
+
+// StatFile is not part of a vendored crate: what a copy of the vendored
+// crates on another machine (an action's inputs) leaves out.
+const StatFile = statFile
 
 type checksums struct {
 	Files   map[string]string `json:"files"`

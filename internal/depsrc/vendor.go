@@ -1,4 +1,4 @@
-// Package vendor fetches the sources of every dependency in Cargo.lock once,
+// Package depsrc fetches the sources of every dependency in Cargo.lock once,
 // verified against the lock file's checksums, into the store, so that every
 // build step after it runs offline.
 //
@@ -7,7 +7,7 @@
 // anything else it drives `cargo vendor`, so registry mirrors, alternate
 // registries and git dependencies configured for cargo keep working exactly
 // as cargo sees them.
-package vendor
+package depsrc
 
 import (
 	"bytes"

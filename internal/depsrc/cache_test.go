@@ -1,4 +1,4 @@
-package vendor
+package depsrc
 
 import (
 	"archive/tar"
