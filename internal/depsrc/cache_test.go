@@ -338,7 +338,7 @@ func TestFetchListsPooledCrates(t *testing.T) {
 	}
 	fetch("a", "b")
 	second := fetch("a", "c") // a comes from the pool
-	if err := st.SaveResult(&store.Result{Key: store.HashBytes([]byte("r")), Inputs: map[string]string{"vendor": second}}); err != nil {
+	if err := st.SaveResult(&store.Result{Key: store.Key(store.HashBytes([]byte("r"))), Inputs: map[string]string{"vendor": second}}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := st.GC(time.Hour); err != nil {

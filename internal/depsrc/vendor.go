@@ -223,7 +223,7 @@ func dedupe(st *store.Store, dir string) error {
 			}
 			// A link can fail (too many links to one object): the file
 			// then stays a copy of its own, which costs only space.
-			st.Share(p, h)
+			st.Share(p, store.ObjectID(h))
 			return nil
 		})
 		if err != nil {

@@ -244,7 +244,7 @@ func Drop(st *store.Store, s *Sources, damaged []Damage) error {
 	for i, d := range damaged {
 		for _, c := range d.changed {
 			hash, p, _ := strings.Cut(c, "\x00")
-			st.DropObjectOf(hash, p)
+			st.DropObjectOf(store.ObjectID(hash), p)
 		}
 		err := os.Rename(filepath.Join(s.Dir, d.Crate), filepath.Join(tmp, fmt.Sprint(i)))
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {

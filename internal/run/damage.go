@@ -43,7 +43,7 @@ func (e *engine) damage(err error) bool {
 
 // signature is what the observer was told of a report.
 func (r *StepReport) signature() string {
-	key := ""
+	var key store.Key
 	if r.Result != nil {
 		key = r.Result.Key
 	}

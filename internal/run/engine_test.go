@@ -614,7 +614,7 @@ artifacts = "deps"
 	rep := w.run(cfg, "crate")
 	deps := rep.Step("deps").Result
 	content := w.artifact(deps, "release/deps/libfakedep-", ".rlib")
-	obj := w.st.ObjectPath(store.HashBytes([]byte(content + strings.Repeat("#", 2000) + "\n")))
+	obj := w.st.ObjectPath(store.ObjectID(store.HashBytes([]byte(content + strings.Repeat("#", 2000) + "\n"))))
 	corrupt(t, obj)
 	// A second copy of the project on the same store: its crate step
 	// restores deps' artifacts into a working directory of its own.

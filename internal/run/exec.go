@@ -54,8 +54,8 @@ type stepRun struct {
 	view      view               // where its commands see its directories
 	prog      *tracker           // the step's progress, from its commands' output (see progress.go)
 	mark      time.Time
-	key       string // the step's key
-	ncmd      int    // commands run so far (executor.go)
+	key       store.Key // the step's key
+	ncmd      int       // commands run so far (executor.go)
 }
 
 // phase records the time since the previous mark under name; the log ends
@@ -68,7 +68,7 @@ func (sr *stepRun) phase(name string) {
 
 // execute runs a step that has no stored result and stores its result,
 // one phase after the other (each named in the log's time line).
-func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in plan.Inputs, key string, parent *store.Result, r *StepReport) (*store.Result, error) {
+func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in plan.Inputs, key store.Key, parent *store.Result, r *StepReport) (*store.Result, error) {
 	start := time.Now()
 	wl, err := e.workDir(ctx, n.Name())
 	if err != nil {
@@ -116,7 +116,7 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 
 // newStepRun opens the step's log and sets out its directories in the
 // work directory wl.
-func (e *engine) newStepRun(n *plan.Node, r *StepReport, wl *workLock, src source.Tree, key string, start time.Time) (*stepRun, error) {
+func (e *engine) newStepRun(n *plan.Node, r *StepReport, wl *workLock, src source.Tree, key store.Key, start time.Time) (*stepRun, error) {
 	logDir := filepath.Join(e.p.st.Dir, "logs", e.p.id)
 	if err := os.MkdirAll(logDir, 0o755); err != nil {
 		return nil, err
@@ -309,7 +309,7 @@ func (sr *stepRun) finish(res *store.Result, start time.Time) (*store.Result, er
 // so no two builds share it; rustc checks it against its inputs before
 // using any of it and builds the same code without it, which is what a
 // warm start already relies on.
-func artifactsID(t store.Tree) string {
+func artifactsID(t store.Tree) store.ContentID {
 	drop := func(p string) bool { return p == cargo.RustcInfo || cargo.IsIncremental(p) }
 	for p := range t {
 		if drop(p) {
@@ -326,7 +326,7 @@ func artifactsID(t store.Tree) string {
 // names: a warm start keeps them (cargo never deletes a unit), and no build
 // of this lock file can use them, so a store that once had a dependency
 // must not key differently from one that never had it.
-func depsID(t store.Tree, locals []string, src source.Tree) string {
+func depsID(t store.Tree, locals []string, src source.Tree) store.ContentID {
 	drop := locals
 	if lock, ok := src.Get("Cargo.lock"); ok {
 		if names, err := depsrc.PackageNames(lock.Data); err == nil {
@@ -376,7 +376,7 @@ func userWrapper(env map[string]string) bool {
 
 // origin is what a step starts from.
 type origin struct {
-	layer    string             // the layer its own is a delta over
+	layer    store.LayerID      // the layer its own is a delta over
 	base     store.Tree         // that layer's tree
 	restored store.Tree         // what target/ holds when cargo starts
 	times    []store.SourceFile // the source files' mtimes (the mtime rule)
@@ -533,7 +533,7 @@ func writeParentConfig(dir, vendorConfig, from, to string) error {
 }
 
 // restoreInto copies an output layer's files into dir.
-func restoreInto(st *store.Store, layer, dir string) error {
+func restoreInto(st *store.Store, layer store.LayerID, dir string) error {
 	t, err := st.Flatten(layer)
 	if err != nil {
 		return err
@@ -545,7 +545,7 @@ func restoreInto(st *store.Store, layer, dir string) error {
 			err = os.MkdirAll(p, 0o755)
 		case store.TypeSymlink:
 			os.Remove(p)
-			err = os.Symlink(e.Hash, p)
+			err = os.Symlink(string(e.Hash), p)
 		default:
 			if err = os.MkdirAll(filepath.Dir(p), 0o755); err == nil {
 				err = st.CopyOut(e, p)

@@ -90,7 +90,9 @@ func TestFuseSplit(t *testing.T) {
 // depends on the wrappers the last command ran with, not on what was built.
 func TestArtifactsIDIgnoresRustcInfo(t *testing.T) {
 	lib := store.Entry{Path: "release/deps/libitoa-4410092c3df9ab34.rlib", Type: store.TypeFile, Hash: "aa"}
-	info := func(h string) store.Entry { return store.Entry{Path: cargo.RustcInfo, Type: store.TypeFile, Hash: h} }
+	info := func(h store.ObjectID) store.Entry {
+		return store.Entry{Path: cargo.RustcInfo, Type: store.TypeFile, Hash: h}
+	}
 	a := store.Tree{lib.Path: lib, cargo.RustcInfo: info("stub-wrapper")}
 	b := store.Tree{lib.Path: lib, cargo.RustcInfo: info("no-wrapper")}
 	c := store.Tree{lib.Path: lib}

@@ -259,10 +259,11 @@ func (sr *stepRun) commandOutputs(res *store.Result, tree store.Tree) error {
 			if err != nil {
 				return err
 			}
-			h, size, err := store.HashFile(p)
+			hash, size, err := store.HashFile(p)
 			if err != nil {
 				return err
 			}
+			h := store.ObjectID(hash)
 			if err := st.PutFile(p, h); err != nil {
 				return err
 			}
@@ -286,7 +287,7 @@ func (sr *stepRun) commandOutputs(res *store.Result, tree store.Tree) error {
 		for _, e := range layer.Entries {
 			out[e.Path] = e
 		}
-		res.ArtifactsID = store.HashBytes([]byte(artifactsID(tree) + out.ContentID()))
+		res.ArtifactsID = store.ContentID(store.HashBytes([]byte(artifactsID(tree) + out.ContentID())))
 	}
 	return nil
 }

@@ -35,7 +35,7 @@ func LinkResult(st *store.Store, res *store.Result, member, link string) (string
 // the store nor another project. The link is recorded as a gc root, with
 // the files' stat identity: a later build reuses the directory only if
 // nothing in it changed, else writes it afresh.
-func LinkOutput(st *store.Store, layer string, keep func(store.Entry) bool, link string) (string, error) {
+func LinkOutput(st *store.Store, layer store.LayerID, keep func(store.Entry) bool, link string) (string, error) {
 	link, err := filepath.Abs(link)
 	if err != nil {
 		return "", err
@@ -54,7 +54,7 @@ func LinkOutput(st *store.Store, layer string, keep func(store.Entry) bool, link
 		return "", fmt.Errorf("nothing to output")
 	}
 	lid := store.LinkID(link)
-	dir := filepath.Join(st.Dir, "out", lid+"-"+sel.ContentID()[:16])
+	dir := filepath.Join(st.Dir, "out", lid+"-"+string(sel.ContentID()[:16]))
 	if r := st.ReadRoot(link); r != nil && r.Dir == dir && r.Untouched() {
 		return dir, Link(dir, link)
 	}

@@ -160,7 +160,7 @@ func (r *Remotes) fail(c *remoteConn, err error) {
 
 // Lookup finds the result of key in the remotes, in order: the first one
 // that a trusted key signed. step names the step, for warnings.
-func (r *Remotes) Lookup(ctx context.Context, key, step string) *store.Result {
+func (r *Remotes) Lookup(ctx context.Context, key store.Key, step string) *store.Result {
 	for _, c := range r.usable() {
 		env, err := remote.ReadVerified(ctx, c.b, remote.Results, remote.Ref{ID: remote.ID(key), Size: -1})
 		if errors.Is(err, remote.ErrNotFound) {
@@ -170,7 +170,7 @@ func (r *Remotes) Lookup(ctx context.Context, key, step string) *store.Result {
 			r.fail(c, err)
 			continue
 		}
-		rec, _, err := trust.Verify(env, key, r.trusted)
+		rec, _, err := trust.Verify(env, string(key), r.trusted)
 		if err != nil {
 			if len(r.trusted) == 0 && errors.Is(err, trust.ErrUntrusted) {
 				err = fmt.Errorf("%w (no key is trusted: pass --trust NAME:BASE64, set SMELT_TRUST or trusted-public-keys in [remote])", err)
@@ -189,7 +189,7 @@ func (r *Remotes) Lookup(ctx context.Context, key, step string) *store.Result {
 }
 
 // FetchLayer implements store.Fetcher.
-func (r *Remotes) FetchLayer(id string) ([]byte, error) {
+func (r *Remotes) FetchLayer(id store.LayerID) ([]byte, error) {
 	absent := 0
 	for _, c := range r.usable() {
 		b, err := remote.ReadVerified(r.ctx, c.b, remote.Layers, remote.Ref{ID: remote.ID(id), Size: -1})
@@ -203,7 +203,7 @@ func (r *Remotes) FetchLayer(id string) ([]byte, error) {
 		}
 		return b, nil
 	}
-	return nil, r.lost(absent, "layer "+id)
+	return nil, r.lost(absent, "layer "+string(id))
 }
 
 // lost turns every remote off when the store needs a blob none of them
@@ -229,7 +229,7 @@ func (r *Remotes) lost(absent int, what string) error {
 }
 
 // FetchObject implements store.Fetcher.
-func (r *Remotes) FetchObject(hash string, size int64, f *os.File) error {
+func (r *Remotes) FetchObject(hash store.ObjectID, size int64, f *os.File) error {
 	absent := 0
 	for _, c := range r.usable() {
 		if err := f.Truncate(0); err != nil {
@@ -253,7 +253,7 @@ func (r *Remotes) FetchObject(hash string, size int64, f *os.File) error {
 		}
 		return nil
 	}
-	return r.lost(absent, "object "+hash)
+	return r.lost(absent, "object "+string(hash))
 }
 
 // Pushed says what a push did.
@@ -279,8 +279,8 @@ func (r *Remotes) Push(ctx context.Context, st *store.Store, results []*store.Re
 	if c.b == nil {
 		return p, fmt.Errorf("remote %s could not be opened; nothing pushed", c.url)
 	}
-	layers := map[string][]byte{}
-	objects := map[string]store.Entry{}
+	layers := map[store.LayerID][]byte{}
+	objects := map[store.ObjectID]store.Entry{}
 	var envs []remote.Ref
 	envBytes := map[remote.ID][]byte{}
 	for _, res := range results {
@@ -295,7 +295,7 @@ func (r *Remotes) Push(ctx context.Context, st *store.Store, results []*store.Re
 		if err != nil {
 			return p, err
 		}
-		env, err := trust.Sign(*r.key, res.Key, rec)
+		env, err := trust.Sign(*r.key, string(res.Key), rec)
 		if err != nil {
 			return p, err
 		}
@@ -323,9 +323,9 @@ func (r *Remotes) Push(ctx context.Context, st *store.Store, results []*store.Re
 	sort.Slice(layerRefs, func(i, j int) bool { return layerRefs[i].ID < layerRefs[j].ID })
 	var err error
 	p.Objects, err = remote.UploadMissing(ctx, c.b, remote.Objects, objRefs, func(ref remote.Ref) (io.ReadCloser, error) {
-		h := string(ref.ID)
+		h := store.ObjectID(ref.ID)
 		if !st.HasObject(h) {
-			if err := st.FetchTree(store.Tree{h: objects[h]}); err != nil {
+			if err := st.FetchTree(store.Tree{string(h): objects[h]}); err != nil {
 				return nil, err
 			}
 		}
@@ -335,7 +335,7 @@ func (r *Remotes) Push(ctx context.Context, st *store.Store, results []*store.Re
 		return p, err
 	}
 	p.Layers, err = remote.UploadMissing(ctx, c.b, remote.Layers, layerRefs, func(ref remote.Ref) (io.ReadCloser, error) {
-		return io.NopCloser(bytes.NewReader(layers[string(ref.ID)])), nil
+		return io.NopCloser(bytes.NewReader(layers[store.LayerID(ref.ID)])), nil
 	}, 16)
 	if err != nil {
 		return p, err
@@ -354,9 +354,9 @@ func (r *Remotes) Push(ctx context.Context, st *store.Store, results []*store.Re
 // ancestors) and the objects they and its log name, by hash (the store
 // may lack some: see Push). ok is false when a layer is not in the local
 // store.
-func localClosure(st *store.Store, res *store.Result) (layers map[string][]byte, objects map[string]store.Entry, ok bool) {
-	layers, objects = map[string][]byte{}, map[string]store.Entry{}
-	for _, id := range []string{res.Artifacts, res.Seed, res.Output} {
+func localClosure(st *store.Store, res *store.Result) (layers map[store.LayerID][]byte, objects map[store.ObjectID]store.Entry, ok bool) {
+	layers, objects = map[store.LayerID][]byte{}, map[store.ObjectID]store.Entry{}
+	for _, id := range []store.LayerID{res.Artifacts, res.Seed, res.Output} {
 		for id != "" {
 			if _, seen := layers[id]; seen {
 				break
@@ -389,7 +389,7 @@ func localClosure(st *store.Store, res *store.Result) (layers map[string][]byte,
 // pull looks a step's key up in the remote caches after a local miss and
 // stores the result found (only the record: its layers are fetched when a
 // restore needs them).
-func (e *engine) pull(ctx context.Context, n *plan.Node, key string) (*store.Result, error) {
+func (e *engine) pull(ctx context.Context, n *plan.Node, key store.Key) (*store.Result, error) {
 	if e.opt.Remotes == nil {
 		return nil, nil
 	}
@@ -432,7 +432,7 @@ func FetchBytes(st *store.Store, rep *Report) error {
 		if s.Result == nil {
 			continue
 		}
-		for _, id := range []string{s.Result.Artifacts, s.Result.Output} {
+		for _, id := range []store.LayerID{s.Result.Artifacts, s.Result.Output} {
 			if id == "" {
 				continue
 			}

@@ -38,7 +38,7 @@ func remoteFixture(t *testing.T) (*store.Store, *store.Result, map[string][]byte
 	if err != nil {
 		t.Fatal(err)
 	}
-	key := store.HashBytes([]byte("a step's key"))
+	key := store.Key(store.HashBytes([]byte("a step's key")))
 	res := &store.Result{Key: key, Step: "deps", Kind: "deps", Artifacts: id, ArtifactsID: tree.ContentID()}
 	if err := st.SaveResult(res); err != nil {
 		t.Fatal(err)
@@ -137,15 +137,15 @@ func TestRemoteRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	rec := []byte(`{"key":"` + res.Key + `","artifacts":"` + res.Artifacts + `"}`)
+	rec := []byte(`{"key":"` + string(res.Key) + `","artifacts":"` + string(res.Artifacts) + `"}`)
 	put := func(env []byte) {
 		t.Helper()
 		if err := b.Put(context.Background(), remote.Results, remote.Ref{ID: remote.ID(res.Key), Size: int64(len(env))}, bytes.NewReader(env)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	signed := func(k trust.SecretKey, key string) []byte {
-		env, err := trust.Sign(k, key, rec)
+	signed := func(k trust.SecretKey, key store.Key) []byte {
+		env, err := trust.Sign(k, string(key), rec)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -161,7 +161,7 @@ func TestRemoteRefusals(t *testing.T) {
 		{"untrusted", signed(k, res.Key), []string{(func() trust.SecretKey { x, _ := trust.Generate("laptop"); return x }()).Public().String()}, "no key it is signed with is trusted"},
 		{"no trusted key", signed(k, res.Key), nil, "pass --trust"},
 		{"bad signature", signed(other, res.Key), []string{k.Public().String()}, "signature is not valid"},
-		{"replayed under another key", signed(k, store.HashBytes([]byte("other"))), []string{k.Public().String()}, "signature is not valid"},
+		{"replayed under another key", signed(k, store.Key(store.HashBytes([]byte("other")))), []string{k.Public().String()}, "signature is not valid"},
 		{"garbage", []byte("\x00\xffgarbage"), []string{k.Public().String()}, "not a signed result record"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -208,7 +208,7 @@ func TestRemoteRefusals(t *testing.T) {
 		if st2.HasObject(e.Hash) {
 			t.Error("the corrupt object entered the store")
 		}
-		if len(w) != 1 || !strings.Contains(w[0], e.Hash) || !strings.Contains(w[0], "corrupt") {
+		if len(w) != 1 || !strings.Contains(w[0], string(e.Hash)) || !strings.Contains(w[0], "corrupt") {
 			t.Errorf("warnings %q, want one naming object %s as corrupt", w, e.Hash)
 		}
 		if got := r.Lookup(context.Background(), res.Key, "deps"); got != nil {

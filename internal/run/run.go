@@ -54,8 +54,8 @@ type StepReport struct {
 	Seconds float64
 	Result  *store.Result
 
-	key     string // the step's key, once known
-	damaged bool   // it (or what it inherits from) met a damaged store entry: built again in a next pass
+	key     store.Key // the step's key, once known
+	damaged bool      // it (or what it inherits from) met a damaged store entry: built again in a next pass
 }
 
 // Report is what happened to every selected step, in graph order.
@@ -366,7 +366,7 @@ func (e *engine) inputs(ctx context.Context, n *plan.Node, src source.Tree, pare
 		v.UsesDependencies, v.Vendor = true, id
 	}
 	if n.Parent != nil {
-		v.Inherits, v.Artifacts = true, parent.ArtifactsID
+		v.Inherits, v.Artifacts = true, string(parent.ArtifactsID)
 		if parent.DepsID != "" && !kind.Get(n.Step.Kind).UserCommand {
 			// A step that runs cargo keys on the dependencies' part of what
 			// it inherits, not on the workspace's own units there: those
@@ -375,7 +375,7 @@ func (e *engine) inputs(ctx context.Context, n *plan.Node, src source.Tree, pare
 			// that the step's source leaves stale (the mtime rule), so its
 			// result is the same whichever it inherits. A user's command
 			// could read them: it keys on all of target/.
-			v.Artifacts = parent.DepsID
+			v.Artifacts = string(parent.DepsID)
 		}
 		if !kind.Get(n.Parent.Step.Kind).KeepsArtifacts {
 			v.Artifacts = "none"
@@ -387,13 +387,13 @@ func (e *engine) inputs(ctx context.Context, n *plan.Node, src source.Tree, pare
 // state is what smelt remembers of a step's last success in this project,
 // to explain the next rebuild.
 type state struct {
-	Key    string            `json:"key"`
+	Key    store.Key         `json:"key"`
 	Inputs plan.Inputs       `json:"inputs"`
 	Files  map[string]string `json:"files"`
 	Failed bool              `json:"failed,omitempty"`
 	// LastGood is the key of the step's last success here: a step with
 	// no inherited artifacts starts from its target/ (see warmStart).
-	LastGood string `json:"last_good,omitempty"`
+	LastGood store.Key `json:"last_good,omitempty"`
 }
 
 func (e *engine) readState(name string) *state {
@@ -440,7 +440,7 @@ func (e *engine) why(n *plan.Node, in plan.Inputs, src source.Tree) string {
 	if old == nil {
 		return plan.Explain(nil, in, nil, nil)
 	}
-	if old.Failed && old.Key == in.Key() {
+	if old.Failed && old.Key == store.Key(in.Key()) {
 		return "it failed last time, with the same inputs (failures are not cached)"
 	}
 	why := plan.Explain(old.Inputs, in, old.Files, fileMap(src))
@@ -473,7 +473,7 @@ func (e *engine) step(ctx context.Context, n *plan.Node, parent *store.Result, r
 		fail(err)
 		return
 	}
-	key := in.Key()
+	key := store.Key(in.Key())
 	r.key = key
 	if p := e.prior[n.Name()]; p != nil && p.Status == Failed && !p.damaged && p.key == key {
 		// It failed in the pass before this one, with the same inputs:
@@ -490,7 +490,7 @@ func (e *engine) step(ctx context.Context, n *plan.Node, parent *store.Result, r
 		// waited for while holding a directory, so no two runs wait on
 		// each other (a killed holder's flock goes with it).
 		var release func()
-		release, err = lockKey(ctx, filepath.Join(e.p.st.Dir, "tmp"), key)
+		release, err = lockKey(ctx, filepath.Join(e.p.st.Dir, "tmp"), string(key))
 		if err != nil && ctx.Err() != nil {
 			r.Status, r.Reason = Skipped, "canceled"
 			return

@@ -56,7 +56,7 @@ func Outlooks(ctx context.Context, root string, cfg *config.Config, names []stri
 		if err != nil {
 			return nil, err
 		}
-		res, err := st.LookupResult(in.Key())
+		res, err := st.LookupResult(store.Key(in.Key()))
 		if err != nil {
 			return nil, err
 		}
@@ -66,7 +66,7 @@ func Outlooks(ctx context.Context, root string, cfg *config.Config, names []stri
 			continue
 		}
 		s := StepOutlook{Name: n.Name(), Outlook: WillRun, Reason: e.why(n, in, src)}
-		if old := e.readState(n.Name()); old != nil && old.Failed && old.Key == in.Key() {
+		if old := e.readState(n.Name()); old != nil && old.Failed && old.Key == store.Key(in.Key()) {
 			s.Outlook = WillRetry
 		}
 		out = append(out, s)

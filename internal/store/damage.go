@@ -25,10 +25,10 @@ type DamageError struct {
 	Store     string   // the store's directory
 	Objects   []string // "hash (path): why"
 	Layers    []string // "id: why"
-	hashes    map[string]bool
-	layers    map[string]bool
-	objKeys   []string // the keys of Objects and Layers, in their order
-	layerKeys []string
+	hashes    map[ObjectID]bool
+	layers    map[LayerID]bool
+	objKeys   []ObjectID // the keys of Objects and Layers, in their order
+	layerKeys []LayerID
 }
 
 func (d *DamageError) Error() string {
@@ -48,9 +48,9 @@ func (d *DamageError) Error() string {
 // Is makes errors.Is(err, ErrDamaged) hold.
 func (d *DamageError) Is(target error) bool { return target == ErrDamaged }
 
-func (d *DamageError) addObject(hash, path, why string) {
+func (d *DamageError) addObject(hash ObjectID, path, why string) {
 	if d.hashes == nil {
-		d.hashes = map[string]bool{}
+		d.hashes = map[ObjectID]bool{}
 	}
 	if !d.hashes[hash] {
 		d.hashes[hash] = true
@@ -59,9 +59,9 @@ func (d *DamageError) addObject(hash, path, why string) {
 	}
 }
 
-func (d *DamageError) addLayer(id, why string) {
+func (d *DamageError) addLayer(id LayerID, why string) {
 	if d.layers == nil {
-		d.layers = map[string]bool{}
+		d.layers = map[LayerID]bool{}
 	}
 	if !d.layers[id] {
 		d.layers[id] = true
@@ -73,7 +73,7 @@ func (d *DamageError) addLayer(id, why string) {
 func (d *DamageError) merge(o *DamageError) {
 	d.Store = o.Store
 	if d.hashes == nil {
-		d.hashes, d.layers = map[string]bool{}, map[string]bool{}
+		d.hashes, d.layers = map[ObjectID]bool{}, map[LayerID]bool{}
 	}
 	for i, h := range o.objKeys {
 		if !d.hashes[h] {
@@ -161,7 +161,7 @@ func (s *Store) vouch(e Entry, f *os.File, fi fs.FileInfo) error {
 		if _, err := f.Seek(0, io.SeekStart); err != nil {
 			return err
 		}
-		if hex.EncodeToString(h.Sum(nil)) == e.Hash {
+		if ObjectID(hex.EncodeToString(h.Sum(nil))) == e.Hash {
 			return nil
 		}
 		why = "changed since it was stored"
@@ -193,7 +193,7 @@ func (s *Store) vouchPath(e Entry) error {
 
 // dropObject removes the object hash if it is still the file fi (another
 // smelt may have stored it again, intact, since).
-func (s *Store) dropObject(hash string, fi fs.FileInfo) {
+func (s *Store) dropObject(hash ObjectID, fi fs.FileInfo) {
 	p := s.ObjectPath(hash)
 	if cur, err := os.Lstat(p); err == nil && (fi == nil || os.SameFile(cur, fi)) {
 		os.Remove(p)
@@ -202,7 +202,7 @@ func (s *Store) dropObject(hash string, fi fs.FileInfo) {
 
 // DropObjectOf removes the object hash if the file at p is it (a hard
 // link to it) and holds other bytes: found changed through p.
-func (s *Store) DropObjectOf(hash, p string) {
+func (s *Store) DropObjectOf(hash ObjectID, p string) {
 	if fi, err := os.Lstat(p); err == nil {
 		s.dropObject(hash, fi)
 	}
@@ -210,7 +210,7 @@ func (s *Store) DropObjectOf(hash, p string) {
 
 // readLayer reads a layer and checks it against its id, the hash of its
 // bytes: a missing or altered layer is a *DamageError.
-func (s *Store) readLayer(id string) (*Layer, error) {
+func (s *Store) readLayer(id LayerID) (*Layer, error) {
 	p := filepath.Join(s.Dir, s.layerRel(id))
 	b, err := os.ReadFile(p)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -223,10 +223,10 @@ func (s *Store) readLayer(id string) (*Layer, error) {
 	why := ""
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		why = s.missing(id)
+		why = s.missing()
 	case err != nil:
 		return nil, fmt.Errorf("read layer %.12s: %w", id, err)
-	case HashBytes(b) != id:
+	case LayerID(HashBytes(b)) != id:
 		why = "changed since it was stored"
 		os.Remove(p)
 	}
@@ -252,9 +252,9 @@ func (s *Store) DropUsers(d *DamageError) (int, error) { return s.dropUsers(d, f
 
 // dropUsers is DropUsers; with dry, it only counts them.
 func (s *Store) dropUsers(d *DamageError, dry bool) (int, error) {
-	layers := map[string]bool{} // layer id → it or an ancestor is damaged
-	var damaged func(id string) bool
-	damaged = func(id string) bool {
+	layers := map[LayerID]bool{} // layer id → it or an ancestor is damaged
+	var damaged func(id LayerID) bool
+	damaged = func(id LayerID) bool {
 		if id == "" {
 			return false
 		}

@@ -10,7 +10,7 @@ import (
 )
 
 // bigTree snapshots a directory of two files with objects of their own.
-func bigTree(t *testing.T, st *Store) (string, Tree) {
+func bigTree(t *testing.T, st *Store) (LayerID, Tree) {
 	t.Helper()
 	src := filepath.Join(t.TempDir(), "src")
 	writeFixture(t, src, []fixture{
@@ -161,7 +161,7 @@ func TestDropUsers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key := func(s string) string { return HashBytes([]byte(s)) }
+	key := func(s string) Key { return Key(HashBytes([]byte(s))) }
 	results := []*Result{
 		{Key: key("uses"), Artifacts: id},
 		{Key: key("seed"), Artifacts: otherID, Seed: id, SeedMaxMTime: 5},
@@ -196,7 +196,7 @@ func TestGCLostLayerAndRoots(t *testing.T) {
 	var warned []string
 	st.Warn = func(m string) { warned = append(warned, m) }
 	id, _ := bigTree(t, st)
-	k := HashBytes([]byte("k"))
+	k := Key(HashBytes([]byte("k")))
 	if err := st.SaveResult(&Result{Key: k, Artifacts: id}); err != nil {
 		t.Fatal(err)
 	}
@@ -246,7 +246,7 @@ func TestGCLostLayerAndRoots(t *testing.T) {
 func TestVerifyRepair(t *testing.T) {
 	st := openStore(t)
 	id, tree := bigTree(t, st)
-	k := HashBytes([]byte("k"))
+	k := Key(HashBytes([]byte("k")))
 	if err := st.SaveResult(&Result{Key: k, Artifacts: id}); err != nil {
 		t.Fatal(err)
 	}

@@ -19,13 +19,13 @@ import (
 // publishing them.
 type Fetcher interface {
 	// FetchLayer returns the bytes of layer id.
-	FetchLayer(id string) ([]byte, error)
+	FetchLayer(id LayerID) ([]byte, error)
 	// FetchObject writes the size bytes of object hash to f, from its start.
-	FetchObject(hash string, size int64, f *os.File) error
+	FetchObject(hash ObjectID, size int64, f *os.File) error
 }
 
 // missing is why an object or layer is not in the store.
-func (s *Store) missing(id string) string {
+func (s *Store) missing() string {
 	if s.fetch != nil {
 		return "missing, and not to be had from the remote caches"
 	}
@@ -38,7 +38,7 @@ func (s *Store) SetFetcher(f Fetcher) { s.fetch = f }
 
 // fetchLayer brings a missing layer from the fetcher, if there is one. It
 // reports whether the layer is now in the store.
-func (s *Store) fetchLayer(id string) (bool, error) {
+func (s *Store) fetchLayer(id LayerID) (bool, error) {
 	if s.fetch == nil {
 		return false, nil
 	}
@@ -46,7 +46,7 @@ func (s *Store) fetchLayer(id string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if HashBytes(b) != id {
+	if LayerID(HashBytes(b)) != id {
 		return false, fmt.Errorf("fetched layer %.12s does not hash to its id", id)
 	}
 	if err := s.writeAtomic(filepath.Join(s.Dir, s.layerRel(id)), b); err != nil {
@@ -63,7 +63,7 @@ func (s *Store) fetchMissing(files []Entry) {
 		return
 	}
 	var missing []Entry
-	seen := map[string]bool{}
+	seen := map[ObjectID]bool{}
 	for _, e := range files {
 		if _, ok := e.inline(); ok || seen[e.Hash] {
 			continue
@@ -101,7 +101,7 @@ func (s *Store) fetchObject(e Entry) error {
 	if err != nil {
 		return fail(err)
 	}
-	if h != e.Hash || n != e.Size {
+	if ObjectID(h) != e.Hash || n != e.Size {
 		return fail(fmt.Errorf("fetched object %.12s (%s) does not hash to its name", e.Hash, e.Path))
 	}
 	if err := tmp.Close(); err != nil {
@@ -125,19 +125,19 @@ func (s *Store) fetchObject(e Entry) error {
 
 // LayerBytes returns the bytes of a layer in the store, checked against
 // its id (for uploading it as it is).
-func (s *Store) LayerBytes(id string) ([]byte, error) {
+func (s *Store) LayerBytes(id LayerID) ([]byte, error) {
 	b, err := os.ReadFile(filepath.Join(s.Dir, s.layerRel(id)))
 	if err != nil {
 		return nil, err
 	}
-	if HashBytes(b) != id {
+	if LayerID(HashBytes(b)) != id {
 		return nil, fmt.Errorf("store layer %.12s changed since it was stored", id)
 	}
 	return b, nil
 }
 
 // HasLayer reports whether a layer is in the store.
-func (s *Store) HasLayer(id string) bool {
+func (s *Store) HasLayer(id LayerID) bool {
 	_, err := os.Stat(filepath.Join(s.Dir, s.layerRel(id)))
 	return err == nil
 }

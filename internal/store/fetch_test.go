@@ -14,9 +14,9 @@ func TestGCKeepsPulledResults(t *testing.T) {
 	}
 	var warned []string
 	s.Warn = func(m string) { warned = append(warned, m) }
-	remoteLayer := HashBytes([]byte("a layer in the remote cache"))
-	pulled := &Result{Key: HashBytes([]byte("pulled")), Artifacts: remoteLayer, Pulled: true}
-	lost := &Result{Key: HashBytes([]byte("lost")), Artifacts: remoteLayer}
+	remoteLayer := LayerID(HashBytes([]byte("a layer in the remote cache")))
+	pulled := &Result{Key: Key(HashBytes([]byte("pulled"))), Artifacts: remoteLayer, Pulled: true}
+	lost := &Result{Key: Key(HashBytes([]byte("lost"))), Artifacts: remoteLayer}
 	for _, r := range []*Result{pulled, lost} {
 		if err := s.SaveResult(r); err != nil {
 			t.Fatal(err)

@@ -35,7 +35,7 @@ func (s *Store) Lock(exclusive bool) (func(), error) {
 }
 
 // Touch marks a result as used now, so garbage collection keeps it.
-func (s *Store) Touch(key string) {
+func (s *Store) Touch(key Key) {
 	now := time.Now()
 	os.Chtimes(filepath.Join(s.Dir, s.resultRel(key)), now, now)
 }
@@ -57,10 +57,10 @@ func (s *Store) GC(maxAge time.Duration) (*GCStats, error) {
 	defer unlock()
 	st := &GCStats{}
 	cutoff := time.Now().Add(-maxAge)
-	liveLayers, liveObjects, liveVendor := map[string]bool{}, map[string]bool{}, map[string]bool{}
+	liveLayers, liveObjects, liveVendor := map[LayerID]bool{}, map[ObjectID]bool{}, map[string]bool{}
 	damaged := 0
-	var markLayer func(id string, pulled bool) error
-	markLayer = func(id string, pulled bool) error {
+	var markLayer func(id LayerID, pulled bool) error
+	markLayer = func(id LayerID, pulled bool) error {
 		for id != "" && !liveLayers[id] {
 			if pulled && !s.HasLayer(id) {
 				return nil // it and its parents are in the remote cache
@@ -101,7 +101,7 @@ func (s *Store) GC(maxAge time.Duration) (*GCStats, error) {
 			st.Results++
 			return os.Remove(p) // unreadable: useless
 		}
-		for _, l := range []string{r.Artifacts, r.Seed, r.Output} {
+		for _, l := range []LayerID{r.Artifacts, r.Seed, r.Output} {
 			if err := markLayer(l, r.Pulled); errors.Is(err, ErrDamaged) {
 				// A result whose layers are lost or altered is of no use:
 				// dropped, its step is built again when next needed.
@@ -143,10 +143,10 @@ func (s *Store) GC(maxAge time.Duration) (*GCStats, error) {
 			return os.Remove(p)
 		})
 	}
-	if err := sweep("layers", func(n string) bool { return liveLayers[n] }, &st.Layers); err != nil {
+	if err := sweep("layers", func(n string) bool { return liveLayers[LayerID(n)] }, &st.Layers); err != nil {
 		return nil, err
 	}
-	if err := sweep("objects", func(n string) bool { return liveObjects[n] }, &st.Objects); err != nil {
+	if err := sweep("objects", func(n string) bool { return liveObjects[ObjectID(n)] }, &st.Objects); err != nil {
 		return nil, err
 	}
 	if err := s.sweepPool(liveVendor, st); err != nil {

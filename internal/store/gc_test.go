@@ -25,14 +25,14 @@ func TestGC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, r := range []*Result{{Key: "aa" + HashBytes([]byte("k"))[2:], Artifacts: keptID}, {Key: "bb" + HashBytes([]byte("d"))[2:], Artifacts: droppedID}} {
+	for _, r := range []*Result{{Key: Key("aa" + HashBytes([]byte("k"))[2:]), Artifacts: keptID}, {Key: Key("bb" + HashBytes([]byte("d"))[2:]), Artifacts: droppedID}} {
 		if err := st.SaveResult(r); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// The second result was last used long ago.
 	old := time.Now().Add(-60 * 24 * time.Hour)
-	if err := os.Chtimes(filepath.Join(st.Dir, st.resultRel("bb"+HashBytes([]byte("d"))[2:])), old, old); err != nil {
+	if err := os.Chtimes(filepath.Join(st.Dir, st.resultRel(Key("bb"+HashBytes([]byte("d"))[2:]))), old, old); err != nil {
 		t.Fatal(err)
 	}
 	stats, err := st.GC(30 * 24 * time.Hour)
@@ -51,7 +51,7 @@ func TestGC(t *testing.T) {
 	if _, err := st.Flatten(keptID); err != nil {
 		t.Errorf("the live layer is gone: %v", err)
 	}
-	if r, _ := st.LookupResult("aa" + HashBytes([]byte("k"))[2:]); r == nil {
+	if r, _ := st.LookupResult(Key("aa" + HashBytes([]byte("k"))[2:])); r == nil {
 		t.Error("gc removed a recent result")
 	}
 }
@@ -107,7 +107,7 @@ func TestGCVendorPool(t *testing.T) {
 				}
 			}
 			for i, id := range tt.live {
-				r := &Result{Key: HashBytes([]byte{byte(i)}), Inputs: map[string]string{"vendor": id}}
+				r := &Result{Key: Key(HashBytes([]byte{byte(i)})), Inputs: map[string]string{"vendor": id}}
 				if err := st.SaveResult(r); err != nil {
 					t.Fatal(err)
 				}

@@ -88,10 +88,12 @@ func fanout(dir, name string) string {
 }
 
 // ObjectPath is where the object with this hash lives.
-func (s *Store) ObjectPath(hash string) string { return fanout(filepath.Join(s.Dir, "objects"), hash) }
+func (s *Store) ObjectPath(hash ObjectID) string {
+	return fanout(filepath.Join(s.Dir, "objects"), string(hash))
+}
 
 // HasObject reports whether an object is present.
-func (s *Store) HasObject(hash string) bool {
+func (s *Store) HasObject(hash ObjectID) bool {
 	_, err := os.Stat(s.ObjectPath(hash))
 	return err == nil
 }
@@ -121,12 +123,12 @@ func publish(tmp, dst string) error {
 
 // PutFile copies the file at path into the store under the given hash (which
 // the caller computed) unless it is already there.
-func (s *Store) PutFile(path, hash string) error { return s.PutFileTime(path, hash, 0) }
+func (s *Store) PutFile(path string, hash ObjectID) error { return s.PutFileTime(path, hash, 0) }
 
 // PutFileTime is PutFile, giving a new object the mtime (ns) mtime: a hard
 // link to the object (RestoreLinking) then carries the time the file was
 // built, so cargo sees no dependency newer than it was.
-func (s *Store) PutFileTime(path, hash string, mtime int64) error {
+func (s *Store) PutFileTime(path string, hash ObjectID, mtime int64) error {
 	dst := s.ObjectPath(hash)
 	src, err := os.Open(path)
 	if err != nil {
@@ -172,8 +174,8 @@ func (s *Store) PutFileTime(path, hash string, mtime int64) error {
 }
 
 // PutBytes stores b and returns its hash.
-func (s *Store) PutBytes(b []byte) (string, error) {
-	hash := HashBytes(b)
+func (s *Store) PutBytes(b []byte) (ObjectID, error) {
+	hash := ObjectID(HashBytes(b))
 	dst := s.ObjectPath(hash)
 	if _, err := os.Stat(dst); err == nil {
 		return hash, nil
@@ -185,7 +187,7 @@ func (s *Store) PutBytes(b []byte) (string, error) {
 }
 
 // ReadObject returns an object's bytes.
-func (s *Store) ReadObject(hash string) ([]byte, error) {
+func (s *Store) ReadObject(hash ObjectID) ([]byte, error) {
 	return os.ReadFile(s.ObjectPath(hash))
 }
 
@@ -250,28 +252,28 @@ func (s *Store) ReadJSON(rel string, v any) error {
 
 // Result is what a successful step left behind, found by its key.
 type Result struct {
-	Key         string            `json:"key"`
+	Key         Key               `json:"key"`
 	Step        string            `json:"step"`
 	Kind        string            `json:"kind"`
 	Inputs      map[string]string `json:"inputs"`
-	Artifacts   string            `json:"artifacts,omitempty"`    // layer id of target/ ("" if the step keeps none)
-	ArtifactsID string            `json:"artifacts_id,omitempty"` // content identity of the flattened target/
+	Artifacts   LayerID           `json:"artifacts,omitempty"`    // layer id of target/ ("" if the step keeps none)
+	ArtifactsID ContentID         `json:"artifacts_id,omitempty"` // content identity of the flattened target/
 	// DepsID is the content identity of its dependencies' part alone: what
 	// the steps after it that run cargo key on ("" for none: they use
 	// ArtifactsID). See run's inputs.
-	DepsID   string       `json:"deps_id,omitempty"`
+	DepsID   ContentID    `json:"deps_id,omitempty"`
 	MaxMTime int64        `json:"max_mtime,omitempty"` // newest mtime in target/, for the mtime rule
 	Source   []SourceFile `json:"source,omitempty"`    // the source laid out for this step, with the mtimes it got
 	// A deps step that also built the workspace's own code on its heirs'
 	// source (see run's fusing) keeps that whole target/ as a seed: its
 	// heirs start from it as from their own last target/.
-	Seed         string            `json:"seed,omitempty"`           // layer id of that target/
+	Seed         LayerID           `json:"seed,omitempty"`           // layer id of that target/
 	SeedSource   []SourceFile      `json:"seed_source,omitempty"`    // the source it was built from, with its mtimes
 	SeedMaxMTime int64             `json:"seed_max_mtime,omitempty"` // its newest mtime
-	Output       string            `json:"output,omitempty"`         // layer id of the step's output tree
+	Output       LayerID           `json:"output,omitempty"`         // layer id of the step's output tree
 	Bins         map[string]string `json:"bins,omitempty"`           // binary name → workspace package that owns it
 	Summary      string            `json:"summary,omitempty"`
-	Log          string            `json:"log,omitempty"` // object hash of the step's log
+	Log          ObjectID          `json:"log,omitempty"` // object hash of the step's log
 	Seconds      float64           `json:"seconds"`
 	Units        int               `json:"units,omitempty"` // cargo units its commands reported (compiler-artifact messages): the next run's progress total
 	Created      time.Time         `json:"created"`
@@ -288,14 +290,14 @@ type SourceFile struct {
 	MTime int64  `json:"m"`
 }
 
-func (s *Store) resultRel(key string) string {
-	return filepath.Join("results", key[:2], key[2:]+".json")
+func (s *Store) resultRel(key Key) string {
+	return filepath.Join("results", string(key[:2]), string(key[2:])+".json")
 }
 
 // LookupResult returns the result stored for key, or (nil, nil) if none.
 // A result that cannot be read as one (damaged) is dropped, with a
 // warning: the step is built again.
-func (s *Store) LookupResult(key string) (*Result, error) {
+func (s *Store) LookupResult(key Key) (*Result, error) {
 	p := filepath.Join(s.Dir, s.resultRel(key))
 	b, err := os.ReadFile(p)
 	if errors.Is(err, fs.ErrNotExist) {

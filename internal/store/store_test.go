@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -132,7 +133,7 @@ func describe(t *testing.T, dir string) map[string]string {
 	return out
 }
 
-func readLayer(t *testing.T, st *Store, id string) Layer {
+func readLayer(t *testing.T, st *Store, id LayerID) Layer {
 	t.Helper()
 	var l Layer
 	if err := st.ReadJSON(st.layerRel(id), &l); err != nil {
@@ -205,7 +206,7 @@ func TestSnapshotFlattenRestore(t *testing.T) {
 	if !reflect.DeepEqual(gotTypes, wantTypes) {
 		t.Errorf("snapshot types:\n got %v\nwant %v", gotTypes, wantTypes)
 	}
-	if e := tree["a.txt"]; e.Hash != HashBytes([]byte("alpha")) || e.Size != 5 || e.MTime != t1 {
+	if e := tree["a.txt"]; e.Hash != ObjectID(HashBytes([]byte("alpha"))) || e.Size != 5 || e.MTime != t1 {
 		t.Errorf("a.txt entry = %+v", e)
 	}
 	if e := tree["link"]; e.Hash != "a.txt" || e.MTime != 0 {
@@ -257,7 +258,7 @@ func TestFlattenEmptyID(t *testing.T) {
 
 func TestFlattenMissingLayer(t *testing.T) {
 	st := openStore(t)
-	_, err := st.Flatten(HashBytes([]byte("nope")))
+	_, err := st.Flatten(LayerID(HashBytes([]byte("nope"))))
 	if !errors.Is(err, ErrDamaged) {
 		t.Fatalf("Flatten of a missing layer: %v, want store damage", err)
 	}
@@ -265,7 +266,7 @@ func TestFlattenMissingLayer(t *testing.T) {
 
 func TestRestoreMissingObject(t *testing.T) {
 	st := openStore(t)
-	tree := Tree{"f": {Path: "f", Type: TypeFile, Size: 1, MTime: t1, Hash: HashBytes([]byte("x"))}}
+	tree := Tree{"f": {Path: "f", Type: TypeFile, Size: 1, MTime: t1, Hash: ObjectID(HashBytes([]byte("x")))}}
 	err := st.Restore(filepath.Join(t.TempDir(), "d"), tree)
 	if err == nil {
 		t.Fatal("Restore with a missing object succeeded")
@@ -454,7 +455,7 @@ func TestSnapshotTrustsStatOverBase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fresh["f"].Hash != HashBytes([]byte("bbbb")) {
+	if fresh["f"].Hash != ObjectID(HashBytes([]byte("bbbb"))) {
 		t.Errorf("fresh snapshot hash = %s", fresh["f"].Hash)
 	}
 }
@@ -541,7 +542,7 @@ func TestRestoreReplacesRetargetedSymlink(t *testing.T) {
 	}
 }
 
-func mustPut(t *testing.T, st *Store, s string) string {
+func mustPut(t *testing.T, st *Store, s string) ObjectID {
 	t.Helper()
 	h, err := st.PutBytes([]byte(s))
 	if err != nil {
@@ -564,9 +565,9 @@ func TestRestoreIntoEmptyTreeEmptiesDir(t *testing.T) {
 
 func TestContentID(t *testing.T) {
 	base := Tree{
-		"a":   {Path: "a", Type: TypeFile, Size: 1, MTime: t1, Hash: HashBytes([]byte("a"))},
+		"a":   {Path: "a", Type: TypeFile, Size: 1, MTime: t1, Hash: ObjectID(HashBytes([]byte("a")))},
 		"d":   {Path: "d", Type: TypeDir},
-		"d/x": {Path: "d/x", Type: TypeExec, Size: 1, MTime: t1, Hash: HashBytes([]byte("x"))},
+		"d/x": {Path: "d/x", Type: TypeExec, Size: 1, MTime: t1, Hash: ObjectID(HashBytes([]byte("x")))},
 		"l":   {Path: "l", Type: TypeSymlink, Hash: "a"},
 	}
 	clone := func(edit func(Tree)) Tree {
@@ -594,7 +595,7 @@ func TestContentID(t *testing.T) {
 		}), true},
 		{"contents differ", clone(func(c Tree) {
 			e := c["a"]
-			e.Hash = HashBytes([]byte("b"))
+			e.Hash = ObjectID(HashBytes([]byte("b")))
 			c["a"] = e
 		}), false},
 		{"exec bit differs", clone(func(c Tree) {
@@ -608,7 +609,7 @@ func TestContentID(t *testing.T) {
 			c["l"] = e
 		}), false},
 		{"file added", clone(func(c Tree) {
-			c["b"] = Entry{Path: "b", Type: TypeFile, Hash: HashBytes(nil)}
+			c["b"] = Entry{Path: "b", Type: TypeFile, Hash: ObjectID(HashBytes(nil))}
 		}), false},
 		{"file removed", clone(func(c Tree) { delete(c, "a") }), false},
 		{"file renamed", clone(func(c Tree) {
@@ -637,7 +638,7 @@ func TestPutBytesReadObject(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if h != HashBytes(b) {
+		if h != ObjectID(HashBytes(b)) {
 			t.Errorf("hash = %s, want %s", h, HashBytes(b))
 		}
 		if !st.HasObject(h) {
@@ -656,7 +657,7 @@ func TestPutBytesReadObject(t *testing.T) {
 			t.Errorf("second PutBytes = %s, %v", h2, err)
 		}
 	}
-	if _, err := st.ReadObject(HashBytes([]byte("absent"))); err == nil {
+	if _, err := st.ReadObject(ObjectID(HashBytes([]byte("absent")))); err == nil {
 		t.Errorf("ReadObject of an absent hash succeeded")
 	}
 	assertNoTemp(t, st)
@@ -678,7 +679,7 @@ func TestHashFile(t *testing.T) {
 
 func TestResults(t *testing.T) {
 	st := openStore(t)
-	key := HashBytes([]byte("some key"))
+	key := Key(HashBytes([]byte("some key")))
 	r, err := st.LookupResult(key)
 	if r != nil || err != nil {
 		t.Fatalf("LookupResult(unknown) = %v, %v; want nil, nil", r, err)
@@ -686,7 +687,7 @@ func TestResults(t *testing.T) {
 	want := &Result{
 		Key: key, Step: "clippy", Kind: "clippy",
 		Inputs:    map[string]string{"source": "abc", "vendor": "def"},
-		Artifacts: HashBytes([]byte("layer")), ArtifactsID: "cid", MaxMTime: t2,
+		Artifacts: LayerID(HashBytes([]byte("layer"))), ArtifactsID: "cid", MaxMTime: t2,
 		Source: []SourceFile{{Path: "src/lib.rs", Hash: "h1", MTime: t1}, {Path: "Cargo.toml", Hash: "h2", MTime: t1 + 1}},
 		Output: "out", Bins: map[string]string{"app": "app-pkg"}, Summary: "3 passed",
 		Log: "loghash", Seconds: 1.5, Created: time.Date(2024, 1, 2, 3, 4, 5, 6, time.UTC),
@@ -702,7 +703,7 @@ func TestResults(t *testing.T) {
 		t.Errorf("roundtrip:\n got %+v\nwant %+v", got, want)
 	}
 	// Other keys are still unknown.
-	if r, err := st.LookupResult(HashBytes([]byte("other"))); r != nil || err != nil {
+	if r, err := st.LookupResult(Key(HashBytes([]byte("other")))); r != nil || err != nil {
 		t.Errorf("LookupResult(other) = %v, %v", r, err)
 	}
 	// A corrupt result is dropped, with a warning, and is a miss: the
@@ -750,7 +751,7 @@ func TestConcurrentPutFile(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := st.PutFile(src, hash); err != nil {
+			if err := st.PutFile(src, ObjectID(hash)); err != nil {
 				errs <- err
 			}
 			if _, err := st.PutBytes(data); err != nil {
@@ -763,7 +764,7 @@ func TestConcurrentPutFile(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	got, err := st.ReadObject(hash)
+	got, err := st.ReadObject(ObjectID(hash))
 	if err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("object corrupt after concurrent puts: %d bytes, %v", len(got), err)
 	}
@@ -775,7 +776,7 @@ func TestConcurrentSnapshotSameTree(t *testing.T) {
 	dir := t.TempDir()
 	writeFixture(t, dir, sample)
 	var wg sync.WaitGroup
-	ids := make([]string, 16)
+	ids := make([]LayerID, 16)
 	errs := make([]error, 16)
 	for i := range ids {
 		wg.Add(1)
@@ -798,7 +799,7 @@ func TestConcurrentSnapshotSameTree(t *testing.T) {
 
 func TestPutFileMissingSource(t *testing.T) {
 	st := openStore(t)
-	if err := st.PutFile(filepath.Join(t.TempDir(), "absent"), HashBytes([]byte("x"))); err == nil {
+	if err := st.PutFile(filepath.Join(t.TempDir(), "absent"), ObjectID(HashBytes([]byte("x")))); err == nil {
 		t.Errorf("PutFile of a missing file succeeded")
 	}
 	assertNoTemp(t, st)
@@ -862,7 +863,7 @@ func TestOverlay(t *testing.T) {
 	}
 	got := Overlay(base, top, group)
 	newest := got.NewestWhere(func(p string) bool { _, fromTop := top[p]; return !fromTop })
-	want := map[string]string{"deps/a.rlib": "a-new", "deps/b.rlib": "b", "fp/a/hash": "ha-new", "fp/b/hash": "hb"}
+	want := map[string]ObjectID{"deps/a.rlib": "a-new", "deps/b.rlib": "b", "fp/a/hash": "ha-new", "fp/b/hash": "hb"}
 	if len(got) != len(want) {
 		t.Errorf("overlay has %d entries, want %d: %v", len(got), len(want), got)
 	}
@@ -897,5 +898,27 @@ func TestProgram(t *testing.T) {
 	}
 	if err := exec.Command(w).Run(); err != nil {
 		t.Fatalf("run %s: %v", w, err)
+	}
+}
+
+// The ids are distinct types, but stored records read as they did when
+// they were bare strings: a store written before stays readable.
+func TestRecordsEncodeIDsAsStrings(t *testing.T) {
+	r := Result{Key: "k", Step: "s", Kind: "deps", Artifacts: "a", ArtifactsID: "ai", DepsID: "d", Seed: "sd", Output: "o", Log: "l", Created: time.Unix(0, 0).UTC()}
+	l := Layer{Parent: "p", Entries: []Entry{{Path: "f", Type: TypeFile, Size: 1, Hash: "h"}}}
+	for _, c := range []struct {
+		v    any
+		want string
+	}{
+		{&r, `{"key":"k","step":"s","kind":"deps","inputs":null,"artifacts":"a","artifacts_id":"ai","deps_id":"d","seed":"sd","output":"o","log":"l","seconds":0,"created":"1970-01-01T00:00:00Z"}`},
+		{&l, `{"parent":"p","entries":[{"p":"f","t":"f","s":1,"h":"h"}]}`},
+	} {
+		b, err := json.Marshal(c.v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(b) != c.want {
+			t.Errorf("encoded as\n%s\nwant\n%s", b, c.want)
+		}
 	}
 }

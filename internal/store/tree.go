@@ -30,14 +30,15 @@ const (
 )
 
 // Entry is one path of a tree. For files Hash is the content hash; for
-// symlinks it is the link target. MTime (ns) is kept because cargo decides
+// symlinks it is the link target (kept in the same field, so typed ObjectID
+// too: convert it where it is read as a target). MTime (ns) is kept because cargo decides
 // freshness by mtime: a restored target/ must carry the times it was built with.
 type Entry struct {
-	Path  string `json:"p"`
-	Type  string `json:"t"`
-	Size  int64  `json:"s,omitempty"`
-	MTime int64  `json:"m,omitempty"`
-	Hash  string `json:"h,omitempty"`
+	Path  string   `json:"p"`
+	Type  string   `json:"t"`
+	Size  int64    `json:"s,omitempty"`
+	MTime int64    `json:"m,omitempty"`
+	Hash  ObjectID `json:"h,omitempty"`
 	// Data is the base64 content of a file of at most InlineMax bytes
 	// (empty for an empty file). Such a file has no object of its own
 	// (unless it was linked: see SnapshotLinking): a restore writes the
@@ -78,7 +79,7 @@ func (e Entry) inline() ([]byte, bool) {
 // are new or changed, and the paths that are gone. A chain of steps thus
 // costs little more than its last delta.
 type Layer struct {
-	Parent  string   `json:"parent,omitempty"`
+	Parent  LayerID  `json:"parent,omitempty"`
 	Depth   int      `json:"depth,omitempty"` // layers below this one
 	Entries []Entry  `json:"entries"`
 	Deleted []string `json:"deleted,omitempty"`
@@ -103,7 +104,7 @@ func (t Tree) Sorted() []Entry {
 // ContentID identifies a tree by content alone (paths, types, hashes; not
 // mtimes), so that a step whose upstream re-ran but produced the same bytes
 // keeps its key: early cutoff.
-func (t Tree) ContentID() string {
+func (t Tree) ContentID() ContentID {
 	var b strings.Builder
 	for _, e := range t.Sorted() {
 		if e.Type == TypeDir {
@@ -111,7 +112,7 @@ func (t Tree) ContentID() string {
 		}
 		fmt.Fprintf(&b, "%s\x00%s\x00%s\n", e.Path, e.Type, e.Hash)
 	}
-	return HashBytes([]byte(b.String()))
+	return ContentID(HashBytes([]byte(b.String())))
 }
 
 // Overlay returns top laid over base: every entry of top, and the entries of
@@ -161,15 +162,17 @@ func (t Tree) MaxMTime() int64 {
 	return m
 }
 
-func (s *Store) layerRel(id string) string { return filepath.Join("layers", id[:2], id[2:]+".json") }
+func (s *Store) layerRel(id LayerID) string {
+	return filepath.Join("layers", string(id[:2]), string(id[2:])+".json")
+}
 
 // PutLayer stores a layer and returns its id.
-func (s *Store) PutLayer(l *Layer) (string, error) {
+func (s *Store) PutLayer(l *Layer) (LayerID, error) {
 	b, err := json.Marshal(l)
 	if err != nil {
 		return "", err
 	}
-	id := HashBytes(b)
+	id := LayerID(HashBytes(b))
 	dst := filepath.Join(s.Dir, s.layerRel(id))
 	if _, err := os.Stat(dst); err == nil {
 		return id, nil
@@ -179,7 +182,7 @@ func (s *Store) PutLayer(l *Layer) (string, error) {
 
 // Flatten resolves a layer and its ancestors into a tree. An empty id is the
 // empty tree.
-func (s *Store) Flatten(id string) (Tree, error) {
+func (s *Store) Flatten(id LayerID) (Tree, error) {
 	var chain []*Layer
 	for id != "" {
 		l, err := s.readLayer(id)
@@ -227,7 +230,7 @@ func scan(dir string) ([]Entry, error) {
 			if err != nil {
 				return err
 			}
-			e.Type, e.Hash, e.MTime = TypeSymlink, target, 0
+			e.Type, e.Hash, e.MTime = TypeSymlink, ObjectID(target), 0
 		case info.IsDir():
 			e.Type, e.MTime = TypeDir, 0
 		case info.Mode().IsRegular():
@@ -256,7 +259,7 @@ func ioWorkers() int { return max(8, 4*runtime.GOMAXPROCS(0)) }
 // parent). Files whose type, size and mtime equal base's are taken as
 // unchanged without being read, like git's index: smelt owns the directory
 // and restored those files itself.
-func (s *Store) Snapshot(dir, parent string, base Tree) (id string, tree Tree, err error) {
+func (s *Store) Snapshot(dir string, parent LayerID, base Tree) (id LayerID, tree Tree, err error) {
 	return s.SnapshotLinking(dir, parent, base, nil, nil)
 }
 
@@ -267,7 +270,7 @@ func (s *Store) Snapshot(dir, parent string, base Tree) (id string, tree Tree, e
 // applies: only for files that are replaced, never rewritten in place.
 // known, when not nil, is what smelt restored into dir (a superset of base):
 // its files too are taken as unchanged without being read.
-func (s *Store) SnapshotLinking(dir, parent string, base, known Tree, linkable func(string) bool) (id string, tree Tree, err error) {
+func (s *Store) SnapshotLinking(dir string, parent LayerID, base, known Tree, linkable func(string) bool) (id LayerID, tree Tree, err error) {
 	if tree, err = s.Capture(dir, base, known, linkable); err != nil {
 		return "", nil, err
 	}
@@ -302,18 +305,22 @@ func (s *Store) Capture(dir string, base, known Tree, linkable func(string) bool
 	}
 	err = par.Each(runtime.GOMAXPROCS(0), toHash, func(e *Entry) error {
 		p := filepath.Join(dir, filepath.FromSlash(e.Path))
-		var h string
+		var h ObjectID
 		if e.Size <= InlineMax {
 			b, err := os.ReadFile(p)
 			if err != nil {
 				return err
 			}
-			h, e.Size = HashBytes(b), int64(len(b))
+			h, e.Size = ObjectID(HashBytes(b)), int64(len(b))
 			if len(b) <= InlineMax {
 				e.Data = base64.StdEncoding.EncodeToString(b)
 			}
-		} else if h, _, err = HashFile(p); err != nil {
-			return err
+		} else {
+			hs, _, err := HashFile(p)
+			if err != nil {
+				return err
+			}
+			h = ObjectID(hs)
 		}
 		e.Hash = h
 		if linkable != nil && linkable(e.Path) && s.adopt(p, h) == nil {
@@ -343,7 +350,7 @@ func (s *Store) Capture(dir string, base, known Tree, linkable func(string) bool
 
 // ObjectTime is the OM of an entry of mtime mtime whose object is hash:
 // the object's mtime if it differs.
-func (s *Store) ObjectTime(hash string, mtime int64) int64 {
+func (s *Store) ObjectTime(hash ObjectID, mtime int64) int64 {
 	if oi, err := os.Stat(s.ObjectPath(hash)); err == nil && oi.ModTime().UnixNano() != mtime {
 		return oi.ModTime().UnixNano()
 	}
@@ -352,7 +359,7 @@ func (s *Store) ObjectTime(hash string, mtime int64) int64 {
 
 // PutTree stores tree, whose files' objects are in the store, as a layer
 // over base (whose id is parent) and returns the layer's id.
-func (s *Store) PutTree(parent string, base, tree Tree) (string, error) {
+func (s *Store) PutTree(parent LayerID, base, tree Tree) (LayerID, error) {
 	// Chains stay short, so that flattening one stays cheap: past
 	// MaxDepth a layer lists everything (only metadata: the file contents
 	// are shared objects either way).
@@ -431,7 +438,7 @@ func (s *Store) RestoreLinking(dir string, tree Tree, linkable func(string) bool
 			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 				return err
 			}
-			if err := os.Symlink(e.Hash, p); err != nil {
+			if err := os.Symlink(string(e.Hash), p); err != nil {
 				return err
 			}
 		default:
@@ -465,14 +472,14 @@ func (s *Store) RestoreLinking(dir string, tree Tree, linkable func(string) bool
 // adopt makes the file at p and the object with hash h one file: p becomes
 // the object if there is none yet, else p is replaced by a link to it
 // (when their modes agree).
-func (s *Store) adopt(p, h string) error { return s.share(p, h, true) }
+func (s *Store) adopt(p string, h ObjectID) error { return s.share(p, h, true) }
 
 // Share makes the file at p, whose contents hash to h, and the object h one
 // file, as adopt does, but whatever their mtimes: for files that are only
 // ever read and whose mtime nothing compares (vendored sources).
-func (s *Store) Share(p, h string) error { return s.share(p, h, false) }
+func (s *Store) Share(p string, h ObjectID) error { return s.share(p, h, false) }
 
-func (s *Store) share(p, h string, sameMTime bool) error {
+func (s *Store) share(p string, h ObjectID, sameMTime bool) error {
 	obj := s.ObjectPath(h)
 	fi, err := os.Stat(p)
 	if err != nil {
@@ -483,7 +490,7 @@ func (s *Store) share(p, h string, sameMTime bool) error {
 		if err := os.MkdirAll(filepath.Dir(obj), 0o755); err != nil {
 			return err
 		}
-		tmp := filepath.Join(s.Dir, "tmp", "adopt-"+h)
+		tmp := filepath.Join(s.Dir, "tmp", "adopt-"+string(h))
 		os.Remove(tmp)
 		if err := os.Link(p, tmp); err != nil {
 			return err
@@ -496,7 +503,7 @@ func (s *Store) share(p, h string, sameMTime bool) error {
 	if oi.Size() != fi.Size() {
 		// The object is damaged (it is named by content p has): p,
 		// just hashed, takes its place.
-		tmp := filepath.Join(s.Dir, "tmp", "adopt-"+h)
+		tmp := filepath.Join(s.Dir, "tmp", "adopt-"+string(h))
 		os.Remove(tmp)
 		if err := os.Link(p, tmp); err != nil {
 			return err
@@ -598,7 +605,7 @@ func (s *Store) CopyOut(e Entry, dst string) error {
 		f, err := os.Open(s.ObjectPath(e.Hash))
 		if errors.Is(err, fs.ErrNotExist) {
 			d := &DamageError{Store: s.Dir}
-			d.addObject(e.Hash, e.Path, s.missing(e.Hash))
+			d.addObject(e.Hash, e.Path, s.missing())
 			return d
 		}
 		if err != nil {

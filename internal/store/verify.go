@@ -37,7 +37,7 @@ func (s *Store) Verify(repair bool) (*VerifyReport, error) {
 	rep := &VerifyReport{}
 	d := &DamageError{Store: s.Dir}
 	var mu sync.Mutex
-	bad := map[string]fs.FileInfo{} // damaged objects, by hash
+	bad := map[ObjectID]fs.FileInfo{} // damaged objects, by hash
 	var objects []string
 	root := filepath.Join(s.Dir, "objects")
 	err = filepath.WalkDir(root, func(p string, de fs.DirEntry, err error) error {
@@ -53,7 +53,7 @@ func (s *Store) Verify(repair bool) (*VerifyReport, error) {
 	rep.Objects = len(objects)
 	err = par.Each(runtime.GOMAXPROCS(0), objects, func(p string) error {
 		rel, _ := filepath.Rel(root, p)
-		name := strings.ReplaceAll(rel, string(filepath.Separator), "")
+		name := ObjectID(strings.ReplaceAll(rel, string(filepath.Separator), ""))
 		fi, err := os.Lstat(p)
 		if err != nil {
 			return err
@@ -62,7 +62,7 @@ func (s *Store) Verify(repair bool) (*VerifyReport, error) {
 		if err != nil {
 			return err
 		}
-		if h != name {
+		if ObjectID(h) != name {
 			mu.Lock()
 			bad[name] = fi
 			d.addObject(name, "object file", "its content no longer matches its hash")
@@ -79,7 +79,7 @@ func (s *Store) Verify(repair bool) (*VerifyReport, error) {
 			return err
 		}
 		rel, _ := filepath.Rel(lroot, p)
-		id := strings.TrimSuffix(strings.ReplaceAll(rel, string(filepath.Separator), ""), ".json")
+		id := LayerID(strings.TrimSuffix(strings.ReplaceAll(rel, string(filepath.Separator), ""), ".json"))
 		rep.Layers++
 		l, err := s.peekLayer(id)
 		if err != nil {
@@ -134,7 +134,7 @@ func (s *Store) Verify(repair bool) (*VerifyReport, error) {
 			return nil
 		}
 		rel, _ := filepath.Rel(lroot, p)
-		if l, err := s.peekLayer(strings.TrimSuffix(strings.ReplaceAll(rel, string(filepath.Separator), ""), ".json")); err == nil {
+		if l, err := s.peekLayer(LayerID(strings.TrimSuffix(strings.ReplaceAll(rel, string(filepath.Separator), ""), ".json"))); err == nil {
 			for _, e := range l.Entries {
 				if d.hashes[e.Hash] && (e.Type == TypeFile || e.Type == TypeExec) {
 					os.Remove(p)
@@ -149,7 +149,7 @@ func (s *Store) Verify(repair bool) (*VerifyReport, error) {
 }
 
 // peekLayer is readLayer without removing what it finds damaged.
-func (s *Store) peekLayer(id string) (*Layer, error) {
+func (s *Store) peekLayer(id LayerID) (*Layer, error) {
 	p := filepath.Join(s.Dir, s.layerRel(id))
 	b, err := os.ReadFile(p)
 	if err != nil {
@@ -157,7 +157,7 @@ func (s *Store) peekLayer(id string) (*Layer, error) {
 	}
 	var l Layer
 	why := ""
-	if HashBytes(b) != id {
+	if LayerID(HashBytes(b)) != id {
 		why = "changed since it was stored"
 	} else if json.Unmarshal(b, &l) != nil {
 		why = "unreadable"
@@ -173,7 +173,7 @@ func (s *Store) peekLayer(id string) (*Layer, error) {
 // unlinkCopies removes the files under work/ that are hard links to the
 // damaged objects bad, and returns how many: they hold the same bad bytes,
 // and a restore would keep one whose size and mtime still look right.
-func (s *Store) unlinkCopies(bad map[string]fs.FileInfo) int {
+func (s *Store) unlinkCopies(bad map[ObjectID]fs.FileInfo) int {
 	inodes := map[[2]uint64]bool{}
 	for _, fi := range bad {
 		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
