@@ -27,30 +27,8 @@ type workerProc struct {
 
 func startWorker(t *testing.T, url, name string) *workerProc {
 	t.Helper()
-	w := &workerProc{name: name, log: filepath.Join(t.TempDir(), name+".log"), exited: make(chan struct{})}
-	logf, err := os.Create(w.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.cmd = exec.Command(smeltBin, "worker", "--engine", url, "--dir", filepath.Join(t.TempDir(), name))
-	w.cmd.Stdout, w.cmd.Stderr = logf, logf
-	if err := w.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { w.cmd.Wait(); logf.Close(); close(w.exited) }()
-	t.Cleanup(func() {
-		w.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-w.exited:
-		case <-time.After(10 * time.Second):
-			w.cmd.Process.Kill()
-			<-w.exited
-		}
-		if t.Failed() {
-			b, _ := os.ReadFile(w.log)
-			t.Logf("log of worker %s:\n%s", name, b)
-		}
-	})
+	sw := testsrv.StartWorker(t, smeltBin, url, name, "")
+	w := &workerProc{name: sw.Name, log: sw.Log, cmd: sw.Cmd, exited: sw.Exited}
 	// Its offers are in the action cache once it has a session.
 	deadline := time.Now().Add(60 * time.Second)
 	for {

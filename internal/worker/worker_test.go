@@ -147,33 +147,8 @@ type workerProc struct {
 
 // startWorker runs a worker on dir ("": a new one).
 func startWorker(t *testing.T, bin, url, name, dir string) *workerProc {
-	if dir == "" {
-		dir = filepath.Join(t.TempDir(), name)
-	}
-	w := &workerProc{name: name, dir: dir, log: filepath.Join(t.TempDir(), name+".log"), exited: make(chan struct{})}
-	logf, err := os.Create(w.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.cmd = exec.Command(bin, "worker", "--engine", url, "--dir", dir)
-	w.cmd.Stdout, w.cmd.Stderr = logf, logf
-	if err := w.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { w.cmd.Wait(); logf.Close(); close(w.exited) }()
-	t.Cleanup(func() {
-		w.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-w.exited:
-		case <-time.After(10 * time.Second):
-			w.cmd.Process.Kill()
-			<-w.exited
-		}
-		if t.Failed() {
-			b, _ := os.ReadFile(w.log)
-			t.Logf("log of worker %s:\n%s", name, b)
-		}
-	})
+	sw := testsrv.StartWorker(t, bin, url, name, dir)
+	w := &workerProc{name: sw.Name, dir: sw.Dir, log: sw.Log, cmd: sw.Cmd, exited: sw.Exited}
 	return w
 }
 
