@@ -261,11 +261,12 @@ func (w *ws) artifact(res *store.Result, prefix, suffix string) string {
 	}
 	for p, e := range tree {
 		if strings.HasPrefix(p, prefix) && strings.HasSuffix(p, suffix) && e.Type == store.TypeFile {
-			out := filepath.Join(w.t.TempDir(), "f")
-			if err := w.st.CopyOut(e, out); err != nil {
+			dir := w.t.TempDir()
+			e.Path = "f"
+			if err := w.st.Restore(dir, store.Tree{e.Path: e}, store.RestoreOptions{}); err != nil {
 				w.t.Fatal(err)
 			}
-			b, err := os.ReadFile(out)
+			b, err := os.ReadFile(filepath.Join(dir, e.Path))
 			if err != nil {
 				w.t.Fatal(err)
 			}

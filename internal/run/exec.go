@@ -171,7 +171,7 @@ func (sr *stepRun) restore(from *origin, parent *store.Result) error {
 	if sr.kind.KeepsArtifacts {
 		// Always restore, even to nothing: a step must never see a target/
 		// left over from some other state of its working directory.
-		if err := st.RestoreLinking(sr.targetDir, from.restored, linkable(sr.n.Step.Kind)); err != nil {
+		if err := st.Restore(sr.targetDir, from.restored, store.RestoreOptions{Linkable: linkable(sr.n.Step.Kind)}); err != nil {
 			return err
 		}
 		sr.phase("restore")
@@ -258,16 +258,11 @@ func (sr *stepRun) snapshot(res *store.Result, from *origin, src source.Tree, st
 	if err := sortDepInfo(sr.targetDir, start); err != nil {
 		return nil, err
 	}
-	t, err := st.Capture(sr.targetDir, from.base, from.restored, linkable(sr.n.Step.Kind))
-	if err != nil {
-		return nil, err
-	}
+	o := store.SnapshotOptions{Parent: from.layer, Base: from.base, Known: from.restored, Linkable: linkable(sr.n.Step.Kind)}
 	if sr.kind.Skeleton {
-		if t, err = sr.dependencyResult(res, from, t); err != nil {
-			return nil, err
-		}
+		o.Keep = func(t store.Tree) (store.Tree, error) { return sr.dependencyResult(res, from, t) }
 	}
-	id, err := st.PutTree(from.layer, from.base, t)
+	id, t, err := st.Snapshot(sr.targetDir, o)
 	if err != nil {
 		return nil, err
 	}
@@ -532,28 +527,14 @@ func writeParentConfig(dir, vendorConfig, from, to string) error {
 	return os.WriteFile(p, data, 0o644)
 }
 
-// restoreInto copies an output layer's files into dir.
+// restoreInto copies an output layer's files into dir, over what it holds.
 func restoreInto(st *store.Store, layer store.LayerID, dir string) error {
 	t, err := st.Flatten(layer)
-	if err != nil {
-		return err
+	if err == nil {
+		err = st.Restore(dir, t, store.RestoreOptions{Over: true})
 	}
-	for _, e := range t.Sorted() {
-		p := filepath.Join(dir, filepath.FromSlash(e.Path))
-		switch e.Type {
-		case store.TypeDir:
-			err = os.MkdirAll(p, 0o755)
-		case store.TypeSymlink:
-			os.Remove(p)
-			err = os.Symlink(string(e.Hash), p)
-		default:
-			if err = os.MkdirAll(filepath.Dir(p), 0o755); err == nil {
-				err = st.CopyOut(e, p)
-			}
-		}
-		if err != nil {
-			return fmt.Errorf("restore outputs into %s: %w", dir, err)
-		}
+	if err != nil {
+		return fmt.Errorf("restore outputs into %s: %w", dir, err)
 	}
 	return nil
 }

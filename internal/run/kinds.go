@@ -123,7 +123,7 @@ func underMinimum(s *config.Step, lines float64) error {
 
 // snapshotOutput stores dir as the step's output.
 func (sr *stepRun) snapshotOutput(res *store.Result, dir string) error {
-	id, _, err := sr.e.p.st.Snapshot(dir, "", nil)
+	id, _, err := sr.e.p.st.Snapshot(dir, store.SnapshotOptions{})
 	if err != nil {
 		return err
 	}

@@ -63,7 +63,7 @@ func LinkOutput(st *store.Store, layer store.LayerID, keep func(store.Entry) boo
 		return "", err
 	}
 	defer os.RemoveAll(tmp)
-	if err := st.Restore(tmp, withDirs(sel)); err != nil {
+	if err := st.Restore(tmp, withDirs(sel), store.RestoreOptions{}); err != nil {
 		return "", err
 	}
 	files, err := store.Identities(tmp) // a rename keeps them
@@ -152,8 +152,9 @@ func RestoreArtifacts(st *store.Store, r *store.Result, dir string, link bool) e
 	if err != nil {
 		return err
 	}
+	var o store.RestoreOptions
 	if link {
-		return st.RestoreLinking(dir, tree, cargo.Replaced)
+		o.Linkable = cargo.Replaced
 	}
-	return st.Restore(dir, tree)
+	return st.Restore(dir, tree, o)
 }

@@ -34,7 +34,7 @@ func remoteFixture(t *testing.T) (*store.Store, *store.Result, map[string][]byte
 			t.Fatal(err)
 		}
 	}
-	id, tree, err := st.Snapshot(dir, "", nil)
+	id, tree, err := st.Snapshot(dir, store.SnapshotOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +97,7 @@ func TestRemotePushPull(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	if err := st2.Restore(dir, tree); err != nil {
+	if err := st2.Restore(dir, tree, store.RestoreOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	for p, b := range files {
@@ -201,7 +201,7 @@ func TestRemoteRefusals(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		err = st2.Restore(t.TempDir(), tree2)
+		err = st2.Restore(t.TempDir(), tree2, store.RestoreOptions{})
 		if !errors.Is(err, store.ErrDamaged) {
 			t.Fatalf("restore with a corrupt remote object: %v, want store damage (the step builds locally)", err)
 		}

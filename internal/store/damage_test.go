@@ -17,7 +17,7 @@ func bigTree(t *testing.T, st *Store) (LayerID, Tree) {
 		{path: "deps/liba.rlib", typ: TypeFile, data: strings.Repeat("a", 2*InlineMax), mtimeN: t1},
 		{path: "bin/app", typ: TypeExec, data: strings.Repeat("b", 2*InlineMax), mtimeN: t2},
 	})
-	id, tree, err := st.Snapshot(src, "", nil)
+	id, tree, err := st.Snapshot(src, SnapshotOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +74,7 @@ func TestRestoreChangedObject(t *testing.T) {
 			linkable = func(p string) bool { return strings.HasPrefix(p, "deps/") }
 		}
 		dst := filepath.Join(t.TempDir(), "dst")
-		err := st.RestoreLinking(dst, tree, linkable)
+		err := st.Restore(dst, tree, RestoreOptions{Linkable: linkable})
 		var d *DamageError
 		if !errors.As(err, &d) || !errors.Is(err, ErrDamaged) || len(d.Objects) != 1 || !strings.Contains(d.Objects[0], "deps/liba.rlib") {
 			t.Fatalf("linking %v: restore of a changed object: %v", linking, err)
@@ -101,7 +101,7 @@ func TestRestoreTouchedObject(t *testing.T) {
 	if err := os.Chtimes(obj, later, later); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.Restore(filepath.Join(t.TempDir(), "dst"), tree); err != nil {
+	if err := st.Restore(filepath.Join(t.TempDir(), "dst"), tree, RestoreOptions{}); err != nil {
 		t.Fatalf("restore of a touched, intact object: %v", err)
 	}
 }
@@ -114,15 +114,15 @@ func TestRestoreKeepsOnlyIntactLinks(t *testing.T) {
 	_, tree := bigTree(t, st)
 	linkable := func(p string) bool { return strings.HasPrefix(p, "deps/") }
 	dst := filepath.Join(t.TempDir(), "dst")
-	if err := st.RestoreLinking(dst, tree, linkable); err != nil {
+	if err := st.Restore(dst, tree, RestoreOptions{Linkable: linkable}); err != nil {
 		t.Fatal(err)
 	}
 	other := filepath.Join(t.TempDir(), "other")
-	if err := st.RestoreLinking(other, tree, linkable); err != nil {
+	if err := st.Restore(other, tree, RestoreOptions{Linkable: linkable}); err != nil {
 		t.Fatal(err)
 	}
 	writeInPlace(t, filepath.Join(other, "deps/liba.rlib"), false)
-	if err := st.RestoreLinking(dst, tree, linkable); !errors.Is(err, ErrDamaged) {
+	if err := st.Restore(dst, tree, RestoreOptions{Linkable: linkable}); !errors.Is(err, ErrDamaged) {
 		t.Fatalf("restore over a link to a changed object: %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(dst, "deps/liba.rlib")); err == nil {
@@ -157,7 +157,7 @@ func TestDropUsers(t *testing.T) {
 	id, tree := bigTree(t, st)
 	other := filepath.Join(t.TempDir(), "other")
 	writeFixture(t, other, []fixture{{path: "c", typ: TypeFile, data: strings.Repeat("c", 2*InlineMax), mtimeN: t1}})
-	otherID, _, err := st.Snapshot(other, "", nil)
+	otherID, _, err := st.Snapshot(other, SnapshotOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,7 +251,7 @@ func TestVerifyRepair(t *testing.T) {
 		t.Fatal(err)
 	}
 	work := filepath.Join(st.Dir, "work", "p", "step")
-	if err := st.RestoreLinking(work, tree, func(p string) bool { return strings.HasPrefix(p, "deps/") }); err != nil {
+	if err := st.Restore(work, tree, RestoreOptions{Linkable: func(p string) bool { return strings.HasPrefix(p, "deps/") }}); err != nil {
 		t.Fatal(err)
 	}
 	if rep, err := st.Verify(false); err != nil || rep.Damage != nil || rep.Objects != 2 {

@@ -17,11 +17,11 @@ func TestGC(t *testing.T) {
 	writeFixture(t, keep, []fixture{{path: "a", typ: TypeFile, data: strings.Repeat("kept", InlineMax), mtimeN: t1}})
 	drop := filepath.Join(t.TempDir(), "drop")
 	writeFixture(t, drop, []fixture{{path: "b", typ: TypeFile, data: strings.Repeat("dropped", InlineMax), mtimeN: t1}})
-	keptID, keptTree, err := st.Snapshot(keep, "", nil)
+	keptID, keptTree, err := st.Snapshot(keep, SnapshotOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	droppedID, droppedTree, err := st.Snapshot(drop, "", nil)
+	droppedID, droppedTree, err := st.Snapshot(drop, SnapshotOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -126,7 +126,7 @@ func publish(tmp, dst string) error {
 func (s *Store) PutFile(path string, hash ObjectID) error { return s.PutFileTime(path, hash, 0) }
 
 // PutFileTime is PutFile, giving a new object the mtime (ns) mtime: a hard
-// link to the object (RestoreLinking) then carries the time the file was
+// link to the object (Restore with Linkable) then carries the time the file was
 // built, so cargo sees no dependency newer than it was.
 func (s *Store) PutFileTime(path string, hash ObjectID, mtime int64) error {
 	dst := s.ObjectPath(hash)

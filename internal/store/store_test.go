@@ -187,7 +187,7 @@ func TestSnapshotFlattenRestore(t *testing.T) {
 	src := filepath.Join(t.TempDir(), "src")
 	writeFixture(t, src, sample)
 
-	id, tree, err := st.Snapshot(src, "", nil)
+	id, tree, err := st.Snapshot(src, SnapshotOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,7 +230,7 @@ func TestSnapshotFlattenRestore(t *testing.T) {
 	}
 
 	dst := filepath.Join(t.TempDir(), "dst")
-	if err := st.Restore(dst, flat); err != nil {
+	if err := st.Restore(dst, flat, RestoreOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if got, want := describe(t, dst), describe(t, src); !reflect.DeepEqual(got, want) {
@@ -239,7 +239,7 @@ func TestSnapshotFlattenRestore(t *testing.T) {
 	assertNoTemp(t, st)
 
 	// Same directory, same layer: ids are content addresses.
-	id2, _, err := st.Snapshot(src, "", nil)
+	id2, _, err := st.Snapshot(src, SnapshotOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -267,7 +267,7 @@ func TestFlattenMissingLayer(t *testing.T) {
 func TestRestoreMissingObject(t *testing.T) {
 	st := openStore(t)
 	tree := Tree{"f": {Path: "f", Type: TypeFile, Size: 1, MTime: t1, Hash: ObjectID(HashBytes([]byte("x")))}}
-	err := st.Restore(filepath.Join(t.TempDir(), "d"), tree)
+	err := st.Restore(filepath.Join(t.TempDir(), "d"), tree, RestoreOptions{})
 	if err == nil {
 		t.Fatal("Restore with a missing object succeeded")
 	}
@@ -289,7 +289,7 @@ func TestRestoreInlineSmallFiles(t *testing.T) {
 		{path: "big", typ: TypeFile, data: big, mtimeN: t2},
 		{path: "zero", typ: TypeFile, mtimeN: t1},
 	})
-	id, tree, err := st.Snapshot(src, "", nil)
+	id, tree, err := st.Snapshot(src, SnapshotOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -306,7 +306,7 @@ func TestRestoreInlineSmallFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	dst := filepath.Join(t.TempDir(), "dst")
-	if err := st.Restore(dst, flat); err != nil {
+	if err := st.Restore(dst, flat, RestoreOptions{}); err != nil {
 		t.Fatalf("restore without the small files' objects: %v", err)
 	}
 	if got, want := describe(t, dst), describe(t, src); !reflect.DeepEqual(got, want) {
@@ -315,14 +315,14 @@ func TestRestoreInlineSmallFiles(t *testing.T) {
 	if err := os.Remove(st.ObjectPath(tree["big"].Hash)); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.Restore(filepath.Join(t.TempDir(), "dst2"), flat); err == nil {
+	if err := st.Restore(filepath.Join(t.TempDir(), "dst2"), flat, RestoreOptions{}); err == nil {
 		t.Error("a file larger than InlineMax was restored without its object")
 	}
 }
 
 func TestSnapshotMissingDirIsEmpty(t *testing.T) {
 	st := openStore(t)
-	id, tree, err := st.Snapshot(filepath.Join(t.TempDir(), "absent"), "", nil)
+	id, tree, err := st.Snapshot(filepath.Join(t.TempDir(), "absent"), SnapshotOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -338,7 +338,7 @@ func TestSnapshotLayerDelta(t *testing.T) {
 	st := openStore(t)
 	dir := filepath.Join(t.TempDir(), "target")
 	writeFixture(t, dir, sample)
-	baseID, base, err := st.Snapshot(dir, "", nil)
+	baseID, base, err := st.Snapshot(dir, SnapshotOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -364,7 +364,7 @@ func TestSnapshotLayerDelta(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	childID, child, err := st.Snapshot(dir, baseID, base)
+	childID, child, err := st.Snapshot(dir, SnapshotOptions{Parent: baseID, Base: base})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -415,7 +415,7 @@ func TestSnapshotLayerDelta(t *testing.T) {
 	}
 
 	// A third snapshot with no change is an empty layer over the child.
-	grandID, _, err := st.Snapshot(dir, childID, child)
+	grandID, _, err := st.Snapshot(dir, SnapshotOptions{Parent: childID, Base: child})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -438,12 +438,12 @@ func TestSnapshotTrustsStatOverBase(t *testing.T) {
 	st := openStore(t)
 	dir := t.TempDir()
 	writeFixture(t, dir, []fixture{{path: "f", typ: TypeFile, data: "aaaa", mtimeN: t1}})
-	id, base, err := st.Snapshot(dir, "", nil)
+	id, base, err := st.Snapshot(dir, SnapshotOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	writeFixture(t, dir, []fixture{{path: "f", typ: TypeFile, data: "bbbb", mtimeN: t1}})
-	_, child, err := st.Snapshot(dir, id, base)
+	_, child, err := st.Snapshot(dir, SnapshotOptions{Parent: id, Base: base})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -451,7 +451,7 @@ func TestSnapshotTrustsStatOverBase(t *testing.T) {
 		t.Errorf("expected the stat shortcut to keep the old hash")
 	}
 	// Without a base it is read.
-	_, fresh, err := st.Snapshot(dir, "", nil)
+	_, fresh, err := st.Snapshot(dir, SnapshotOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -472,7 +472,7 @@ func TestRestoreOverExistingTree(t *testing.T) {
 		{path: "was-file/inner", typ: TypeFile, data: "now a dir", mtimeN: t1},
 		{path: "ln", typ: TypeSymlink, data: "keep.txt"},
 	})
-	_, tree, err := st.Snapshot(want, "", nil)
+	_, tree, err := st.Snapshot(want, SnapshotOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -495,7 +495,7 @@ func TestRestoreOverExistingTree(t *testing.T) {
 	subKeepIno := inode(t, filepath.Join(dir, "sub/keep.o"))
 	changeIno := inode(t, filepath.Join(dir, "change.txt"))
 
-	if err := st.Restore(dir, tree); err != nil {
+	if err := st.Restore(dir, tree, RestoreOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if got, w := describe(t, dir), describe(t, want); !reflect.DeepEqual(got, w) {
@@ -508,13 +508,13 @@ func TestRestoreOverExistingTree(t *testing.T) {
 		t.Errorf("unchanged sub/keep.o was rewritten")
 	}
 	if inode(t, filepath.Join(dir, "change.txt")) == changeIno {
-		// Not strictly required, but CopyOut writes a temp and renames.
+		// Not strictly required, but copyOut writes a temp and renames.
 		t.Logf("change.txt kept its inode")
 	}
 	if b, _ := os.ReadFile(filepath.Join(dir, "change.txt")); string(b) != "new contents" {
 		t.Errorf("change.txt = %q", b)
 	}
-	// No leftover temp files of CopyOut in the working dir.
+	// No leftover temp files of copyOut in the working dir.
 	matches, _ := filepath.Glob(filepath.Join(dir, "*.smelt-tmp"))
 	if len(matches) != 0 {
 		t.Errorf("leftover temp files: %v", matches)
@@ -534,7 +534,7 @@ func TestRestoreReplacesRetargetedSymlink(t *testing.T) {
 	}
 	dir := t.TempDir()
 	writeFixture(t, dir, []fixture{{path: "ln", typ: TypeSymlink, data: "a"}})
-	if err := st.Restore(dir, tree); err != nil {
+	if err := st.Restore(dir, tree, RestoreOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := os.Readlink(filepath.Join(dir, "ln")); got != "b" {
@@ -555,7 +555,7 @@ func TestRestoreIntoEmptyTreeEmptiesDir(t *testing.T) {
 	st := openStore(t)
 	dir := t.TempDir()
 	writeFixture(t, dir, sample)
-	if err := st.Restore(dir, Tree{}); err != nil {
+	if err := st.Restore(dir, Tree{}, RestoreOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if got := describe(t, dir); len(got) != 0 {
@@ -782,7 +782,7 @@ func TestConcurrentSnapshotSameTree(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ids[i], _, errs[i] = st.Snapshot(dir, "", nil)
+			ids[i], _, errs[i] = st.Snapshot(dir, SnapshotOptions{})
 		}()
 	}
 	wg.Wait()
@@ -919,6 +919,37 @@ func TestRecordsEncodeIDsAsStrings(t *testing.T) {
 		}
 		if string(b) != c.want {
 			t.Errorf("encoded as\n%s\nwant\n%s", b, c.want)
+		}
+	}
+}
+
+// Restore makes dir hold exactly the tree; with Over it lays the tree over
+// what dir holds and removes nothing the tree does not name.
+func TestRestoreOver(t *testing.T) {
+	st := openStore(t)
+	src := filepath.Join(t.TempDir(), "src")
+	writeFixture(t, src, []fixture{{path: "out/new.txt", typ: TypeFile, data: "new", mtimeN: t1}})
+	_, tree, err := st.Snapshot(src, SnapshotOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		over      bool
+		keepsMine bool
+	}{{over: false, keepsMine: false}, {over: true, keepsMine: true}} {
+		dir := filepath.Join(t.TempDir(), "dst")
+		writeFixture(t, dir, []fixture{
+			{path: "mine.rs", typ: TypeFile, data: "fn main() {}", mtimeN: t2},
+			{path: "out/new.txt", typ: TypeFile, data: "old!", mtimeN: t2},
+		})
+		if err := st.Restore(dir, tree, RestoreOptions{Over: tc.over}); err != nil {
+			t.Fatal(err)
+		}
+		if b, err := os.ReadFile(filepath.Join(dir, "out/new.txt")); err != nil || string(b) != "new" {
+			t.Errorf("Over=%v: out/new.txt = %q, %v; want the tree's", tc.over, b, err)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "mine.rs")); (err == nil) != tc.keepsMine {
+			t.Errorf("Over=%v: mine.rs kept = %v, want %v", tc.over, err == nil, tc.keepsMine)
 		}
 	}
 }
