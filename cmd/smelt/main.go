@@ -542,7 +542,7 @@ func gc(o options) error {
 	if err != nil {
 		return err
 	}
-	stats, err := st.GC(time.Duration(o.olderThan) * 24 * time.Hour)
+	stats, err := run.GC(st, time.Duration(o.olderThan)*24*time.Hour)
 	if err != nil {
 		return err
 	}

@@ -124,14 +124,14 @@ func Fetch(ctx context.Context, st *store.Store, wsDir, id string, env []string,
 	} else {
 		uses = []string{}
 	}
-	// What it takes from the pool, for gc (see store.PoolList). Without
+	// What it takes from the pool, for gc (see PoolList). Without
 	// the list, gc keeps the whole pool.
 	if uses != nil {
 		b, err := json.Marshal(uses)
 		if err != nil {
 			return nil, err
 		}
-		if err := os.WriteFile(filepath.Join(tmp, store.PoolList), b, 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(tmp, PoolList), b, 0o644); err != nil {
 			return nil, err
 		}
 	}
@@ -263,10 +263,6 @@ func crateDirs(dir string, lock []byte) []string {
 	sort.Strings(out)
 	return out
 }
-
-// PoolDir holds the vendored crates of every lock file, one directory per
-// crate version ("name-version"), each added once and never changed.
-func PoolDir(st *store.Store) string { return st.VendorPool() }
 
 // sameCrate reports whether two vendored crates, given their
 // .cargo-checksum.json, are the same: the same package checksum (the

@@ -179,7 +179,7 @@ func sortedFiles(m map[string]string) []string {
 func crates(st *store.Store, s *Sources) ([]string, error) {
 	if s.Dir == PoolDir(st) {
 		var names []string
-		err := st.ReadJSON(filepath.Join("vendor", s.ID, store.PoolList), &names)
+		err := st.ReadJSON(filepath.Join("vendor", s.ID, PoolList), &names)
 		if err == nil {
 			return names, nil
 		}
@@ -324,7 +324,7 @@ func VerifyPool(st *store.Store, repair bool) (checked int, damaged []Damage, er
 			}
 			for _, s := range users {
 				var names []string
-				if st.ReadJSON(filepath.Join("vendor", s.ID, store.PoolList), &names) == nil && !slices.ContainsFunc(names, func(n string) bool { return bad[n] }) {
+				if st.ReadJSON(filepath.Join("vendor", s.ID, PoolList), &names) == nil && !slices.ContainsFunc(names, func(n string) bool { return bad[n] }) {
 					continue
 				}
 				if err := Drop(st, s, nil); err != nil {

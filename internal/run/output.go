@@ -53,9 +53,9 @@ func LinkOutput(st *store.Store, layer store.LayerID, keep func(store.Entry) boo
 	if len(sel) == 0 {
 		return "", fmt.Errorf("nothing to output")
 	}
-	lid := store.LinkID(link)
+	lid := linkID(link)
 	dir := filepath.Join(st.Dir, "out", lid+"-"+string(sel.ContentID()[:16]))
-	if r := st.ReadRoot(link); r != nil && r.Dir == dir && r.Untouched() {
+	if r := readRoot(st, link); r != nil && r.Dir == dir && r.untouched() {
 		return dir, Link(dir, link)
 	}
 	tmp, err := st.TempDir("out-")
@@ -66,7 +66,7 @@ func LinkOutput(st *store.Store, layer store.LayerID, keep func(store.Entry) boo
 	if err := st.Restore(tmp, withDirs(sel), store.RestoreOptions{}); err != nil {
 		return "", err
 	}
-	files, err := store.Identities(tmp) // a rename keeps them
+	files, err := identities(tmp) // a rename keeps them
 	if err != nil {
 		return "", err
 	}
@@ -79,7 +79,7 @@ func LinkOutput(st *store.Store, layer store.LayerID, keep func(store.Entry) boo
 	if err := Link(dir, link); err != nil {
 		return "", err
 	}
-	if err := st.SaveRoot(&store.Root{Link: link, Dir: dir, Files: files}); err != nil {
+	if err := saveRoot(st, &root{Link: link, Dir: dir, Files: files}); err != nil {
 		return "", err
 	}
 	// The link's earlier directories: nothing points at them any more.

@@ -22,7 +22,7 @@ func TestGCKeepsPulledResults(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := s.GC(24 * 3600e9); err != nil {
+	if _, err := s.GC(GCOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if r, _ := s.LookupResult(pulled.Key); r == nil {
