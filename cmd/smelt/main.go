@@ -573,7 +573,7 @@ func storeCmd(o options, pos []string) (int, error) {
 	if err != nil {
 		return 1, err
 	}
-	rep, err := st.Verify(o.repair)
+	rep, err := st.Verify(o.repair, run.WorkRoot(st))
 	if err != nil {
 		return 1, err
 	}

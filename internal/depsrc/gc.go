@@ -14,9 +14,13 @@ import (
 // directories it uses in the shared pool (PoolDir), as JSON.
 const PoolList = "pool.json"
 
+// Dir is the directory of the vendored sets (one per lock file, by ID)
+// and of their pool, beside the store, made when the first set is.
+func Dir(st *store.Store) string { return filepath.Join(st.Dir, "vendor") }
+
 // PoolDir holds the vendored crates of every lock file, one directory per
 // crate version ("name-version"), each added once and never changed.
-func PoolDir(st *store.Store) string { return filepath.Join(st.Dir, "vendor", "pool") }
+func PoolDir(st *store.Store) string { return filepath.Join(Dir(st), "pool") }
 
 // Sweep removes the vendored sets whose ids live does not hold and the
 // pooled crates that no live set lists, and returns how many entries it
@@ -27,9 +31,9 @@ func Sweep(st *store.Store, live map[string]bool) (int, error) {
 	if err != nil {
 		return n, err
 	}
-	entries, _ := os.ReadDir(filepath.Join(st.Dir, "vendor"))
+	entries, _ := os.ReadDir(Dir(st))
 	for _, e := range entries {
-		p := filepath.Join(st.Dir, "vendor", e.Name())
+		p := filepath.Join(Dir(st), e.Name())
 		if live[e.Name()] || p == PoolDir(st) {
 			continue
 		}
@@ -50,7 +54,7 @@ func sweepPool(st *store.Store, live map[string]bool) (int, error) {
 		var names []string
 		err := st.ReadJSON(filepath.Join("vendor", id, PoolList), &names)
 		if errors.Is(err, fs.ErrNotExist) {
-			if _, serr := os.Stat(filepath.Join(st.Dir, "vendor", id)); errors.Is(serr, fs.ErrNotExist) {
+			if _, serr := os.Stat(filepath.Join(Dir(st), id)); errors.Is(serr, fs.ErrNotExist) {
 				continue // not vendored here: it uses nothing
 			}
 			return 0, nil

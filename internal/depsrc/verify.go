@@ -254,7 +254,7 @@ func Drop(st *store.Store, s *Sources, damaged []Damage) error {
 	if s.ID == "" {
 		return nil
 	}
-	err = os.Rename(filepath.Join(st.Dir, "vendor", s.ID), filepath.Join(tmp, "set"))
+	err = os.Rename(filepath.Join(Dir(st), s.ID), filepath.Join(tmp, "set"))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("drop vendored set %s: %w", s.ID, err)
 	}
@@ -275,12 +275,12 @@ func describe(damaged []Damage) string {
 // repair it drops the damaged crates and the sets that use them, so that
 // the next fetch vendors them again.
 func VerifyPool(st *store.Store, repair bool) (checked int, damaged []Damage, err error) {
-	sets, _ := os.ReadDir(filepath.Join(st.Dir, "vendor"))
+	sets, _ := os.ReadDir(Dir(st))
 	pool := &Sources{Dir: PoolDir(st)}
 	var users []*Sources // the sets that use the pool
 	var all []Damage
 	for _, e := range sets {
-		if !e.IsDir() || filepath.Join(st.Dir, "vendor", e.Name()) == PoolDir(st) {
+		if !e.IsDir() || filepath.Join(Dir(st), e.Name()) == PoolDir(st) {
 			continue
 		}
 		s, ok := lookup(st, e.Name())

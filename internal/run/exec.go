@@ -117,7 +117,7 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 // newStepRun opens the step's log and sets out its directories in the
 // work directory wl.
 func (e *engine) newStepRun(n *plan.Node, r *StepReport, wl *workLock, src source.Tree, key store.Key, start time.Time) (*stepRun, error) {
-	logDir := filepath.Join(e.p.st.Dir, "logs", e.p.id)
+	logDir := filepath.Join(logRoot(e.p.st), e.p.id)
 	if err := os.MkdirAll(logDir, 0o755); err != nil {
 		return nil, err
 	}

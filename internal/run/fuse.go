@@ -64,7 +64,7 @@ func (sr *stepRun) depsCommands(ctx context.Context, src source.Tree, cmds []car
 	if !userWrapper(n.Step.Env) {
 		// Only an optimisation: where the store cannot hold programs
 		// (a noexec mount), rustc fails the stubs instead.
-		w, err := e.p.st.Program("stub-rustc", []byte(skeleton.StubRustc))
+		w, err := program(e.p.st, "stub-rustc", []byte(skeleton.StubRustc))
 		if err == nil {
 			err = exec.CommandContext(ctx, w, "true").Run()
 		}

@@ -44,16 +44,16 @@ func GC(st *store.Store, maxAge time.Duration) (*store.GCStats, error) {
 func sweepCaches(st *store.Store, cutoff time.Time) (int, error) {
 	liveOut := liveRoots(st)
 	n := 0
-	for _, sub := range []string{"out", "work"} {
-		entries, _ := os.ReadDir(filepath.Join(st.Dir, sub))
+	for _, sub := range []string{outRoot(st), WorkRoot(st)} {
+		entries, _ := os.ReadDir(sub)
 		for _, e := range entries {
-			if sub == "out" && liveOut[e.Name()] {
+			if sub == outRoot(st) && liveOut[e.Name()] {
 				continue // a ./result link points at it
 			}
 			if info, err := e.Info(); err == nil && info.ModTime().After(cutoff) {
 				continue
 			}
-			if err := os.RemoveAll(filepath.Join(st.Dir, sub, e.Name())); err != nil {
+			if err := os.RemoveAll(filepath.Join(sub, e.Name())); err != nil {
 				return n, err
 			}
 			n++

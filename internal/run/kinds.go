@@ -17,6 +17,7 @@ import (
 	"github.com/bmatcuk/doublestar/v4"
 
 	"smelt/internal/config"
+	"smelt/internal/depsrc"
 	"smelt/internal/kind"
 	"smelt/internal/store"
 	"smelt/internal/toolchain"
@@ -172,7 +173,7 @@ func (sr *stepRun) coverage(ctx context.Context, res *store.Result) error {
 		objects = append(objects, "--object", exe)
 	}
 	// Only the workspace's own code: not the vendored dependencies, not std.
-	vendored := regexp.QuoteMeta(filepath.Join(sr.e.p.st.Dir, "vendor"))
+	vendored := regexp.QuoteMeta(depsrc.Dir(sr.e.p.st))
 	if sr.view.vendor != "" {
 		vendored += "|" + regexp.QuoteMeta(sr.view.vendor)
 	}

@@ -54,7 +54,7 @@ func LinkOutput(st *store.Store, layer store.LayerID, keep func(store.Entry) boo
 		return "", fmt.Errorf("nothing to output")
 	}
 	lid := linkID(link)
-	dir := filepath.Join(st.Dir, "out", lid+"-"+string(sel.ContentID()[:16]))
+	dir := filepath.Join(outRoot(st), lid+"-"+string(sel.ContentID()[:16]))
 	if r := readRoot(st, link); r != nil && r.Dir == dir && r.untouched() {
 		return dir, Link(dir, link)
 	}
@@ -73,6 +73,9 @@ func LinkOutput(st *store.Store, layer store.LayerID, keep func(store.Entry) boo
 	if err := os.RemoveAll(dir); err != nil {
 		return "", err
 	}
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return "", err
+	}
 	if err := os.Rename(tmp, dir); err != nil {
 		return "", err
 	}
@@ -83,7 +86,7 @@ func LinkOutput(st *store.Store, layer store.LayerID, keep func(store.Entry) boo
 		return "", err
 	}
 	// The link's earlier directories: nothing points at them any more.
-	old, _ := filepath.Glob(filepath.Join(st.Dir, "out", lid+"-*"))
+	old, _ := filepath.Glob(filepath.Join(outRoot(st), lid+"-*"))
 	for _, o := range old {
 		if o != dir {
 			os.RemoveAll(o)

@@ -95,7 +95,7 @@ func liveRoots(st *store.Store) map[string]bool {
 	live := map[string]bool{}
 	dir := filepath.Join(st.Dir, "gcroots")
 	entries, _ := os.ReadDir(dir)
-	out := filepath.Join(st.Dir, "out") + string(filepath.Separator)
+	out := outRoot(st) + string(filepath.Separator)
 	for _, e := range entries {
 		var r root
 		if err := st.ReadJSON(filepath.Join("gcroots", e.Name()), &r); err == nil {

@@ -134,7 +134,7 @@ func Run(ctx context.Context, root string, cfg *config.Config, names []string, o
 	}
 	// A project in use keeps its working directories through gc.
 	now := time.Now()
-	os.Chtimes(filepath.Join(opt.Store.Dir, "work", p.id), now, now)
+	os.Chtimes(filepath.Join(WorkRoot(opt.Store), p.id), now, now)
 	jobs := opt.Jobs
 	if jobs < 1 {
 		jobs = 1
@@ -289,7 +289,7 @@ type engine struct {
 // system (source.Tick), probed once per run and only if a step runs.
 func (e *engine) mtimeTick() (time.Duration, error) {
 	e.tickOnce.Do(func() {
-		dir := filepath.Join(e.p.st.Dir, "work")
+		dir := WorkRoot(e.p.st)
 		if e.tickErr = os.MkdirAll(dir, 0o755); e.tickErr == nil {
 			e.tick, e.tickErr = source.Tick(dir)
 		}
@@ -575,7 +575,7 @@ func isFailure(err error) bool {
 // locked so that two smelt processes never share it, nor a run and the
 // leftovers of a killed one (lockWorkDir).
 func (e *engine) workDir(ctx context.Context, name string) (*workLock, error) {
-	dir := filepath.Join(e.p.st.Dir, "work", e.p.id, name)
+	dir := filepath.Join(WorkRoot(e.p.st), e.p.id, name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}

@@ -223,7 +223,8 @@ func TestVerifyRepair(t *testing.T) {
 	if err := st.SaveResult(&Result{Key: k, Artifacts: id}); err != nil {
 		t.Fatal(err)
 	}
-	work := filepath.Join(st.Dir, "work", "p", "step")
+	workRoot := t.TempDir()
+	work := filepath.Join(workRoot, "p", "step")
 	if err := st.Restore(work, tree, RestoreOptions{Linkable: func(p string) bool { return strings.HasPrefix(p, "deps/") }}); err != nil {
 		t.Fatal(err)
 	}
@@ -238,7 +239,7 @@ func TestVerifyRepair(t *testing.T) {
 	if r, _ := st.LookupResult(k); r == nil {
 		t.Fatal("Verify without repair dropped a result")
 	}
-	if rep, err = st.Verify(true); err != nil || rep.Users != 1 || rep.Links != 1 {
+	if rep, err = st.Verify(true, workRoot); err != nil || rep.Users != 1 || rep.Links != 1 {
 		t.Fatalf("Verify --repair: %+v, %v", rep, err)
 	}
 	if r, _ := st.LookupResult(k); r != nil {

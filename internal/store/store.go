@@ -45,13 +45,16 @@ func DefaultDir() (string, error) {
 	return filepath.Join(d, "smelt"), nil
 }
 
-// Open creates the store's directories if needed.
+// Open creates the store's directories if needed: only what the store
+// owns. The caches kept beside it (the vendored sources, the working
+// directories, the logs, the state, the output directories, smelt's
+// helper programs) are made by their packages when they first need them.
 func Open(dir string) (*Store, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, err
 	}
-	for _, sub := range []string{"objects", "layers", "results", "vendor", "out", "logs", "tmp", "state", "work"} {
+	for _, sub := range []string{"objects", "layers", "results", "tmp"} {
 		if err := os.MkdirAll(filepath.Join(abs, sub), 0o755); err != nil {
 			return nil, fmt.Errorf("open store %s: %w", abs, err)
 		}
@@ -191,11 +194,8 @@ func (s *Store) ReadObject(hash ObjectID) ([]byte, error) {
 	return os.ReadFile(s.ObjectPath(hash))
 }
 
-func (s *Store) writeAtomic(dst string, b []byte) error { return s.writeAtomicMode(dst, b, 0) }
-
-// writeAtomicMode is writeAtomic giving the file mode perm (0: the
-// temporary file's own).
-func (s *Store) writeAtomicMode(dst string, b []byte, perm fs.FileMode) error {
+// writeAtomic writes b to dst through a temporary file and a rename.
+func (s *Store) writeAtomic(dst string, b []byte) error {
 	tmp, err := s.TempFile("w-*")
 	if err != nil {
 		return err
@@ -204,28 +204,11 @@ func (s *Store) writeAtomicMode(dst string, b []byte, perm fs.FileMode) error {
 	if cerr := tmp.Close(); werr == nil {
 		werr = cerr
 	}
-	if werr == nil && perm != 0 {
-		werr = os.Chmod(tmp.Name(), perm)
-	}
 	if werr != nil {
 		os.Remove(tmp.Name())
 		return werr
 	}
 	return publish(tmp.Name(), dst)
-}
-
-// Program returns the path of an executable file under bin/ holding b,
-// writing it the first time. It is named by its content: a file another
-// smelt may be running never changes.
-func (s *Store) Program(name string, b []byte) (string, error) {
-	dst := filepath.Join(s.Dir, "bin", name+"-"+HashBytes(b)[:12])
-	if fi, err := os.Stat(dst); err == nil && fi.Mode()&0o111 != 0 {
-		return dst, nil
-	}
-	if err := s.writeAtomicMode(dst, b, 0o755); err != nil {
-		return "", fmt.Errorf("write %s: %w", dst, err)
-	}
-	return dst, nil
 }
 
 // WriteJSON atomically writes v as JSON to a path relative to the store.
