@@ -253,7 +253,7 @@ func (w *ws) memberHash(name string) string {
 // artifact returns the first line (with its newline) of the stored
 // target/ file of a step's result whose path has the given prefix and
 // suffix.
-func (w *ws) artifact(res *store.Result, prefix, suffix string) string {
+func (w *ws) artifact(res *Result, prefix, suffix string) string {
 	w.t.Helper()
 	tree, err := w.st.Flatten(res.Artifacts)
 	if err != nil {

@@ -95,7 +95,7 @@ func (sr *stepRun) fuseNow() error {
 // dependencies' units, fused or not (the stubs' leftovers are nothing to
 // keep), so that both give the same content and early cutoff holds between
 // them; the whole target/ of a fused run is stored as its heirs' seed.
-func (sr *stepRun) dependencyResult(res *store.Result, from *origin, t store.Tree) (store.Tree, error) {
+func (sr *stepRun) dependencyResult(res *Result, from *origin, t store.Tree) (store.Tree, error) {
 	if sr.fused {
 		var err error
 		if res.Seed, err = sr.e.p.st.PutTree(from.layer, from.base, t); err != nil {
@@ -171,7 +171,7 @@ func fuseSplit(cmds []cargo.Command, fused func(cargo.Command) bool) (skel, real
 // layRealSource replaces the skeleton in the deps step's source directory
 // with the heir's source, every file newer than anything in target/ (the
 // stubs' leftovers must be stale), and drops the stub wrapper.
-func (sr *stepRun) layRealSource(src source.Tree) ([]store.SourceFile, error) {
+func (sr *stepRun) layRealSource(src source.Tree) ([]source.FileTime, error) {
 	tick, err := sr.e.mtimeTick()
 	if err != nil {
 		return nil, err
@@ -289,7 +289,7 @@ func unitHash(name string) string {
 // seed's build units in its artifacts to the steps after it, where, being
 // inherited, they would stand over those steps' own units of the same
 // crates built since from newer source, and make cargo rebuild them.
-func (e *engine) seedFor(n *plan.Node, own *store.Result) *store.Result {
+func (e *engine) seedFor(n *plan.Node, own *Result) *Result {
 	if !kind.Get(n.Step.Kind).BuildsOwn {
 		return nil
 	}
@@ -308,5 +308,5 @@ func (e *engine) seedFor(n *plan.Node, own *store.Result) *store.Result {
 	if deps == nil || deps.Seed == "" || own != nil && !own.Created.Before(deps.Created) {
 		return nil
 	}
-	return &store.Result{Artifacts: deps.Seed, Source: deps.SeedSource, MaxMTime: deps.SeedMaxMTime}
+	return &Result{Result: store.Result{Artifacts: deps.Seed}, Source: deps.SeedSource, MaxMTime: deps.SeedMaxMTime}
 }

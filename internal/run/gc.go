@@ -19,11 +19,12 @@ import (
 func GC(st *store.Store, maxAge time.Duration) (*store.GCStats, error) {
 	cutoff := time.Now().Add(-maxAge)
 	return st.GC(store.GCOptions{
-		Keep: func(_ *store.Result, used time.Time) bool { return !used.Before(cutoff) },
-		Sweep: func(kept []*store.Result) (int, error) {
+		New:  func() store.Record { return &Result{} },
+		Keep: func(_ store.Record, used time.Time) bool { return !used.Before(cutoff) },
+		Sweep: func(kept []store.Record) (int, error) {
 			vendor := map[string]bool{}
 			for _, r := range kept {
-				if v := r.Inputs[key.Vendor]; v != "" {
+				if v := r.(*Result).Inputs[key.Vendor]; v != "" {
 					vendor[v] = true
 				}
 			}

@@ -53,7 +53,7 @@ func TestGCCaches(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := st.SaveResult(&store.Result{Key: store.Key(store.HashBytes([]byte("r"))), Inputs: map[string]string{"vendor": "v1"}}); err != nil {
+	if err := st.SaveResult(&Result{Result: store.Result{Key: store.Key(store.HashBytes([]byte("r")))}, Inputs: map[string]string{"vendor": "v1"}}); err != nil {
 		t.Fatal(err)
 	}
 	old := time.Now().Add(-48 * time.Hour)

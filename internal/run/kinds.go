@@ -123,7 +123,7 @@ func underMinimum(s *config.Step, lines float64) error {
 }
 
 // snapshotOutput stores dir as the step's output.
-func (sr *stepRun) snapshotOutput(res *store.Result, dir string) error {
+func (sr *stepRun) snapshotOutput(res *Result, dir string) error {
 	id, _, err := sr.e.p.st.Snapshot(dir, store.SnapshotOptions{})
 	if err != nil {
 		return err
@@ -134,7 +134,7 @@ func (sr *stepRun) snapshotOutput(res *store.Result, dir string) error {
 
 // coverage merges the raw profiles the instrumented tests wrote, and reports
 // them with llvm-cov: lcov.info, HTML, and a summary.
-func (sr *stepRun) coverage(ctx context.Context, res *store.Result) error {
+func (sr *stepRun) coverage(ctx context.Context, res *Result) error {
 	profraw, _ := filepath.Glob(filepath.Join(sr.scratch, "profraw", "*.profraw"))
 	if len(profraw) == 0 {
 		return failed("the tests wrote no coverage profiles (did any test run?)")
@@ -220,7 +220,7 @@ func (sr *stepRun) coverage(ctx context.Context, res *store.Result) error {
 var reTarpaulin = regexp.MustCompile(`([\d.]+)% coverage, (\d+)/(\d+) lines covered`)
 
 // tarpaulin keeps cargo-tarpaulin's reports and its coverage figure.
-func (sr *stepRun) tarpaulin(res *store.Result) error {
+func (sr *stepRun) tarpaulin(res *Result) error {
 	data, _ := os.ReadFile(sr.r.Log)
 	m := reTarpaulin.FindAllSubmatch(data, -1)
 	if len(m) == 0 {
@@ -238,7 +238,7 @@ func (sr *stepRun) tarpaulin(res *store.Result) error {
 // commandOutputs stores the files a command step declared, by glob,
 // relative to the workspace root. A declared output that is missing fails
 // the step: a later step would otherwise miss it silently.
-func (sr *stepRun) commandOutputs(res *store.Result, tree store.Tree) error {
+func (sr *stepRun) commandOutputs(res *Result, tree store.Tree) error {
 	st, s := sr.e.p.st, sr.n.Step
 	layer := &store.Layer{Entries: []store.Entry{}}
 	seen := map[string]bool{}

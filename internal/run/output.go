@@ -12,7 +12,7 @@ import (
 
 // LinkResult links the output of a step's result (only the binaries of
 // the workspace member member, if not "") at link (see LinkOutput).
-func LinkResult(st *store.Store, res *store.Result, member, link string) (string, error) {
+func LinkResult(st *store.Store, res *Result, member, link string) (string, error) {
 	var keep func(store.Entry) bool
 	if member != "" {
 		bins := BinsOf(res, member)
@@ -123,7 +123,7 @@ func Link(target, link string) error {
 
 // BinsOf lists the binaries of a package step's result that belong to the
 // workspace package pkg.
-func BinsOf(r *store.Result, pkg string) []string {
+func BinsOf(r *Result, pkg string) []string {
 	var out []string
 	for bin, owner := range r.Bins {
 		if owner == pkg {
@@ -147,7 +147,7 @@ func BinFilter(bins []string) func(store.Entry) bool {
 // its mtimes, as the step's heirs see it.
 // With link, compiled crates are hard links into the store: cargo replaces
 // such files rather than rewriting them, but nothing else may write them.
-func RestoreArtifacts(st *store.Store, r *store.Result, dir string, link bool) error {
+func RestoreArtifacts(st *store.Store, r *Result, dir string, link bool) error {
 	if r.Artifacts == "" {
 		return fmt.Errorf("step %s (kind %s) keeps no artifacts", r.Step, r.Kind)
 	}

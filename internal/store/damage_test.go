@@ -162,10 +162,16 @@ func TestDropUsers(t *testing.T) {
 		t.Fatal(err)
 	}
 	key := func(s string) Key { return Key(HashBytes([]byte(s))) }
-	results := []*Result{
-		{Key: key("uses"), Artifacts: id},
-		{Key: key("seed"), Artifacts: otherID, Seed: id, SeedMaxMTime: 5},
-		{Key: key("other"), Artifacts: otherID},
+	// A step's record: the store's fields and its own.
+	type stepResult struct {
+		Result
+		Summary      string `json:"summary"`
+		SeedMaxMTime int64  `json:"seed_max_mtime,omitempty"`
+	}
+	results := []*stepResult{
+		{Result: Result{Key: key("uses"), Artifacts: id}},
+		{Result: Result{Key: key("seed"), Artifacts: otherID, Seed: id}, Summary: "3 passed", SeedMaxMTime: 5},
+		{Result: Result{Key: key("other"), Artifacts: otherID}},
 	}
 	for _, r := range results {
 		if err := st.SaveResult(r); err != nil {
@@ -178,13 +184,14 @@ func TestDropUsers(t *testing.T) {
 	if err != nil || n != 2 {
 		t.Fatalf("DropUsers = %d, %v; want 2", n, err)
 	}
-	if r, _ := st.LookupResult(key("uses")); r != nil {
+	if r, _ := lookupResult(st, key("uses")); r != nil {
 		t.Error("a result that uses the damaged object is still there")
 	}
-	if r, _ := st.LookupResult(key("seed")); r == nil || r.Seed != "" || r.Artifacts != otherID {
-		t.Errorf("the result whose seed used it: %+v, want it without its seed", r)
+	var seeded stepResult
+	if ok, _ := st.LookupResult(key("seed"), &seeded); !ok || seeded.Seed != "" || seeded.SeedMaxMTime != 0 || seeded.Artifacts != otherID || seeded.Summary != "3 passed" {
+		t.Errorf("the result whose seed used it: %+v, want it without its seed and seed_* fields, the rest kept", seeded)
 	}
-	if r, _ := st.LookupResult(key("other")); r == nil {
+	if r, _ := lookupResult(st, key("other")); r == nil {
 		t.Error("a result that does not use it was dropped")
 	}
 }
@@ -205,7 +212,7 @@ func TestGCLostLayer(t *testing.T) {
 	if _, err := st.GC(GCOptions{Keep: usedWithin(time.Hour)}); err != nil {
 		t.Fatalf("gc with a lost layer: %v", err)
 	}
-	if r, _ := st.LookupResult(k); r != nil {
+	if r, _ := lookupResult(st, k); r != nil {
 		t.Error("gc kept a result whose layer is lost")
 	}
 	if len(warned) != 1 {
@@ -236,13 +243,13 @@ func TestVerifyRepair(t *testing.T) {
 	if err != nil || rep.Damage == nil || len(rep.Damage.Objects) != 1 || rep.Users != 1 {
 		t.Fatalf("Verify of a rotted object: %+v, %v", rep, err)
 	}
-	if r, _ := st.LookupResult(k); r == nil {
+	if r, _ := lookupResult(st, k); r == nil {
 		t.Fatal("Verify without repair dropped a result")
 	}
 	if rep, err = st.Verify(true, workRoot); err != nil || rep.Users != 1 || rep.Links != 1 {
 		t.Fatalf("Verify --repair: %+v, %v", rep, err)
 	}
-	if r, _ := st.LookupResult(k); r != nil {
+	if r, _ := lookupResult(st, k); r != nil {
 		t.Error("repair kept a result that needs the rotted object")
 	}
 	if _, err := os.Stat(filepath.Join(work, "deps/liba.rlib")); err == nil {

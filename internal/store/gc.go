@@ -48,16 +48,19 @@ type GCStats struct {
 // is in use (as restic's prune is given the blobs in use): the store knows
 // only what its results reference.
 type GCOptions struct {
+	// New makes the record each result is read into, for Keep and Sweep
+	// to see the step's fields too (nil: a *Result, the store's alone).
+	New func() Record
 	// Keep reports whether a result stays, given when it was last used
 	// (Touch). Nil keeps every result.
-	Keep func(r *Result, used time.Time) bool
+	Keep func(r Record, used time.Time) bool
 	// Sweep, when not nil, is called with the results that stay, still
 	// under the store's exclusive lock and before tmp/ is emptied: the
 	// caller removes there what of its own (caches it keeps beside the
 	// store) no remaining result names, and returns how many entries it
 	// removed (counted in GCStats.Other). It may move what it removes
 	// into TempDir: tmp/ is emptied after it.
-	Sweep func(kept []*Result) (int, error)
+	Sweep func(kept []Record) (int, error)
 }
 
 // GC removes the results o.Keep rejects, then every layer and object that
@@ -72,7 +75,7 @@ func (s *Store) GC(o GCOptions) (*GCStats, error) {
 	defer unlock()
 	st := &GCStats{}
 	liveLayers, liveObjects := map[LayerID]bool{}, map[ObjectID]bool{}
-	var kept []*Result
+	var kept []Record
 	damaged := 0
 	var markLayer func(id LayerID, pulled bool) error
 	markLayer = func(id LayerID, pulled bool) error {
@@ -106,13 +109,17 @@ func (s *Store) GC(o GCOptions) (*GCStats, error) {
 		if err != nil {
 			return err
 		}
-		var r Result
-		if json.Unmarshal(data, &r) != nil {
+		var rec Record = &Result{}
+		if o.New != nil {
+			rec = o.New()
+		}
+		if json.Unmarshal(data, rec) != nil {
 			st.Results++
 			st.Bytes += info.Size()
 			return os.Remove(p) // unreadable: useless
 		}
-		if o.Keep != nil && !o.Keep(&r, info.ModTime()) {
+		r := rec.StoreResult()
+		if o.Keep != nil && !o.Keep(rec, info.ModTime()) {
 			st.Results++
 			st.Bytes += info.Size()
 			return os.Remove(p)
@@ -131,7 +138,7 @@ func (s *Store) GC(o GCOptions) (*GCStats, error) {
 		if r.Log != "" {
 			liveObjects[r.Log] = true
 		}
-		kept = append(kept, &r)
+		kept = append(kept, rec)
 		return nil
 	})
 	if damaged > 0 {

@@ -51,25 +51,32 @@ func TestGC(t *testing.T) {
 	if _, err := st.Flatten(keptID); err != nil {
 		t.Errorf("the live layer is gone: %v", err)
 	}
-	if r, _ := st.LookupResult(Key("aa" + HashBytes([]byte("k"))[2:])); r == nil {
+	if r, _ := lookupResult(st, Key("aa"+HashBytes([]byte("k"))[2:])); r == nil {
 		t.Error("gc removed a recent result")
 	}
 }
 
 // usedWithin keeps the results used in the last d.
-func usedWithin(d time.Duration) func(*Result, time.Time) bool {
+func usedWithin(d time.Duration) func(Record, time.Time) bool {
 	cutoff := time.Now().Add(-d)
-	return func(_ *Result, used time.Time) bool { return !used.Before(cutoff) }
+	return func(_ Record, used time.Time) bool { return !used.Before(cutoff) }
 }
 
-// GC calls Sweep with exactly the results that stay, then empties tmp/.
+// named is a record with a step field of its own.
+type named struct {
+	Result
+	Step string `json:"step"`
+}
+
+// GC reads results into New's records, calls Sweep with exactly the
+// results that stay, then empties tmp/.
 func TestGCSweepGetsKeptResults(t *testing.T) {
 	st := openStore(t)
 	var keys []Key
 	for _, n := range []string{"a", "b", "c"} {
 		k := Key(HashBytes([]byte(n)))
 		keys = append(keys, k)
-		if err := st.SaveResult(&Result{Key: k, Step: n}); err != nil {
+		if err := st.SaveResult(&named{Result: Result{Key: k}, Step: n}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -79,10 +86,11 @@ func TestGCSweepGetsKeptResults(t *testing.T) {
 	}
 	var swept []string
 	stats, err := st.GC(GCOptions{
-		Keep: func(r *Result, _ time.Time) bool { return r.Step != "b" },
-		Sweep: func(kept []*Result) (int, error) {
+		New:  func() Record { return &named{} },
+		Keep: func(r Record, _ time.Time) bool { return r.(*named).Step != "b" },
+		Sweep: func(kept []Record) (int, error) {
 			for _, r := range kept {
-				swept = append(swept, r.Step)
+				swept = append(swept, r.(*named).Step)
 			}
 			if _, err := os.Stat(debris); err != nil {
 				t.Errorf("tmp/ was emptied before Sweep: %v", err)
@@ -100,7 +108,7 @@ func TestGCSweepGetsKeptResults(t *testing.T) {
 	if stats.Results != 1 || stats.Other != 3 {
 		t.Errorf("gc stats %+v, want 1 result and 3 others (2 swept, 1 in tmp/)", stats)
 	}
-	if r, _ := st.LookupResult(keys[1]); r != nil {
+	if r, _ := lookupResult(st, keys[1]); r != nil {
 		t.Error("gc kept the result Keep rejected")
 	}
 	if _, err := os.Stat(debris); err == nil {
