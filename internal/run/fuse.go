@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"os/exec"
 	"path"
 	"path/filepath"
@@ -194,25 +193,14 @@ func (sr *stepRun) layRealSource(src source.Tree) ([]source.FileTime, error) {
 // cache by the wrappers it ran with, so the fused builds, which run without
 // the stub wrapper, replace the one the skeleton's builds wrote.
 func (sr *stepRun) queryCache() (*store.Entry, error) {
-	p := filepath.Join(sr.targetDir, cargo.RustcInfo)
-	b, err := os.ReadFile(p)
+	e, err := sr.e.p.st.PutEntry(filepath.Join(sr.targetDir, cargo.RustcInfo), cargo.RustcInfo)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	info, err := os.Stat(p)
-	if err != nil {
-		return nil, err
-	}
-	h, err := sr.e.p.st.PutBytes(b)
-	if err != nil {
-		return nil, err
-	}
-	mtime := info.ModTime().UnixNano()
-	return &store.Entry{Path: cargo.RustcInfo, Type: store.TypeFile, Size: int64(len(b)), MTime: mtime, Hash: h,
-		OM: sr.e.p.st.ObjectTime(h, mtime)}, nil
+	return &e, nil
 }
 
 // dependencyPart is what of a target/ that the workspace's own code was

@@ -255,25 +255,11 @@ func (sr *stepRun) commandOutputs(res *Result, tree store.Tree) error {
 				continue
 			}
 			seen[rel] = true
-			p := filepath.Join(sr.srcDir, filepath.FromSlash(rel))
-			info, err := os.Stat(p)
+			e, err := st.PutEntry(filepath.Join(sr.srcDir, filepath.FromSlash(rel)), rel)
 			if err != nil {
 				return err
 			}
-			hash, size, err := store.HashFile(p)
-			if err != nil {
-				return err
-			}
-			h := store.ObjectID(hash)
-			if err := st.PutFile(p, h); err != nil {
-				return err
-			}
-			typ := store.TypeFile
-			if info.Mode()&0o111 != 0 {
-				typ = store.TypeExec
-			}
-			mtime := info.ModTime().UnixNano()
-			layer.Entries = append(layer.Entries, store.Entry{Path: rel, Type: typ, Size: size, MTime: mtime, Hash: h, OM: st.ObjectTime(h, mtime)})
+			layer.Entries = append(layer.Entries, e)
 		}
 	}
 	res.Summary = fmt.Sprintf("%d output files", len(layer.Entries))

@@ -124,14 +124,35 @@ func publish(tmp, dst string) error {
 	return nil
 }
 
-// PutFile copies the file at path into the store under the given hash (which
-// the caller computed) unless it is already there.
-func (s *Store) PutFile(path string, hash ObjectID) error { return s.PutFileTime(path, hash, 0) }
+// PutEntry stores the file at path as an object, unless it is there, and
+// returns its entry at the path rel of a tree: for a caller that makes a
+// layer of files it picks itself (PutLayer, PutTree).
+func (s *Store) PutEntry(path, rel string) (Entry, error) {
+	info, err := os.Stat(path)
+	if err != nil {
+		return Entry{}, err
+	}
+	hash, size, err := HashFile(path)
+	if err != nil {
+		return Entry{}, err
+	}
+	h, mtime := ObjectID(hash), info.ModTime().UnixNano()
+	if err := s.putFileTime(path, h, mtime); err != nil {
+		return Entry{}, err
+	}
+	typ := TypeFile
+	if info.Mode()&0o111 != 0 {
+		typ = TypeExec
+	}
+	return Entry{Path: rel, Type: typ, Size: size, MTime: mtime, Hash: h, OM: s.objectTime(h, mtime)}, nil
+}
 
-// PutFileTime is PutFile, giving a new object the mtime (ns) mtime: a hard
-// link to the object (Restore with Linkable) then carries the time the file was
-// built, so cargo sees no dependency newer than it was.
-func (s *Store) PutFileTime(path string, hash ObjectID, mtime int64) error {
+// putFileTime copies the file at path into the store under the given hash
+// (which the caller computed) unless it is already there, giving a new
+// object the mtime (ns) mtime (0: now): a hard link to the object (Restore
+// with Linkable) then carries the time the file was built, so cargo sees
+// no dependency newer than it was.
+func (s *Store) putFileTime(path string, hash ObjectID, mtime int64) error {
 	dst := s.ObjectPath(hash)
 	src, err := os.Open(path)
 	if err != nil {
@@ -189,8 +210,8 @@ func (s *Store) PutBytes(b []byte) (ObjectID, error) {
 	return hash, nil
 }
 
-// ReadObject returns an object's bytes.
-func (s *Store) ReadObject(hash ObjectID) ([]byte, error) {
+// readObject returns an object's bytes.
+func (s *Store) readObject(hash ObjectID) ([]byte, error) {
 	return os.ReadFile(s.ObjectPath(hash))
 }
 

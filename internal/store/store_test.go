@@ -662,12 +662,12 @@ func TestPutBytesReadObject(t *testing.T) {
 		if !st.HasObject(h) {
 			t.Errorf("HasObject(%s) = false", h)
 		}
-		got, err := st.ReadObject(h)
+		got, err := st.readObject(h)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if !bytes.Equal(got, b) {
-			t.Errorf("ReadObject returned %d bytes, want %d", len(got), len(b))
+			t.Errorf("readObject returned %d bytes, want %d", len(got), len(b))
 		}
 		// Second put is a no-op with the same hash.
 		h2, err := st.PutBytes(b)
@@ -675,8 +675,8 @@ func TestPutBytesReadObject(t *testing.T) {
 			t.Errorf("second PutBytes = %s, %v", h2, err)
 		}
 	}
-	if _, err := st.ReadObject(ObjectID(HashBytes([]byte("absent")))); err == nil {
-		t.Errorf("ReadObject of an absent hash succeeded")
+	if _, err := st.readObject(ObjectID(HashBytes([]byte("absent")))); err == nil {
+		t.Errorf("readObject of an absent hash succeeded")
 	}
 	assertNoTemp(t, st)
 }
@@ -766,7 +766,7 @@ func TestConcurrentPutFile(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := st.PutFile(src, ObjectID(hash)); err != nil {
+			if err := st.putFileTime(src, ObjectID(hash), 0); err != nil {
 				errs <- err
 			}
 			if _, err := st.PutBytes(data); err != nil {
@@ -779,7 +779,7 @@ func TestConcurrentPutFile(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	got, err := st.ReadObject(ObjectID(hash))
+	got, err := st.readObject(ObjectID(hash))
 	if err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("object corrupt after concurrent puts: %d bytes, %v", len(got), err)
 	}
@@ -814,8 +814,8 @@ func TestConcurrentSnapshotSameTree(t *testing.T) {
 
 func TestPutFileMissingSource(t *testing.T) {
 	st := openStore(t)
-	if err := st.PutFile(filepath.Join(t.TempDir(), "absent"), ObjectID(HashBytes([]byte("x")))); err == nil {
-		t.Errorf("PutFile of a missing file succeeded")
+	if _, err := st.PutEntry(filepath.Join(t.TempDir(), "absent"), "absent"); err == nil {
+		t.Errorf("PutEntry of a missing file succeeded")
 	}
 	assertNoTemp(t, st)
 }
@@ -942,5 +942,28 @@ func TestRestoreOver(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(dir, "mine.rs")); (err == nil) != tc.keepsMine {
 			t.Errorf("Over=%v: mine.rs kept = %v, want %v", tc.over, err == nil, tc.keepsMine)
 		}
+	}
+}
+
+// PutEntry stores a file as an object and returns its entry: type, size,
+// mtime and hash of the file, and an object that a restore can use.
+func TestPutEntry(t *testing.T) {
+	st := openStore(t)
+	dir := t.TempDir()
+	writeFixture(t, dir, []fixture{{path: "tool", typ: TypeExec, data: "#!/bin/sh\n", mtimeN: t1}})
+	e, err := st.PutEntry(filepath.Join(dir, "tool"), "bin/tool")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Entry{Path: "bin/tool", Type: TypeExec, Size: 10, MTime: t1, Hash: ObjectID(HashBytes([]byte("#!/bin/sh\n")))}
+	if e != want {
+		t.Errorf("PutEntry = %+v, want %+v", e, want)
+	}
+	out := t.TempDir()
+	if err := st.Restore(out, Tree{e.Path: e}, RestoreOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(out, "bin/tool")); err != nil || string(b) != "#!/bin/sh\n" {
+		t.Errorf("restored %q, %v", b, err)
 	}
 }

@@ -341,7 +341,7 @@ func (s *Store) capture(dir string, base, known Tree, linkable func(string) bool
 		}
 		e.Hash = h
 		if linkable != nil && linkable(e.Path) && s.adopt(p, h) == nil {
-			e.OM = s.ObjectTime(h, e.MTime)
+			e.OM = s.objectTime(h, e.MTime)
 			return nil
 		}
 		if _, ok := e.inline(); ok {
@@ -349,10 +349,10 @@ func (s *Store) capture(dir string, base, known Tree, linkable func(string) bool
 			// create (cargo's fingerprints are most of a target/'s files).
 			return nil
 		}
-		if err := s.PutFileTime(p, h, e.MTime); err != nil {
+		if err := s.putFileTime(p, h, e.MTime); err != nil {
 			return err
 		}
-		e.OM = s.ObjectTime(h, e.MTime)
+		e.OM = s.objectTime(h, e.MTime)
 		return nil
 	})
 	if err != nil {
@@ -365,9 +365,9 @@ func (s *Store) capture(dir string, base, known Tree, linkable func(string) bool
 	return tree, nil
 }
 
-// ObjectTime is the OM of an entry of mtime mtime whose object is hash:
+// objectTime is the OM of an entry of mtime mtime whose object is hash:
 // the object's mtime if it differs.
-func (s *Store) ObjectTime(hash ObjectID, mtime int64) int64 {
+func (s *Store) objectTime(hash ObjectID, mtime int64) int64 {
 	if oi, err := os.Stat(s.ObjectPath(hash)); err == nil && oi.ModTime().UnixNano() != mtime {
 		return oi.ModTime().UnixNano()
 	}
