@@ -542,7 +542,7 @@ func gc(o options) error {
 	if err != nil {
 		return err
 	}
-	stats, err := st.GC(time.Duration(o.olderThan) * 24 * time.Hour)
+	stats, err := run.GC(st, time.Duration(o.olderThan)*24*time.Hour)
 	if err != nil {
 		return err
 	}
@@ -573,7 +573,7 @@ func storeCmd(o options, pos []string) (int, error) {
 	if err != nil {
 		return 1, err
 	}
-	rep, err := st.Verify(o.repair)
+	rep, err := st.Verify(o.repair, run.WorkRoot(st))
 	if err != nil {
 		return 1, err
 	}

@@ -17,7 +17,6 @@ import (
 	"sort"
 	"strings"
 	"testing"
-	"time"
 
 	"smelt/internal/store"
 )
@@ -324,7 +323,7 @@ func TestFetchListsPooledCrates(t *testing.T) {
 			t.Fatal(err)
 		}
 		var listed []string
-		if err := st.ReadJSON(filepath.Join("vendor", id, store.PoolList), &listed); err != nil {
+		if err := st.ReadJSON(filepath.Join("vendor", id, PoolList), &listed); err != nil {
 			t.Fatal(err)
 		}
 		var want []string
@@ -338,10 +337,9 @@ func TestFetchListsPooledCrates(t *testing.T) {
 	}
 	fetch("a", "b")
 	second := fetch("a", "c") // a comes from the pool
-	if err := st.SaveResult(&store.Result{Key: store.Key(store.HashBytes([]byte("r"))), Inputs: map[string]string{"vendor": second}}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := st.GC(time.Hour); err != nil {
+	// Only the second set is in use (gc gives Sweep the sets its
+	// remaining results name).
+	if _, err := st.GC(store.GCOptions{Sweep: func([]store.Record) (int, error) { return Sweep(st, map[string]bool{second: true}) }}); err != nil {
 		t.Fatal(err)
 	}
 	var pooled []string

@@ -61,7 +61,7 @@ func Lookup(st *store.Store, id string) (*Sources, bool) {
 
 // lookup is Lookup without the check.
 func lookup(st *store.Store, id string) (*Sources, bool) {
-	dir := filepath.Join(st.Dir, "vendor", id)
+	dir := filepath.Join(Dir(st), id)
 	s := &Sources{ID: id, Dir: filepath.Join(dir, "crates"), Config: filepath.Join(dir, "config.toml")}
 	if entries, err := os.ReadDir(s.Dir); err == nil && len(entries) == 0 {
 		s.Dir = PoolDir(st) // its crates are in the pool
@@ -103,7 +103,7 @@ func Fetch(ctx context.Context, st *store.Store, wsDir, id string, env []string,
 	if err != nil {
 		return nil, err
 	}
-	final := filepath.Join(st.Dir, "vendor", id)
+	final := filepath.Join(Dir(st), id)
 	if err := dedupe(st, crates); err != nil {
 		return nil, err
 	}
@@ -124,14 +124,14 @@ func Fetch(ctx context.Context, st *store.Store, wsDir, id string, env []string,
 	} else {
 		uses = []string{}
 	}
-	// What it takes from the pool, for gc (see store.PoolList). Without
+	// What it takes from the pool, for gc (see PoolList). Without
 	// the list, gc keeps the whole pool.
 	if uses != nil {
 		b, err := json.Marshal(uses)
 		if err != nil {
 			return nil, err
 		}
-		if err := os.WriteFile(filepath.Join(tmp, store.PoolList), b, 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(tmp, PoolList), b, 0o644); err != nil {
 			return nil, err
 		}
 	}
@@ -147,6 +147,9 @@ func Fetch(ctx context.Context, st *store.Store, wsDir, id string, env []string,
 		}
 	}
 	if err := os.WriteFile(filepath.Join(tmp, "config.toml"), []byte(conf), 0o644); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(Dir(st), 0o755); err != nil {
 		return nil, err
 	}
 	if err := os.Rename(tmp, final); err != nil {
@@ -263,10 +266,6 @@ func crateDirs(dir string, lock []byte) []string {
 	sort.Strings(out)
 	return out
 }
-
-// PoolDir holds the vendored crates of every lock file, one directory per
-// crate version ("name-version"), each added once and never changed.
-func PoolDir(st *store.Store) string { return st.VendorPool() }
 
 // sameCrate reports whether two vendored crates, given their
 // .cargo-checksum.json, are the same: the same package checksum (the

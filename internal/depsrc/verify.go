@@ -179,7 +179,7 @@ func sortedFiles(m map[string]string) []string {
 func crates(st *store.Store, s *Sources) ([]string, error) {
 	if s.Dir == PoolDir(st) {
 		var names []string
-		err := st.ReadJSON(filepath.Join("vendor", s.ID, store.PoolList), &names)
+		err := st.ReadJSON(filepath.Join("vendor", s.ID, PoolList), &names)
 		if err == nil {
 			return names, nil
 		}
@@ -254,7 +254,7 @@ func Drop(st *store.Store, s *Sources, damaged []Damage) error {
 	if s.ID == "" {
 		return nil
 	}
-	err = os.Rename(filepath.Join(st.Dir, "vendor", s.ID), filepath.Join(tmp, "set"))
+	err = os.Rename(filepath.Join(Dir(st), s.ID), filepath.Join(tmp, "set"))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("drop vendored set %s: %w", s.ID, err)
 	}
@@ -275,12 +275,12 @@ func describe(damaged []Damage) string {
 // repair it drops the damaged crates and the sets that use them, so that
 // the next fetch vendors them again.
 func VerifyPool(st *store.Store, repair bool) (checked int, damaged []Damage, err error) {
-	sets, _ := os.ReadDir(filepath.Join(st.Dir, "vendor"))
+	sets, _ := os.ReadDir(Dir(st))
 	pool := &Sources{Dir: PoolDir(st)}
 	var users []*Sources // the sets that use the pool
 	var all []Damage
 	for _, e := range sets {
-		if !e.IsDir() || filepath.Join(st.Dir, "vendor", e.Name()) == PoolDir(st) {
+		if !e.IsDir() || filepath.Join(Dir(st), e.Name()) == PoolDir(st) {
 			continue
 		}
 		s, ok := lookup(st, e.Name())
@@ -324,7 +324,7 @@ func VerifyPool(st *store.Store, repair bool) (checked int, damaged []Damage, er
 			}
 			for _, s := range users {
 				var names []string
-				if st.ReadJSON(filepath.Join("vendor", s.ID, store.PoolList), &names) == nil && !slices.ContainsFunc(names, func(n string) bool { return bad[n] }) {
+				if st.ReadJSON(filepath.Join("vendor", s.ID, PoolList), &names) == nil && !slices.ContainsFunc(names, func(n string) bool { return bad[n] }) {
 					continue
 				}
 				if err := Drop(st, s, nil); err != nil {

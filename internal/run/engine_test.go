@@ -253,7 +253,7 @@ func (w *ws) memberHash(name string) string {
 // artifact returns the first line (with its newline) of the stored
 // target/ file of a step's result whose path has the given prefix and
 // suffix.
-func (w *ws) artifact(res *store.Result, prefix, suffix string) string {
+func (w *ws) artifact(res *Result, prefix, suffix string) string {
 	w.t.Helper()
 	tree, err := w.st.Flatten(res.Artifacts)
 	if err != nil {
@@ -261,11 +261,12 @@ func (w *ws) artifact(res *store.Result, prefix, suffix string) string {
 	}
 	for p, e := range tree {
 		if strings.HasPrefix(p, prefix) && strings.HasSuffix(p, suffix) && e.Type == store.TypeFile {
-			out := filepath.Join(w.t.TempDir(), "f")
-			if err := w.st.CopyOut(e, out); err != nil {
+			dir := w.t.TempDir()
+			e.Path = "f"
+			if err := w.st.Restore(dir, store.Tree{e.Path: e}, store.RestoreOptions{}); err != nil {
 				w.t.Fatal(err)
 			}
-			b, err := os.ReadFile(out)
+			b, err := os.ReadFile(filepath.Join(dir, e.Path))
 			if err != nil {
 				w.t.Fatal(err)
 			}

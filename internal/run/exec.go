@@ -46,13 +46,13 @@ type stepRun struct {
 	locals    []string          // the workspace's own packages
 	phases    []string          // where the step's time went, for its log
 	kind      *kind.Spec
-	fused     bool               // a deps step now building on its heirs' source (see fuse.go)
-	fuseAt    int                // a deps step's first command to run on its heirs' source; -1: none
-	fuseSrc   source.Tree        // that source
-	seedSrc   []store.SourceFile // its files' times, for the seed
-	stubQ     *store.Entry       // cargo's compiler-query cache as the skeleton's builds left it
-	view      view               // where its commands see its directories
-	prog      *tracker           // the step's progress, from its commands' output (see progress.go)
+	fused     bool              // a deps step now building on its heirs' source (see fuse.go)
+	fuseAt    int               // a deps step's first command to run on its heirs' source; -1: none
+	fuseSrc   source.Tree       // that source
+	seedSrc   []source.FileTime // its files' times, for the seed
+	stubQ     *store.Entry      // cargo's compiler-query cache as the skeleton's builds left it
+	view      view              // where its commands see its directories
+	prog      *tracker          // the step's progress, from its commands' output (see progress.go)
 	mark      time.Time
 	key       store.Key // the step's key
 	ncmd      int       // commands run so far (executor.go)
@@ -68,7 +68,7 @@ func (sr *stepRun) phase(name string) {
 
 // execute runs a step that has no stored result and stores its result,
 // one phase after the other (each named in the log's time line).
-func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in plan.Inputs, key store.Key, parent *store.Result, r *StepReport) (*store.Result, error) {
+func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in plan.Inputs, key store.Key, parent *Result, r *StepReport) (*Result, error) {
 	start := time.Now()
 	wl, err := e.workDir(ctx, n.Name())
 	if err != nil {
@@ -100,7 +100,7 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 	if err := sr.runCommands(ctx, cmds); err != nil {
 		return nil, err
 	}
-	res := &store.Result{Key: key, Step: n.Name(), Kind: n.Step.Kind, Inputs: in, Source: from.times, Created: time.Now().UTC()}
+	res := &Result{Result: store.Result{Key: key, Created: time.Now().UTC()}, Step: n.Name(), Kind: n.Step.Kind, Inputs: in, Source: from.times}
 	var tree store.Tree
 	if sr.kind.KeepsArtifacts {
 		if tree, err = sr.snapshot(res, from, src, start); err != nil {
@@ -117,7 +117,7 @@ func (e *engine) execute(ctx context.Context, n *plan.Node, src source.Tree, in 
 // newStepRun opens the step's log and sets out its directories in the
 // work directory wl.
 func (e *engine) newStepRun(n *plan.Node, r *StepReport, wl *workLock, src source.Tree, key store.Key, start time.Time) (*stepRun, error) {
-	logDir := filepath.Join(e.p.st.Dir, "logs", e.p.id)
+	logDir := filepath.Join(logRoot(e.p.st), e.p.id)
 	if err := os.MkdirAll(logDir, 0o755); err != nil {
 		return nil, err
 	}
@@ -144,7 +144,7 @@ func (e *engine) newStepRun(n *plan.Node, r *StepReport, wl *workLock, src sourc
 
 // layoutSource works out what the step starts from and lays out its
 // source, with the times that the mtime rule gives it.
-func (sr *stepRun) layoutSource(src source.Tree, parent *store.Result) (*origin, error) {
+func (sr *stepRun) layoutSource(src source.Tree, parent *Result) (*origin, error) {
 	locals, distinct, err := memberNames(src, sr.e.p.root)
 	if err != nil {
 		return nil, err
@@ -166,12 +166,12 @@ func (sr *stepRun) layoutSource(src source.Tree, parent *store.Result) (*origin,
 
 // restore lays out target/ as the step starts from it, and a command
 // step's declared outputs in its heirs' source.
-func (sr *stepRun) restore(from *origin, parent *store.Result) error {
+func (sr *stepRun) restore(from *origin, parent *Result) error {
 	st := sr.e.p.st
 	if sr.kind.KeepsArtifacts {
 		// Always restore, even to nothing: a step must never see a target/
 		// left over from some other state of its working directory.
-		if err := st.RestoreLinking(sr.targetDir, from.restored, linkable(sr.n.Step.Kind)); err != nil {
+		if err := st.Restore(sr.targetDir, from.restored, store.RestoreOptions{Linkable: linkable(sr.n.Step.Kind)}); err != nil {
 			return err
 		}
 		sr.phase("restore")
@@ -253,21 +253,16 @@ func (sr *stepRun) runCommands(ctx context.Context, cmds []cargo.Command) error 
 
 // snapshot stores the step's target/ as a layer over what it started
 // from, and returns its tree.
-func (sr *stepRun) snapshot(res *store.Result, from *origin, src source.Tree, start time.Time) (store.Tree, error) {
+func (sr *stepRun) snapshot(res *Result, from *origin, src source.Tree, start time.Time) (store.Tree, error) {
 	st := sr.e.p.st
 	if err := sortDepInfo(sr.targetDir, start); err != nil {
 		return nil, err
 	}
-	t, err := st.Capture(sr.targetDir, from.base, from.restored, linkable(sr.n.Step.Kind))
-	if err != nil {
-		return nil, err
-	}
+	o := store.SnapshotOptions{Parent: from.layer, Base: from.base, Known: from.restored, Linkable: linkable(sr.n.Step.Kind)}
 	if sr.kind.Skeleton {
-		if t, err = sr.dependencyResult(res, from, t); err != nil {
-			return nil, err
-		}
+		o.Keep = func(t store.Tree) (store.Tree, error) { return sr.dependencyResult(res, from, t) }
 	}
-	id, err := st.PutTree(from.layer, from.base, t)
+	id, t, err := st.Snapshot(sr.targetDir, o)
 	if err != nil {
 		return nil, err
 	}
@@ -282,7 +277,7 @@ func (sr *stepRun) snapshot(res *store.Result, from *origin, src source.Tree, st
 
 // finish ends the log with the step's time line, stores the log and saves
 // the result.
-func (sr *stepRun) finish(res *store.Result, start time.Time) (*store.Result, error) {
+func (sr *stepRun) finish(res *Result, start time.Time) (*Result, error) {
 	st := sr.e.p.st
 	fmt.Fprintf(sr.logf, "\n# smelt: time: %s\n", strings.Join(sr.phases, ", "))
 	sr.logf.Sync()
@@ -376,11 +371,11 @@ func userWrapper(env map[string]string) bool {
 
 // origin is what a step starts from.
 type origin struct {
-	layer    store.LayerID      // the layer its own is a delta over
-	base     store.Tree         // that layer's tree
-	restored store.Tree         // what target/ holds when cargo starts
-	times    []store.SourceFile // the source files' mtimes (the mtime rule)
-	note     string             // for the log
+	layer    store.LayerID     // the layer its own is a delta over
+	base     store.Tree        // that layer's tree
+	restored store.Tree        // what target/ holds when cargo starts
+	times    []source.FileTime // the source files' mtimes (the mtime rule)
+	note     string            // for the log
 }
 
 // startFrom works out what a step starts from: the artifacts it inherits
@@ -389,7 +384,7 @@ type origin struct {
 // times that keep every artifact built from other source stale. Only
 // cargo's own freshness checks make a warm start sound: a user's command
 // could read anything left in target/.
-func (e *engine) startFrom(n *plan.Node, parent *store.Result, src source.Tree, locals []string, distinct map[string]bool) (*origin, error) {
+func (e *engine) startFrom(n *plan.Node, parent *Result, src source.Tree, locals []string, distinct map[string]bool) (*origin, error) {
 	st, k := e.p.st, kind.Get(n.Step.Kind)
 	tick, err := e.mtimeTick()
 	if err != nil {
@@ -397,7 +392,7 @@ func (e *engine) startFrom(n *plan.Node, parent *store.Result, src source.Tree, 
 	}
 	o := &origin{}
 	var (
-		prevSource []store.SourceFile
+		prevSource []source.FileTime
 		newest     int64
 	)
 	if parent != nil && parent.Artifacts != "" {
@@ -532,28 +527,14 @@ func writeParentConfig(dir, vendorConfig, from, to string) error {
 	return os.WriteFile(p, data, 0o644)
 }
 
-// restoreInto copies an output layer's files into dir.
+// restoreInto copies an output layer's files into dir, over what it holds.
 func restoreInto(st *store.Store, layer store.LayerID, dir string) error {
 	t, err := st.Flatten(layer)
-	if err != nil {
-		return err
+	if err == nil {
+		err = st.Restore(dir, t, store.RestoreOptions{Over: true})
 	}
-	for _, e := range t.Sorted() {
-		p := filepath.Join(dir, filepath.FromSlash(e.Path))
-		switch e.Type {
-		case store.TypeDir:
-			err = os.MkdirAll(p, 0o755)
-		case store.TypeSymlink:
-			os.Remove(p)
-			err = os.Symlink(string(e.Hash), p)
-		default:
-			if err = os.MkdirAll(filepath.Dir(p), 0o755); err == nil {
-				err = st.CopyOut(e, p)
-			}
-		}
-		if err != nil {
-			return fmt.Errorf("restore outputs into %s: %w", dir, err)
-		}
+	if err != nil {
+		return fmt.Errorf("restore outputs into %s: %w", dir, err)
 	}
 	return nil
 }
@@ -724,7 +705,7 @@ func envList(m map[string]string) []string {
 
 // outputs records what the step produced besides target/: binaries, HTML,
 // reports, a summary.
-func (sr *stepRun) outputs(ctx context.Context, res *store.Result, tree store.Tree) error {
+func (sr *stepRun) outputs(ctx context.Context, res *Result, tree store.Tree) error {
 	st, s := sr.e.p.st, sr.n.Step
 	out := &store.Layer{Entries: []store.Entry{}}
 	switch kind.Get(s.Kind).Output {

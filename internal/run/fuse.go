@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"os/exec"
 	"path"
 	"path/filepath"
@@ -64,7 +63,7 @@ func (sr *stepRun) depsCommands(ctx context.Context, src source.Tree, cmds []car
 	if !userWrapper(n.Step.Env) {
 		// Only an optimisation: where the store cannot hold programs
 		// (a noexec mount), rustc fails the stubs instead.
-		w, err := e.p.st.Program("stub-rustc", []byte(skeleton.StubRustc))
+		w, err := program(e.p.st, "stub-rustc", []byte(skeleton.StubRustc))
 		if err == nil {
 			err = exec.CommandContext(ctx, w, "true").Run()
 		}
@@ -95,7 +94,7 @@ func (sr *stepRun) fuseNow() error {
 // dependencies' units, fused or not (the stubs' leftovers are nothing to
 // keep), so that both give the same content and early cutoff holds between
 // them; the whole target/ of a fused run is stored as its heirs' seed.
-func (sr *stepRun) dependencyResult(res *store.Result, from *origin, t store.Tree) (store.Tree, error) {
+func (sr *stepRun) dependencyResult(res *Result, from *origin, t store.Tree) (store.Tree, error) {
 	if sr.fused {
 		var err error
 		if res.Seed, err = sr.e.p.st.PutTree(from.layer, from.base, t); err != nil {
@@ -171,7 +170,7 @@ func fuseSplit(cmds []cargo.Command, fused func(cargo.Command) bool) (skel, real
 // layRealSource replaces the skeleton in the deps step's source directory
 // with the heir's source, every file newer than anything in target/ (the
 // stubs' leftovers must be stale), and drops the stub wrapper.
-func (sr *stepRun) layRealSource(src source.Tree) ([]store.SourceFile, error) {
+func (sr *stepRun) layRealSource(src source.Tree) ([]source.FileTime, error) {
 	tick, err := sr.e.mtimeTick()
 	if err != nil {
 		return nil, err
@@ -194,25 +193,14 @@ func (sr *stepRun) layRealSource(src source.Tree) ([]store.SourceFile, error) {
 // cache by the wrappers it ran with, so the fused builds, which run without
 // the stub wrapper, replace the one the skeleton's builds wrote.
 func (sr *stepRun) queryCache() (*store.Entry, error) {
-	p := filepath.Join(sr.targetDir, cargo.RustcInfo)
-	b, err := os.ReadFile(p)
+	e, err := sr.e.p.st.PutEntry(filepath.Join(sr.targetDir, cargo.RustcInfo), cargo.RustcInfo)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	info, err := os.Stat(p)
-	if err != nil {
-		return nil, err
-	}
-	h, err := sr.e.p.st.PutBytes(b)
-	if err != nil {
-		return nil, err
-	}
-	mtime := info.ModTime().UnixNano()
-	return &store.Entry{Path: cargo.RustcInfo, Type: store.TypeFile, Size: int64(len(b)), MTime: mtime, Hash: h,
-		OM: sr.e.p.st.ObjectTime(h, mtime)}, nil
+	return &e, nil
 }
 
 // dependencyPart is what of a target/ that the workspace's own code was
@@ -289,7 +277,7 @@ func unitHash(name string) string {
 // seed's build units in its artifacts to the steps after it, where, being
 // inherited, they would stand over those steps' own units of the same
 // crates built since from newer source, and make cargo rebuild them.
-func (e *engine) seedFor(n *plan.Node, own *store.Result) *store.Result {
+func (e *engine) seedFor(n *plan.Node, own *Result) *Result {
 	if !kind.Get(n.Step.Kind).BuildsOwn {
 		return nil
 	}
@@ -308,5 +296,5 @@ func (e *engine) seedFor(n *plan.Node, own *store.Result) *store.Result {
 	if deps == nil || deps.Seed == "" || own != nil && !own.Created.Before(deps.Created) {
 		return nil
 	}
-	return &store.Result{Artifacts: deps.Seed, Source: deps.SeedSource, MaxMTime: deps.SeedMaxMTime}
+	return &Result{Result: store.Result{Artifacts: deps.Seed}, Source: deps.SeedSource, MaxMTime: deps.SeedMaxMTime}
 }

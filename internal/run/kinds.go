@@ -17,6 +17,7 @@ import (
 	"github.com/bmatcuk/doublestar/v4"
 
 	"smelt/internal/config"
+	"smelt/internal/depsrc"
 	"smelt/internal/kind"
 	"smelt/internal/store"
 	"smelt/internal/toolchain"
@@ -122,8 +123,8 @@ func underMinimum(s *config.Step, lines float64) error {
 }
 
 // snapshotOutput stores dir as the step's output.
-func (sr *stepRun) snapshotOutput(res *store.Result, dir string) error {
-	id, _, err := sr.e.p.st.Snapshot(dir, "", nil)
+func (sr *stepRun) snapshotOutput(res *Result, dir string) error {
+	id, _, err := sr.e.p.st.Snapshot(dir, store.SnapshotOptions{})
 	if err != nil {
 		return err
 	}
@@ -133,7 +134,7 @@ func (sr *stepRun) snapshotOutput(res *store.Result, dir string) error {
 
 // coverage merges the raw profiles the instrumented tests wrote, and reports
 // them with llvm-cov: lcov.info, HTML, and a summary.
-func (sr *stepRun) coverage(ctx context.Context, res *store.Result) error {
+func (sr *stepRun) coverage(ctx context.Context, res *Result) error {
 	profraw, _ := filepath.Glob(filepath.Join(sr.scratch, "profraw", "*.profraw"))
 	if len(profraw) == 0 {
 		return failed("the tests wrote no coverage profiles (did any test run?)")
@@ -172,7 +173,7 @@ func (sr *stepRun) coverage(ctx context.Context, res *store.Result) error {
 		objects = append(objects, "--object", exe)
 	}
 	// Only the workspace's own code: not the vendored dependencies, not std.
-	vendored := regexp.QuoteMeta(filepath.Join(sr.e.p.st.Dir, "vendor"))
+	vendored := regexp.QuoteMeta(depsrc.Dir(sr.e.p.st))
 	if sr.view.vendor != "" {
 		vendored += "|" + regexp.QuoteMeta(sr.view.vendor)
 	}
@@ -219,7 +220,7 @@ func (sr *stepRun) coverage(ctx context.Context, res *store.Result) error {
 var reTarpaulin = regexp.MustCompile(`([\d.]+)% coverage, (\d+)/(\d+) lines covered`)
 
 // tarpaulin keeps cargo-tarpaulin's reports and its coverage figure.
-func (sr *stepRun) tarpaulin(res *store.Result) error {
+func (sr *stepRun) tarpaulin(res *Result) error {
 	data, _ := os.ReadFile(sr.r.Log)
 	m := reTarpaulin.FindAllSubmatch(data, -1)
 	if len(m) == 0 {
@@ -237,7 +238,7 @@ func (sr *stepRun) tarpaulin(res *store.Result) error {
 // commandOutputs stores the files a command step declared, by glob,
 // relative to the workspace root. A declared output that is missing fails
 // the step: a later step would otherwise miss it silently.
-func (sr *stepRun) commandOutputs(res *store.Result, tree store.Tree) error {
+func (sr *stepRun) commandOutputs(res *Result, tree store.Tree) error {
 	st, s := sr.e.p.st, sr.n.Step
 	layer := &store.Layer{Entries: []store.Entry{}}
 	seen := map[string]bool{}
@@ -254,25 +255,11 @@ func (sr *stepRun) commandOutputs(res *store.Result, tree store.Tree) error {
 				continue
 			}
 			seen[rel] = true
-			p := filepath.Join(sr.srcDir, filepath.FromSlash(rel))
-			info, err := os.Stat(p)
+			e, err := st.PutEntry(filepath.Join(sr.srcDir, filepath.FromSlash(rel)), rel)
 			if err != nil {
 				return err
 			}
-			hash, size, err := store.HashFile(p)
-			if err != nil {
-				return err
-			}
-			h := store.ObjectID(hash)
-			if err := st.PutFile(p, h); err != nil {
-				return err
-			}
-			typ := store.TypeFile
-			if info.Mode()&0o111 != 0 {
-				typ = store.TypeExec
-			}
-			mtime := info.ModTime().UnixNano()
-			layer.Entries = append(layer.Entries, store.Entry{Path: rel, Type: typ, Size: size, MTime: mtime, Hash: h, OM: st.ObjectTime(h, mtime)})
+			layer.Entries = append(layer.Entries, e)
 		}
 	}
 	res.Summary = fmt.Sprintf("%d output files", len(layer.Entries))

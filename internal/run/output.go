@@ -12,7 +12,7 @@ import (
 
 // LinkResult links the output of a step's result (only the binaries of
 // the workspace member member, if not "") at link (see LinkOutput).
-func LinkResult(st *store.Store, res *store.Result, member, link string) (string, error) {
+func LinkResult(st *store.Store, res *Result, member, link string) (string, error) {
 	var keep func(store.Entry) bool
 	if member != "" {
 		bins := BinsOf(res, member)
@@ -53,9 +53,9 @@ func LinkOutput(st *store.Store, layer store.LayerID, keep func(store.Entry) boo
 	if len(sel) == 0 {
 		return "", fmt.Errorf("nothing to output")
 	}
-	lid := store.LinkID(link)
-	dir := filepath.Join(st.Dir, "out", lid+"-"+string(sel.ContentID()[:16]))
-	if r := st.ReadRoot(link); r != nil && r.Dir == dir && r.Untouched() {
+	lid := linkID(link)
+	dir := filepath.Join(outRoot(st), lid+"-"+string(sel.ContentID()[:16]))
+	if r := readRoot(st, link); r != nil && r.Dir == dir && r.untouched() {
 		return dir, Link(dir, link)
 	}
 	tmp, err := st.TempDir("out-")
@@ -63,14 +63,17 @@ func LinkOutput(st *store.Store, layer store.LayerID, keep func(store.Entry) boo
 		return "", err
 	}
 	defer os.RemoveAll(tmp)
-	if err := st.Restore(tmp, withDirs(sel)); err != nil {
+	if err := st.Restore(tmp, withDirs(sel), store.RestoreOptions{}); err != nil {
 		return "", err
 	}
-	files, err := store.Identities(tmp) // a rename keeps them
+	files, err := identities(tmp) // a rename keeps them
 	if err != nil {
 		return "", err
 	}
 	if err := os.RemoveAll(dir); err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
 		return "", err
 	}
 	if err := os.Rename(tmp, dir); err != nil {
@@ -79,11 +82,11 @@ func LinkOutput(st *store.Store, layer store.LayerID, keep func(store.Entry) boo
 	if err := Link(dir, link); err != nil {
 		return "", err
 	}
-	if err := st.SaveRoot(&store.Root{Link: link, Dir: dir, Files: files}); err != nil {
+	if err := saveRoot(st, &root{Link: link, Dir: dir, Files: files}); err != nil {
 		return "", err
 	}
 	// The link's earlier directories: nothing points at them any more.
-	old, _ := filepath.Glob(filepath.Join(st.Dir, "out", lid+"-*"))
+	old, _ := filepath.Glob(filepath.Join(outRoot(st), lid+"-*"))
 	for _, o := range old {
 		if o != dir {
 			os.RemoveAll(o)
@@ -120,7 +123,7 @@ func Link(target, link string) error {
 
 // BinsOf lists the binaries of a package step's result that belong to the
 // workspace package pkg.
-func BinsOf(r *store.Result, pkg string) []string {
+func BinsOf(r *Result, pkg string) []string {
 	var out []string
 	for bin, owner := range r.Bins {
 		if owner == pkg {
@@ -144,7 +147,7 @@ func BinFilter(bins []string) func(store.Entry) bool {
 // its mtimes, as the step's heirs see it.
 // With link, compiled crates are hard links into the store: cargo replaces
 // such files rather than rewriting them, but nothing else may write them.
-func RestoreArtifacts(st *store.Store, r *store.Result, dir string, link bool) error {
+func RestoreArtifacts(st *store.Store, r *Result, dir string, link bool) error {
 	if r.Artifacts == "" {
 		return fmt.Errorf("step %s (kind %s) keeps no artifacts", r.Step, r.Kind)
 	}
@@ -152,8 +155,9 @@ func RestoreArtifacts(st *store.Store, r *store.Result, dir string, link bool) e
 	if err != nil {
 		return err
 	}
+	var o store.RestoreOptions
 	if link {
-		return st.RestoreLinking(dir, tree, cargo.Replaced)
+		o.Linkable = cargo.Replaced
 	}
-	return st.Restore(dir, tree)
+	return st.Restore(dir, tree, o)
 }

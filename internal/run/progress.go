@@ -13,7 +13,6 @@ import (
 	"smelt/internal/cargo"
 	"smelt/internal/kind"
 	"smelt/internal/plan"
-	"smelt/internal/store"
 )
 
 // Progress is what a running step has done so far, read from its
@@ -79,12 +78,12 @@ func (e *engine) newTracker(n *plan.Node) *tracker {
 }
 
 // lastRun is the result of the step's last success in this project.
-func (e *engine) lastRun(n *plan.Node) *store.Result {
+func (e *engine) lastRun(n *plan.Node) *Result {
 	s := e.readState(n.Name())
 	if s == nil || s.LastGood == "" {
 		return nil
 	}
-	r, err := e.p.st.LookupResult(s.LastGood)
+	r, err := lookupResult(e.p.st, s.LastGood)
 	if err != nil {
 		return nil
 	}

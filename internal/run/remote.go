@@ -160,7 +160,7 @@ func (r *Remotes) fail(c *remoteConn, err error) {
 
 // Lookup finds the result of key in the remotes, in order: the first one
 // that a trusted key signed. step names the step, for warnings.
-func (r *Remotes) Lookup(ctx context.Context, key store.Key, step string) *store.Result {
+func (r *Remotes) Lookup(ctx context.Context, key store.Key, step string) *Result {
 	for _, c := range r.usable() {
 		env, err := remote.ReadVerified(ctx, c.b, remote.Results, remote.Ref{ID: remote.ID(key), Size: -1})
 		if errors.Is(err, remote.ErrNotFound) {
@@ -178,7 +178,7 @@ func (r *Remotes) Lookup(ctx context.Context, key store.Key, step string) *store
 			r.warnf(c, "trust", "remote %s: the result of step %s is not used: %v; building locally", c.url, step, err)
 			continue
 		}
-		var res store.Result
+		var res Result
 		if err := json.Unmarshal(rec, &res); err != nil || res.Key != key {
 			r.warnf(c, "trust", "remote %s: the result of step %s is signed but not a result of its key; building locally", c.url, step)
 			continue
@@ -270,7 +270,7 @@ type Pushed struct {
 // too: a step built on pulled artifacts inherits layers whose files a
 // restore leaves out and writes itself (cargo's .rustc_info.json, rustc's
 // incremental state), and its result needs them all on the remote.
-func (r *Remotes) Push(ctx context.Context, st *store.Store, results []*store.Result) (Pushed, error) {
+func (r *Remotes) Push(ctx context.Context, st *store.Store, results []*Result) (Pushed, error) {
 	var p Pushed
 	if len(r.list) == 0 || r.key == nil {
 		return p, nil
@@ -354,7 +354,7 @@ func (r *Remotes) Push(ctx context.Context, st *store.Store, results []*store.Re
 // ancestors) and the objects they and its log name, by hash (the store
 // may lack some: see Push). ok is false when a layer is not in the local
 // store.
-func localClosure(st *store.Store, res *store.Result) (layers map[store.LayerID][]byte, objects map[store.ObjectID]store.Entry, ok bool) {
+func localClosure(st *store.Store, res *Result) (layers map[store.LayerID][]byte, objects map[store.ObjectID]store.Entry, ok bool) {
 	layers, objects = map[store.LayerID][]byte{}, map[store.ObjectID]store.Entry{}
 	for _, id := range []store.LayerID{res.Artifacts, res.Seed, res.Output} {
 		for id != "" {
@@ -389,7 +389,7 @@ func localClosure(st *store.Store, res *store.Result) (layers map[store.LayerID]
 // pull looks a step's key up in the remote caches after a local miss and
 // stores the result found (only the record: its layers are fetched when a
 // restore needs them).
-func (e *engine) pull(ctx context.Context, n *plan.Node, key store.Key) (*store.Result, error) {
+func (e *engine) pull(ctx context.Context, n *plan.Node, key store.Key) (*Result, error) {
 	if e.opt.Remotes == nil {
 		return nil, nil
 	}
@@ -412,7 +412,7 @@ func (e *engine) pushResults(ctx context.Context, rep *Report) {
 	if !r.Pushing() || ctx.Err() != nil {
 		return
 	}
-	var results []*store.Result
+	var results []*Result
 	for _, s := range rep.Steps {
 		if (s.Status == Built || s.Status == Cached) && s.Result != nil {
 			results = append(results, s.Result)

@@ -17,7 +17,7 @@ import (
 
 // fixture is a store holding one result whose target/ has a file big
 // enough for an object of its own and a small one carried in its layer.
-func remoteFixture(t *testing.T) (*store.Store, *store.Result, map[string][]byte) {
+func remoteFixture(t *testing.T) (*store.Store, *Result, map[string][]byte) {
 	t.Helper()
 	st, err := store.Open(t.TempDir())
 	if err != nil {
@@ -34,12 +34,12 @@ func remoteFixture(t *testing.T) (*store.Store, *store.Result, map[string][]byte
 			t.Fatal(err)
 		}
 	}
-	id, tree, err := st.Snapshot(dir, "", nil)
+	id, tree, err := st.Snapshot(dir, store.SnapshotOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	key := store.Key(store.HashBytes([]byte("a step's key")))
-	res := &store.Result{Key: key, Step: "deps", Kind: "deps", Artifacts: id, ArtifactsID: tree.ContentID()}
+	res := &Result{Result: store.Result{Key: key, Artifacts: id}, Step: "deps", Kind: "deps", ArtifactsID: tree.ContentID()}
 	if err := st.SaveResult(res); err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +72,7 @@ func TestRemotePushPull(t *testing.T) {
 	url := "file://" + t.TempDir()
 	var w warns
 	pusher := open(t, RemoteConfig{URLs: []string{url}, Push: true, SigningKey: keyFile}, &w)
-	p, err := pusher.Push(context.Background(), st, []*store.Result{res})
+	p, err := pusher.Push(context.Background(), st, []*Result{res})
 	if err != nil || p.Results != 1 || p.Objects.Put != 1 || p.Layers.Put != 1 {
 		t.Fatalf("push: %+v, %v (want 1 result, 1 object: the small file travels in its layer)", p, err)
 	}
@@ -97,7 +97,7 @@ func TestRemotePushPull(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	if err := st2.Restore(dir, tree); err != nil {
+	if err := st2.Restore(dir, tree, store.RestoreOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	for p, b := range files {
@@ -113,12 +113,12 @@ func TestRemotePushPull(t *testing.T) {
 	}
 
 	// Pushing again puts no object or layer.
-	p, err = pusher.Push(context.Background(), st, []*store.Result{res})
+	p, err = pusher.Push(context.Background(), st, []*Result{res})
 	if err != nil || p.Objects.Put != 0 || p.Layers.Put != 0 {
 		t.Errorf("second push: %+v, %v", p, err)
 	}
 	// A result whose bytes are not here (pulled) is not pushed.
-	p, err = pusher.Push(context.Background(), func() *store.Store { s, _ := store.Open(t.TempDir()); return s }(), []*store.Result{res})
+	p, err = pusher.Push(context.Background(), func() *store.Store { s, _ := store.Open(t.TempDir()); return s }(), []*Result{res})
 	if err != nil || p.Results != 0 || p.Skipped != 1 {
 		t.Errorf("push of a result without its bytes: %+v, %v", p, err)
 	}
@@ -184,7 +184,7 @@ func TestRemoteRefusals(t *testing.T) {
 		trust.WriteSecretKey(keyFile, k)
 		url := "file://" + t.TempDir()
 		var w warns
-		if _, err := open(t, RemoteConfig{URLs: []string{url}, Push: true, SigningKey: keyFile}, &w).Push(context.Background(), st, []*store.Result{res}); err != nil {
+		if _, err := open(t, RemoteConfig{URLs: []string{url}, Push: true, SigningKey: keyFile}, &w).Push(context.Background(), st, []*Result{res}); err != nil {
 			t.Fatal(err)
 		}
 		tree, _ := st.Flatten(res.Artifacts)
@@ -201,7 +201,7 @@ func TestRemoteRefusals(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		err = st2.Restore(t.TempDir(), tree2)
+		err = st2.Restore(t.TempDir(), tree2, store.RestoreOptions{})
 		if !errors.Is(err, store.ErrDamaged) {
 			t.Fatalf("restore with a corrupt remote object: %v, want store damage (the step builds locally)", err)
 		}

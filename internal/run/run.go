@@ -52,7 +52,7 @@ type StepReport struct {
 	Log     string // path of the full log
 	Tail    []string
 	Seconds float64
-	Result  *store.Result
+	Result  *Result
 
 	key     store.Key // the step's key, once known
 	damaged bool      // it (or what it inherits from) met a damaged store entry: built again in a next pass
@@ -134,7 +134,7 @@ func Run(ctx context.Context, root string, cfg *config.Config, names []string, o
 	}
 	// A project in use keeps its working directories through gc.
 	now := time.Now()
-	os.Chtimes(filepath.Join(opt.Store.Dir, "work", p.id), now, now)
+	os.Chtimes(filepath.Join(WorkRoot(opt.Store), p.id), now, now)
 	jobs := opt.Jobs
 	if jobs < 1 {
 		jobs = 1
@@ -215,7 +215,7 @@ func (e *engine) pass(ctx context.Context, nodes []*plan.Node) *Report {
 			defer wg.Done()
 			defer close(done[n.Name()])
 			r := reports[n.Name()]
-			var parent *store.Result
+			var parent *Result
 			if n.Parent != nil {
 				<-done[n.Parent.Name()]
 				pr := reports[n.Parent.Name()]
@@ -289,7 +289,7 @@ type engine struct {
 // system (source.Tick), probed once per run and only if a step runs.
 func (e *engine) mtimeTick() (time.Duration, error) {
 	e.tickOnce.Do(func() {
-		dir := filepath.Join(e.p.st.Dir, "work")
+		dir := WorkRoot(e.p.st)
 		if e.tickErr = os.MkdirAll(dir, 0o755); e.tickErr == nil {
 			e.tick, e.tickErr = source.Tick(dir)
 		}
@@ -343,7 +343,7 @@ func (e *engine) stepSource(s *config.Step) (source.Tree, error) {
 }
 
 // inputs are the named parts of the step's key.
-func (e *engine) inputs(ctx context.Context, n *plan.Node, src source.Tree, parent *store.Result) (plan.Inputs, error) {
+func (e *engine) inputs(ctx context.Context, n *plan.Node, src source.Tree, parent *Result) (plan.Inputs, error) {
 	v := plan.StepValues(n)
 	v.Source = src.Hash()
 	tc, err := e.p.toolchain(ctx, n.Step.Toolchain)
@@ -410,12 +410,12 @@ func (e *engine) readState(name string) *state {
 // own target/. This is sound because cargo's fingerprints decide freshness
 // from the target/ itself, and the mtime rule holds against that result's
 // source; the step's output may then carry stale extra files, never wrong ones.
-func (e *engine) warmStart(n *plan.Node) *store.Result {
+func (e *engine) warmStart(n *plan.Node) *Result {
 	s := e.readState(n.Name())
 	if s == nil || s.LastGood == "" {
 		return nil
 	}
-	r, err := e.p.st.LookupResult(s.LastGood)
+	r, err := lookupResult(e.p.st, s.LastGood)
 	if err != nil || r == nil || r.Artifacts == "" {
 		return nil
 	}
@@ -450,7 +450,7 @@ func (e *engine) why(n *plan.Node, in plan.Inputs, src source.Tree) string {
 	return why
 }
 
-func (e *engine) step(ctx context.Context, n *plan.Node, parent *store.Result, r *StepReport) {
+func (e *engine) step(ctx context.Context, n *plan.Node, parent *Result, r *StepReport) {
 	fail := func(err error) {
 		r.Status, r.Err = Failed, err
 	}
@@ -482,7 +482,7 @@ func (e *engine) step(ctx context.Context, n *plan.Node, parent *store.Result, r
 		return
 	}
 	pulled := false
-	res, err := e.p.st.LookupResult(key)
+	res, err := lookupResult(e.p.st, key)
 	if err == nil && res == nil {
 		// Not stored: build it, unless another process (or step) is
 		// building the same key, then take its result. Lock order: a key's
@@ -497,7 +497,7 @@ func (e *engine) step(ctx context.Context, n *plan.Node, parent *store.Result, r
 		}
 		if err == nil {
 			defer release()
-			res, err = e.p.st.LookupResult(key)
+			res, err = lookupResult(e.p.st, key)
 		}
 		if err == nil && res == nil {
 			res, err = e.pull(ctx, n, key)
@@ -575,7 +575,7 @@ func isFailure(err error) bool {
 // locked so that two smelt processes never share it, nor a run and the
 // leftovers of a killed one (lockWorkDir).
 func (e *engine) workDir(ctx context.Context, name string) (*workLock, error) {
-	dir := filepath.Join(e.p.st.Dir, "work", e.p.id, name)
+	dir := filepath.Join(WorkRoot(e.p.st), e.p.id, name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}

@@ -44,7 +44,7 @@ func (sr *stepRun) newView(dir, vendorDir, vendorConfig string) view {
 	}
 	// The store's programs (the deps step's rustc wrapper, whose path
 	// cargo hashes into the workspace's units) at a fixed path too.
-	v.bin = filepath.Join(sr.e.p.st.Dir, "bin")
+	v.bin = binRoot(sr.e.p.st)
 	rel := func(p string) string {
 		r, _ := filepath.Rel(dir, p)
 		return filepath.Join(viewWork, r)

@@ -34,10 +34,10 @@ func Outlooks(ctx context.Context, root string, cfg *config.Config, names []stri
 		return nil, err
 	}
 	e := &engine{p: p}
-	results := map[string]*store.Result{}
+	results := map[string]*Result{}
 	var out []StepOutlook
 	for _, n := range nodes {
-		var parent *store.Result
+		var parent *Result
 		if n.Parent != nil {
 			parent = results[n.Parent.Name()]
 			if parent == nil {
@@ -56,7 +56,7 @@ func Outlooks(ctx context.Context, root string, cfg *config.Config, names []stri
 		if err != nil {
 			return nil, err
 		}
-		res, err := st.LookupResult(store.Key(in.Key()))
+		res, err := lookupResult(st, store.Key(in.Key()))
 		if err != nil {
 			return nil, err
 		}

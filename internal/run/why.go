@@ -42,5 +42,5 @@ func Fetch(ctx context.Context, st *store.Store, root string) (*depsrc.Sources, 
 
 // LogPath is where the log of a step's last run in the project at root is.
 func LogPath(st *store.Store, root, step string) string {
-	return filepath.Join(st.Dir, "logs", projectID(root), step+".log")
+	return filepath.Join(logRoot(st), projectID(root), step+".log")
 }

@@ -459,13 +459,21 @@ func (t Tree) Hash() string {
 // it: a fixed time, so that layouts are reproducible.
 var BaseTime = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()
 
+// FileTime records one source file as a step saw it: the mtime it was
+// laid out with (the mtime rule), kept in the step's result.
+type FileTime struct {
+	Path  string `json:"p"`
+	Hash  string `json:"h"`
+	MTime int64  `json:"m"`
+}
+
 // MTimes applies the mtime rule (docs/design.md, "The mtime rule"). prev is the source that
 // produced the inherited artifacts and newest the newest mtime in them. A file
 // identical to its counterpart in prev keeps that file's mtime, so cargo
 // recompiles nothing for it; every other file gets a time strictly newer than
 // all inherited artifacts, so cargo can never take it for fresh. tick is the
 // file system's mtime granularity (Tick): "newer" must survive its rounding.
-func MTimes(t Tree, prev []store.SourceFile, newest int64, now time.Time, tick time.Duration) []store.SourceFile {
+func MTimes(t Tree, prev []FileTime, newest int64, now time.Time, tick time.Duration) []FileTime {
 	old := sourceMap(prev)
 	changed := now.UnixNano()
 	if min := newest + int64(tick); changed < min {
@@ -474,13 +482,13 @@ func MTimes(t Tree, prev []store.SourceFile, newest int64, now time.Time, tick t
 	if len(prev) == 0 && newest == 0 {
 		changed = BaseTime
 	}
-	out := make([]store.SourceFile, len(t))
+	out := make([]FileTime, len(t))
 	for i, f := range t {
 		m := changed
 		if o, ok := old[f.Path]; ok && o.Hash == f.Hash {
 			m = o.MTime
 		}
-		out[i] = store.SourceFile{Path: f.Path, Hash: f.Hash, MTime: m}
+		out[i] = FileTime{Path: f.Path, Hash: f.Hash, MTime: m}
 	}
 	return out
 }
@@ -504,13 +512,13 @@ func MTimes(t Tree, prev []store.SourceFile, newest int64, now time.Time, tick t
 // the parent has no such units (parentNewest 0: a deps step's), a file equal
 // to the step's own keeps at least the step's own time for it, exactly.
 // A later time is always safe: it can only make more units stale.
-func MTimesOver(t Tree, parent []store.SourceFile, parentNewest int64, own []store.SourceFile, ownUnits []int64, tick time.Duration) []store.SourceFile {
+func MTimesOver(t Tree, parent []FileTime, parentNewest int64, own []FileTime, ownUnits []int64, tick time.Duration) []FileTime {
 	par, mine := sourceMap(parent), sourceMap(own)
 	var ownNewest int64
 	if len(ownUnits) > 0 {
 		ownNewest = ownUnits[len(ownUnits)-1]
 	}
-	out := make([]store.SourceFile, len(t))
+	out := make([]FileTime, len(t))
 	for i, f := range t {
 		var lo int64 // 0: no bound
 		if p, ok := par[f.Path]; ok && p.Hash == f.Hash {
@@ -538,7 +546,7 @@ func MTimesOver(t Tree, parent []store.SourceFile, parentNewest int64, own []sto
 		if lo == 0 {
 			lo = BaseTime
 		}
-		out[i] = store.SourceFile{Path: f.Path, Hash: f.Hash, MTime: lo}
+		out[i] = FileTime{Path: f.Path, Hash: f.Hash, MTime: lo}
 	}
 	return out
 }
@@ -572,8 +580,8 @@ func Tick(dir string) (time.Duration, error) {
 	return 2 * time.Second, nil
 }
 
-func sourceMap(files []store.SourceFile) map[string]store.SourceFile {
-	m := make(map[string]store.SourceFile, len(files))
+func sourceMap(files []FileTime) map[string]FileTime {
+	m := make(map[string]FileTime, len(files))
 	for _, f := range files {
 		m[f.Path] = f
 	}
@@ -613,7 +621,7 @@ func Nest(base, root string, depth int) string {
 // mtimes given, rewriting only files whose contents differ. A tree that
 // reaches above the root (Depth) is laid out from dir's ancestor at that
 // depth (dir comes from Nest), which then holds exactly the tree.
-func Layout(dir string, t Tree, times []store.SourceFile) error {
+func Layout(dir string, t Tree, times []FileTime) error {
 	top, prefix := dir, ""
 	for range t.Depth() {
 		prefix = path.Join(filepath.Base(top), prefix)
@@ -631,7 +639,7 @@ func Layout(dir string, t Tree, times []store.SourceFile) error {
 }
 
 // layout makes dir hold exactly the tree, leaving the directory keep alone.
-func layout(dir string, t Tree, times []store.SourceFile, keep string) error {
+func layout(dir string, t Tree, times []FileTime, keep string) error {
 	want := make(map[string]bool, len(t))
 	for _, f := range t {
 		want[f.Path] = true

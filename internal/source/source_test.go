@@ -330,8 +330,8 @@ func TestFromMap(t *testing.T) {
 func TestMTimesOver(t *testing.T) {
 	h := func(s string) string { return store.HashBytes([]byte(s)) }
 	const tick = int64(time.Microsecond)
-	parent := []store.SourceFile{{Path: "a.rs", Hash: h("a"), MTime: 100}, {Path: "b.rs", Hash: h("b2"), MTime: 300}, {Path: "c.rs", Hash: h("c"), MTime: 100}}
-	own := []store.SourceFile{{Path: "a.rs", Hash: h("a"), MTime: 200}, {Path: "b.rs", Hash: h("b1"), MTime: 100}, {Path: "d.rs", Hash: h("d"), MTime: 50}}
+	parent := []FileTime{{Path: "a.rs", Hash: h("a"), MTime: 100}, {Path: "b.rs", Hash: h("b2"), MTime: 300}, {Path: "c.rs", Hash: h("c"), MTime: 100}}
+	own := []FileTime{{Path: "a.rs", Hash: h("a"), MTime: 200}, {Path: "b.rs", Hash: h("b1"), MTime: 100}, {Path: "d.rs", Hash: h("d"), MTime: 50}}
 	tree := Tree{{Path: "a.rs", Hash: h("a")}, {Path: "b.rs", Hash: h("b2")}, {Path: "c.rs", Hash: h("c")}, {Path: "d.rs", Hash: h("d")}, {Path: "e.rs", Hash: h("e")}}
 	for _, tt := range []struct {
 		name         string
@@ -386,14 +386,14 @@ func TestMTimes(t *testing.T) {
 	newest := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC).UnixNano()
 	file := func(p, content string) File { return File{Path: p, Hash: store.HashBytes([]byte(content))} }
 	tree := Tree{file("Cargo.toml", "toml"), file("src/lib.rs", "lib v2"), file("src/new.rs", "new")}
-	prev := []store.SourceFile{
+	prev := []FileTime{
 		{Path: "Cargo.toml", Hash: store.HashBytes([]byte("toml")), MTime: 1234},
 		{Path: "src/lib.rs", Hash: store.HashBytes([]byte("lib v1")), MTime: 5678},
 		{Path: "src/gone.rs", Hash: store.HashBytes([]byte("gone")), MTime: 9},
 	}
 	tests := []struct {
 		name   string
-		prev   []store.SourceFile
+		prev   []FileTime
 		newest int64
 		now    time.Time
 		want   []int64 // per file of tree
@@ -493,13 +493,13 @@ func TestLayout(t *testing.T) {
 	})
 	t1 := time.Date(2020, 1, 1, 0, 0, 0, 111, time.UTC).UnixNano()
 	t2 := time.Date(2030, 1, 1, 0, 0, 0, 222, time.UTC).UnixNano()
-	times := make([]store.SourceFile, len(tr))
+	times := make([]FileTime, len(tr))
 	for i, f := range tr {
 		m := t2
 		if f.Path == "src/lib.rs" {
 			m = t1
 		}
-		times[i] = store.SourceFile{Path: f.Path, Hash: f.Hash, MTime: m}
+		times[i] = FileTime{Path: f.Path, Hash: f.Hash, MTime: m}
 	}
 	if err := Layout(dir, tr, times); err != nil {
 		t.Fatal(err)
@@ -543,7 +543,7 @@ func TestLayout(t *testing.T) {
 
 	// Exec bit follows the tree.
 	tr2 := Tree{{Path: "run.sh", Hash: store.HashBytes([]byte("x")), Exec: true, Data: []byte("x")}}
-	if err := Layout(dir, tr2, []store.SourceFile{{Path: "run.sh", MTime: t1}}); err != nil {
+	if err := Layout(dir, tr2, []FileTime{{Path: "run.sh", MTime: t1}}); err != nil {
 		t.Fatal(err)
 	}
 	if info, err := os.Stat(filepath.Join(dir, "run.sh")); err != nil || info.Mode().Perm() != 0o755 {

@@ -297,9 +297,8 @@ func (s *Store) dropUsers(d *DamageError, dry bool) (int, error) {
 			if dry {
 				return nil
 			}
-			r.Seed, r.SeedSource, r.SeedMaxMTime = "", nil, 0
 			rel, _ := filepath.Rel(s.Dir, p)
-			return s.WriteJSON(rel, &r)
+			return s.WriteJSON(rel, withoutSeed(b))
 		}
 		if json.Unmarshal(b, &r) != nil || d.hashes[r.Log] || damaged(r.Artifacts) || damaged(r.Seed) || damaged(r.Output) {
 			if dry {
@@ -317,4 +316,17 @@ func (s *Store) dropUsers(d *DamageError, dry bool) (int, error) {
 		return n, fmt.Errorf("drop the results that use damaged store entries: %w", err)
 	}
 	return n, nil
+}
+
+// withoutSeed is the record b without its seed: without the field seed
+// and every field named seed_* (see Result.Seed).
+func withoutSeed(b []byte) map[string]json.RawMessage {
+	var m map[string]json.RawMessage
+	json.Unmarshal(b, &m) // b was read as a Result just before
+	for k := range m {
+		if k == "seed" || strings.HasPrefix(k, "seed_") {
+			delete(m, k)
+		}
+	}
+	return m
 }

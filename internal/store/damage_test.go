@@ -17,7 +17,7 @@ func bigTree(t *testing.T, st *Store) (LayerID, Tree) {
 		{path: "deps/liba.rlib", typ: TypeFile, data: strings.Repeat("a", 2*InlineMax), mtimeN: t1},
 		{path: "bin/app", typ: TypeExec, data: strings.Repeat("b", 2*InlineMax), mtimeN: t2},
 	})
-	id, tree, err := st.Snapshot(src, "", nil)
+	id, tree, err := st.Snapshot(src, SnapshotOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +74,7 @@ func TestRestoreChangedObject(t *testing.T) {
 			linkable = func(p string) bool { return strings.HasPrefix(p, "deps/") }
 		}
 		dst := filepath.Join(t.TempDir(), "dst")
-		err := st.RestoreLinking(dst, tree, linkable)
+		err := st.Restore(dst, tree, RestoreOptions{Linkable: linkable})
 		var d *DamageError
 		if !errors.As(err, &d) || !errors.Is(err, ErrDamaged) || len(d.Objects) != 1 || !strings.Contains(d.Objects[0], "deps/liba.rlib") {
 			t.Fatalf("linking %v: restore of a changed object: %v", linking, err)
@@ -101,7 +101,7 @@ func TestRestoreTouchedObject(t *testing.T) {
 	if err := os.Chtimes(obj, later, later); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.Restore(filepath.Join(t.TempDir(), "dst"), tree); err != nil {
+	if err := st.Restore(filepath.Join(t.TempDir(), "dst"), tree, RestoreOptions{}); err != nil {
 		t.Fatalf("restore of a touched, intact object: %v", err)
 	}
 }
@@ -114,15 +114,15 @@ func TestRestoreKeepsOnlyIntactLinks(t *testing.T) {
 	_, tree := bigTree(t, st)
 	linkable := func(p string) bool { return strings.HasPrefix(p, "deps/") }
 	dst := filepath.Join(t.TempDir(), "dst")
-	if err := st.RestoreLinking(dst, tree, linkable); err != nil {
+	if err := st.Restore(dst, tree, RestoreOptions{Linkable: linkable}); err != nil {
 		t.Fatal(err)
 	}
 	other := filepath.Join(t.TempDir(), "other")
-	if err := st.RestoreLinking(other, tree, linkable); err != nil {
+	if err := st.Restore(other, tree, RestoreOptions{Linkable: linkable}); err != nil {
 		t.Fatal(err)
 	}
 	writeInPlace(t, filepath.Join(other, "deps/liba.rlib"), false)
-	if err := st.RestoreLinking(dst, tree, linkable); !errors.Is(err, ErrDamaged) {
+	if err := st.Restore(dst, tree, RestoreOptions{Linkable: linkable}); !errors.Is(err, ErrDamaged) {
 		t.Fatalf("restore over a link to a changed object: %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(dst, "deps/liba.rlib")); err == nil {
@@ -157,15 +157,21 @@ func TestDropUsers(t *testing.T) {
 	id, tree := bigTree(t, st)
 	other := filepath.Join(t.TempDir(), "other")
 	writeFixture(t, other, []fixture{{path: "c", typ: TypeFile, data: strings.Repeat("c", 2*InlineMax), mtimeN: t1}})
-	otherID, _, err := st.Snapshot(other, "", nil)
+	otherID, _, err := st.Snapshot(other, SnapshotOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	key := func(s string) Key { return Key(HashBytes([]byte(s))) }
-	results := []*Result{
-		{Key: key("uses"), Artifacts: id},
-		{Key: key("seed"), Artifacts: otherID, Seed: id, SeedMaxMTime: 5},
-		{Key: key("other"), Artifacts: otherID},
+	// A step's record: the store's fields and its own.
+	type stepResult struct {
+		Result
+		Summary      string `json:"summary"`
+		SeedMaxMTime int64  `json:"seed_max_mtime,omitempty"`
+	}
+	results := []*stepResult{
+		{Result: Result{Key: key("uses"), Artifacts: id}},
+		{Result: Result{Key: key("seed"), Artifacts: otherID, Seed: id}, Summary: "3 passed", SeedMaxMTime: 5},
+		{Result: Result{Key: key("other"), Artifacts: otherID}},
 	}
 	for _, r := range results {
 		if err := st.SaveResult(r); err != nil {
@@ -178,20 +184,20 @@ func TestDropUsers(t *testing.T) {
 	if err != nil || n != 2 {
 		t.Fatalf("DropUsers = %d, %v; want 2", n, err)
 	}
-	if r, _ := st.LookupResult(key("uses")); r != nil {
+	if r, _ := lookupResult(st, key("uses")); r != nil {
 		t.Error("a result that uses the damaged object is still there")
 	}
-	if r, _ := st.LookupResult(key("seed")); r == nil || r.Seed != "" || r.Artifacts != otherID {
-		t.Errorf("the result whose seed used it: %+v, want it without its seed", r)
+	var seeded stepResult
+	if ok, _ := st.LookupResult(key("seed"), &seeded); !ok || seeded.Seed != "" || seeded.SeedMaxMTime != 0 || seeded.Artifacts != otherID || seeded.Summary != "3 passed" {
+		t.Errorf("the result whose seed used it: %+v, want it without its seed and seed_* fields, the rest kept", seeded)
 	}
-	if r, _ := st.LookupResult(key("other")); r == nil {
+	if r, _ := lookupResult(st, key("other")); r == nil {
 		t.Error("a result that does not use it was dropped")
 	}
 }
 
-// gc drops a result whose layer is lost, instead of failing, and keeps
-// the output directory a live result link points at.
-func TestGCLostLayerAndRoots(t *testing.T) {
+// gc drops a result whose layer is lost, instead of failing.
+func TestGCLostLayer(t *testing.T) {
 	st := openStore(t)
 	var warned []string
 	st.Warn = func(m string) { warned = append(warned, m) }
@@ -203,40 +209,14 @@ func TestGCLostLayerAndRoots(t *testing.T) {
 	if err := os.Remove(filepath.Join(st.Dir, st.layerRel(id))); err != nil {
 		t.Fatal(err)
 	}
-	live := filepath.Join(st.Dir, "out", "live")
-	dead := filepath.Join(st.Dir, "out", "dead")
-	proj := t.TempDir()
-	for _, d := range []string{live, dead} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		link := filepath.Join(proj, filepath.Base(d))
-		if err := os.Symlink(d, link); err != nil {
-			t.Fatal(err)
-		}
-		if err := st.SaveRoot(&Root{Link: link, Dir: d}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	os.Remove(filepath.Join(proj, "dead"))
-	old := time.Now().Add(-48 * time.Hour)
-	for _, d := range []string{live, dead} {
-		os.Chtimes(d, old, old)
-	}
-	if _, err := st.GC(time.Hour); err != nil {
+	if _, err := st.GC(GCOptions{Keep: usedWithin(time.Hour)}); err != nil {
 		t.Fatalf("gc with a lost layer: %v", err)
 	}
-	if r, _ := st.LookupResult(k); r != nil {
+	if r, _ := lookupResult(st, k); r != nil {
 		t.Error("gc kept a result whose layer is lost")
 	}
 	if len(warned) != 1 {
 		t.Errorf("warnings %q, want one", warned)
-	}
-	if _, err := os.Stat(live); err != nil {
-		t.Errorf("gc removed the output a live link points at: %v", err)
-	}
-	if _, err := os.Stat(dead); err == nil {
-		t.Error("gc kept an output no link points at")
 	}
 }
 
@@ -250,8 +230,9 @@ func TestVerifyRepair(t *testing.T) {
 	if err := st.SaveResult(&Result{Key: k, Artifacts: id}); err != nil {
 		t.Fatal(err)
 	}
-	work := filepath.Join(st.Dir, "work", "p", "step")
-	if err := st.RestoreLinking(work, tree, func(p string) bool { return strings.HasPrefix(p, "deps/") }); err != nil {
+	workRoot := t.TempDir()
+	work := filepath.Join(workRoot, "p", "step")
+	if err := st.Restore(work, tree, RestoreOptions{Linkable: func(p string) bool { return strings.HasPrefix(p, "deps/") }}); err != nil {
 		t.Fatal(err)
 	}
 	if rep, err := st.Verify(false); err != nil || rep.Damage != nil || rep.Objects != 2 {
@@ -262,13 +243,13 @@ func TestVerifyRepair(t *testing.T) {
 	if err != nil || rep.Damage == nil || len(rep.Damage.Objects) != 1 || rep.Users != 1 {
 		t.Fatalf("Verify of a rotted object: %+v, %v", rep, err)
 	}
-	if r, _ := st.LookupResult(k); r == nil {
+	if r, _ := lookupResult(st, k); r == nil {
 		t.Fatal("Verify without repair dropped a result")
 	}
-	if rep, err = st.Verify(true); err != nil || rep.Users != 1 || rep.Links != 1 {
+	if rep, err = st.Verify(true, workRoot); err != nil || rep.Users != 1 || rep.Links != 1 {
 		t.Fatalf("Verify --repair: %+v, %v", rep, err)
 	}
-	if r, _ := st.LookupResult(k); r != nil {
+	if r, _ := lookupResult(st, k); r != nil {
 		t.Error("repair kept a result that needs the rotted object")
 	}
 	if _, err := os.Stat(filepath.Join(work, "deps/liba.rlib")); err == nil {

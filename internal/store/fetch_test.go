@@ -22,13 +22,13 @@ func TestGCKeepsPulledResults(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := s.GC(24 * 3600e9); err != nil {
+	if _, err := s.GC(GCOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if r, _ := s.LookupResult(pulled.Key); r == nil {
+	if r, _ := lookupResult(s, pulled.Key); r == nil {
 		t.Error("gc dropped a pulled result whose layers are remote")
 	}
-	if r, _ := s.LookupResult(lost.Key); r != nil {
+	if r, _ := lookupResult(s, lost.Key); r != nil {
 		t.Error("gc kept a result whose layers are lost")
 	}
 	if len(warned) != 1 || !strings.Contains(warned[0], "dropped 1 result") {

@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"smelt/internal/key"
 )
 
 // Lock takes the store's lock: shared for a run (many runs at once),
@@ -46,18 +44,38 @@ type GCStats struct {
 	Bytes                           int64
 }
 
-// GC removes results not used for maxAge, then every layer, object,
-// vendored source set, output directory and working directory that no
-// remaining result needs.
-func (s *Store) GC(maxAge time.Duration) (*GCStats, error) {
+// GCOptions is what a collection is told by its caller, which knows what
+// is in use (as restic's prune is given the blobs in use): the store knows
+// only what its results reference.
+type GCOptions struct {
+	// New makes the record each result is read into, for Keep and Sweep
+	// to see the step's fields too (nil: a *Result, the store's alone).
+	New func() Record
+	// Keep reports whether a result stays, given when it was last used
+	// (Touch). Nil keeps every result.
+	Keep func(r Record, used time.Time) bool
+	// Sweep, when not nil, is called with the results that stay, still
+	// under the store's exclusive lock and before tmp/ is emptied: the
+	// caller removes there what of its own (caches it keeps beside the
+	// store) no remaining result names, and returns how many entries it
+	// removed (counted in GCStats.Other). It may move what it removes
+	// into TempDir: tmp/ is emptied after it.
+	Sweep func(kept []Record) (int, error)
+}
+
+// GC removes the results o.Keep rejects, then every layer and object that
+// no remaining result needs, then (after o.Sweep) everything under tmp/.
+// A result whose layers are lost or damaged is dropped too, with one
+// warning.
+func (s *Store) GC(o GCOptions) (*GCStats, error) {
 	unlock, err := s.Lock(true)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
 	st := &GCStats{}
-	cutoff := time.Now().Add(-maxAge)
-	liveLayers, liveObjects, liveVendor := map[LayerID]bool{}, map[ObjectID]bool{}, map[string]bool{}
+	liveLayers, liveObjects := map[LayerID]bool{}, map[ObjectID]bool{}
+	var kept []Record
 	damaged := 0
 	var markLayer func(id LayerID, pulled bool) error
 	markLayer = func(id LayerID, pulled bool) error {
@@ -87,19 +105,24 @@ func (s *Store) GC(maxAge time.Duration) (*GCStats, error) {
 		if err != nil {
 			return err
 		}
-		if info.ModTime().Before(cutoff) {
-			st.Results++
-			st.Bytes += info.Size()
-			return os.Remove(p)
-		}
 		data, err := os.ReadFile(p)
 		if err != nil {
 			return err
 		}
-		var r Result
-		if json.Unmarshal(data, &r) != nil {
+		var rec Record = &Result{}
+		if o.New != nil {
+			rec = o.New()
+		}
+		if json.Unmarshal(data, rec) != nil {
 			st.Results++
+			st.Bytes += info.Size()
 			return os.Remove(p) // unreadable: useless
+		}
+		r := rec.StoreResult()
+		if o.Keep != nil && !o.Keep(rec, info.ModTime()) {
+			st.Results++
+			st.Bytes += info.Size()
+			return os.Remove(p)
 		}
 		for _, l := range []LayerID{r.Artifacts, r.Seed, r.Output} {
 			if err := markLayer(l, r.Pulled); errors.Is(err, ErrDamaged) {
@@ -115,9 +138,7 @@ func (s *Store) GC(maxAge time.Duration) (*GCStats, error) {
 		if r.Log != "" {
 			liveObjects[r.Log] = true
 		}
-		if v := r.Inputs[key.Vendor]; v != "" {
-			liveVendor[v] = true
-		}
+		kept = append(kept, rec)
 		return nil
 	})
 	if damaged > 0 {
@@ -149,88 +170,21 @@ func (s *Store) GC(maxAge time.Duration) (*GCStats, error) {
 	if err := sweep("objects", func(n string) bool { return liveObjects[ObjectID(n)] }, &st.Objects); err != nil {
 		return nil, err
 	}
-	if err := s.sweepPool(liveVendor, st); err != nil {
-		return nil, err
-	}
-	liveOut := s.liveRoots()
-	// Directories that are caches of the store's contents: rebuilt on demand.
-	for _, sub := range []string{"vendor", "out", "work", "tmp"} {
-		entries, _ := os.ReadDir(filepath.Join(s.Dir, sub))
-		for _, e := range entries {
-			if sub == "vendor" && (liveVendor[e.Name()] || filepath.Join(s.Dir, sub, e.Name()) == s.VendorPool()) {
-				continue
-			}
-			if sub == "out" && liveOut[e.Name()] {
-				continue // a ./result link points at it
-			}
-			// No run holds the store (the lock is exclusive), so all of
-			// tmp/ is debris of interrupted runs; other caches stay while
-			// in recent use (a ./result link may point into out/).
-			if info, err := e.Info(); err == nil && sub != "vendor" && sub != "tmp" && info.ModTime().After(cutoff) {
-				continue
-			}
-			if err := os.RemoveAll(filepath.Join(s.Dir, sub, e.Name())); err != nil {
-				return nil, err
-			}
-			st.Other++
-		}
-	}
-	return st, nil
-}
-
-// PoolList is the file of a vendored set (vendor/ID/) that lists the crate
-// directories it uses in the shared pool (VendorPool), as JSON.
-const PoolList = "pool.json"
-
-// VendorPool is the directory of the vendored crates that every lock file's
-// set shares (see package depsrc).
-func (s *Store) VendorPool() string { return filepath.Join(s.Dir, "vendor", "pool") }
-
-// sweepPool removes the pooled crates that no live vendored set lists. A
-// live set without a list (from an older smelt) could use any: then the
-// pool stays whole.
-func (s *Store) sweepPool(liveVendor map[string]bool, st *GCStats) error {
-	used := map[string]bool{}
-	for id := range liveVendor {
-		var names []string
-		err := s.ReadJSON(filepath.Join("vendor", id, PoolList), &names)
-		if errors.Is(err, fs.ErrNotExist) {
-			if _, serr := os.Stat(filepath.Join(s.Dir, "vendor", id)); errors.Is(serr, fs.ErrNotExist) {
-				continue // not vendored here: it uses nothing
-			}
-			return nil
-		}
+	if o.Sweep != nil {
+		n, err := o.Sweep(kept)
+		st.Other += n
 		if err != nil {
-			return nil // unreadable: keep everything
-		}
-		for _, n := range names {
-			used[n] = true
+			return nil, fmt.Errorf("gc: %w", err)
 		}
 	}
-	pool := s.VendorPool()
-	entries, err := os.ReadDir(pool)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil
-		}
-		return fmt.Errorf("gc: %w", err)
-	}
-	tmp := ""
+	// No run holds the store (the lock is exclusive), so all of tmp/ is
+	// debris of interrupted runs.
+	entries, _ := os.ReadDir(filepath.Join(s.Dir, "tmp"))
 	for _, e := range entries {
-		if used[e.Name()] {
-			continue
-		}
-		// Out of the pool in one step, so that an interrupted gc never
-		// leaves a crate there half deleted; tmp/ is swept below.
-		if tmp == "" {
-			if tmp, err = s.TempDir("gc-pool-"); err != nil {
-				return fmt.Errorf("gc: %w", err)
-			}
-		}
-		if err := os.Rename(filepath.Join(pool, e.Name()), filepath.Join(tmp, e.Name())); err != nil {
-			return fmt.Errorf("gc: %w", err)
+		if err := os.RemoveAll(filepath.Join(s.Dir, "tmp", e.Name())); err != nil {
+			return nil, err
 		}
 		st.Other++
 	}
-	return nil
+	return st, nil
 }

@@ -17,11 +17,11 @@ func TestGC(t *testing.T) {
 	writeFixture(t, keep, []fixture{{path: "a", typ: TypeFile, data: strings.Repeat("kept", InlineMax), mtimeN: t1}})
 	drop := filepath.Join(t.TempDir(), "drop")
 	writeFixture(t, drop, []fixture{{path: "b", typ: TypeFile, data: strings.Repeat("dropped", InlineMax), mtimeN: t1}})
-	keptID, keptTree, err := st.Snapshot(keep, "", nil)
+	keptID, keptTree, err := st.Snapshot(keep, SnapshotOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	droppedID, droppedTree, err := st.Snapshot(drop, "", nil)
+	droppedID, droppedTree, err := st.Snapshot(drop, SnapshotOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +35,7 @@ func TestGC(t *testing.T) {
 	if err := os.Chtimes(filepath.Join(st.Dir, st.resultRel(Key("bb"+HashBytes([]byte("d"))[2:]))), old, old); err != nil {
 		t.Fatal(err)
 	}
-	stats, err := st.GC(30 * 24 * time.Hour)
+	stats, err := st.GC(GCOptions{Keep: usedWithin(30 * 24 * time.Hour)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,84 +51,67 @@ func TestGC(t *testing.T) {
 	if _, err := st.Flatten(keptID); err != nil {
 		t.Errorf("the live layer is gone: %v", err)
 	}
-	if r, _ := st.LookupResult(Key("aa" + HashBytes([]byte("k"))[2:])); r == nil {
+	if r, _ := lookupResult(st, Key("aa"+HashBytes([]byte("k"))[2:])); r == nil {
 		t.Error("gc removed a recent result")
 	}
 }
 
-// GC removes the pooled crates that no live vendored set lists, and keeps
-// the whole pool when a live set has no list (made by an older smelt).
-func TestGCVendorPool(t *testing.T) {
-	for _, tt := range []struct {
-		name     string
-		lists    map[string]string // vendored set → its pool.json ("" for none)
-		live     []string          // vendored sets a recent result uses
-		wantPool []string
-	}{
-		{
-			name:     "unlisted crates go",
-			lists:    map[string]string{"v1": `["a-1.0.0","b-1.0.0"]`, "v2": `["a-1.0.0","c-2.0.0"]`},
-			live:     []string{"v1"},
-			wantPool: []string{"a-1.0.0", "b-1.0.0"},
+// usedWithin keeps the results used in the last d.
+func usedWithin(d time.Duration) func(Record, time.Time) bool {
+	cutoff := time.Now().Add(-d)
+	return func(_ Record, used time.Time) bool { return !used.Before(cutoff) }
+}
+
+// named is a record with a step field of its own.
+type named struct {
+	Result
+	Step string `json:"step"`
+}
+
+// GC reads results into New's records, calls Sweep with exactly the
+// results that stay, then empties tmp/.
+func TestGCSweepGetsKeptResults(t *testing.T) {
+	st := openStore(t)
+	var keys []Key
+	for _, n := range []string{"a", "b", "c"} {
+		k := Key(HashBytes([]byte(n)))
+		keys = append(keys, k)
+		if err := st.SaveResult(&named{Result: Result{Key: k}, Step: n}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	debris, err := st.TempDir("debris-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var swept []string
+	stats, err := st.GC(GCOptions{
+		New:  func() Record { return &named{} },
+		Keep: func(r Record, _ time.Time) bool { return r.(*named).Step != "b" },
+		Sweep: func(kept []Record) (int, error) {
+			for _, r := range kept {
+				swept = append(swept, r.(*named).Step)
+			}
+			if _, err := os.Stat(debris); err != nil {
+				t.Errorf("tmp/ was emptied before Sweep: %v", err)
+			}
+			return 2, nil
 		},
-		{
-			name:     "every live set counts",
-			lists:    map[string]string{"v1": `["a-1.0.0"]`, "v2": `["c-2.0.0"]`},
-			live:     []string{"v1", "v2"},
-			wantPool: []string{"a-1.0.0", "c-2.0.0"},
-		},
-		{
-			name:     "a set without a list keeps the pool",
-			lists:    map[string]string{"v1": `["a-1.0.0"]`, "v2": ""},
-			live:     []string{"v1", "v2"},
-			wantPool: []string{"a-1.0.0", "b-1.0.0", "c-2.0.0"},
-		},
-		{
-			name:     "a set not vendored here uses nothing",
-			lists:    map[string]string{"v1": `["b-1.0.0"]`},
-			live:     []string{"v1", "gone"},
-			wantPool: []string{"b-1.0.0"},
-		},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			st := openStore(t)
-			for _, c := range []string{"a-1.0.0", "b-1.0.0", "c-2.0.0"} {
-				writeFixture(t, filepath.Join(st.Dir, "vendor", "pool", c), []fixture{{path: "src/lib.rs", typ: TypeFile, data: c, mtimeN: t1}})
-			}
-			for id, list := range tt.lists {
-				dir := filepath.Join(st.Dir, "vendor", id)
-				if err := os.MkdirAll(dir, 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if list != "" {
-					if err := os.WriteFile(filepath.Join(dir, PoolList), []byte(list), 0o644); err != nil {
-						t.Fatal(err)
-					}
-				}
-			}
-			for i, id := range tt.live {
-				r := &Result{Key: Key(HashBytes([]byte{byte(i)})), Inputs: map[string]string{"vendor": id}}
-				if err := st.SaveResult(r); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if _, err := st.GC(time.Hour); err != nil {
-				t.Fatal(err)
-			}
-			entries, err := os.ReadDir(filepath.Join(st.Dir, "vendor", "pool"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			var got []string
-			for _, e := range entries {
-				got = append(got, e.Name())
-			}
-			if !slices.Equal(got, tt.wantPool) {
-				t.Errorf("pool after gc: %v, want %v", got, tt.wantPool)
-			}
-			if tmp, _ := os.ReadDir(filepath.Join(st.Dir, "tmp")); len(tmp) != 0 {
-				t.Errorf("gc left %d entries in tmp/", len(tmp))
-			}
-		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(swept)
+	if !slices.Equal(swept, []string{"a", "c"}) {
+		t.Errorf("Sweep was given %v, want the kept results a and c", swept)
+	}
+	if stats.Results != 1 || stats.Other != 3 {
+		t.Errorf("gc stats %+v, want 1 result and 3 others (2 swept, 1 in tmp/)", stats)
+	}
+	if r, _ := lookupResult(st, keys[1]); r != nil {
+		t.Error("gc kept the result Keep rejected")
+	}
+	if _, err := os.Stat(debris); err == nil {
+		t.Error("gc left tmp/ debris")
 	}
 }

@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-// RestoreLinking links the files it may link (same inode as the object, no
+// Restore with Linkable links the files it may link (same inode as the object, no
 // data copied) and copies the others; a snapshot over such a restore sees
 // nothing changed.
 func TestRestoreLinking(t *testing.T) {
@@ -19,13 +19,13 @@ func TestRestoreLinking(t *testing.T) {
 		{path: "release/deps/x-test", typ: TypeExec, data: big("exe"), mtimeN: t2},
 		{path: "release/.fingerprint/x/lib-x", typ: TypeFile, data: big("fp"), mtimeN: t1},
 	})
-	id, tree, err := st.Snapshot(src, "", nil)
+	id, tree, err := st.Snapshot(src, SnapshotOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	dst := filepath.Join(t.TempDir(), "dst")
 	linkable := func(p string) bool { return strings.Contains(p, "/deps/") }
-	if err := st.RestoreLinking(dst, tree, linkable); err != nil {
+	if err := st.Restore(dst, tree, RestoreOptions{Linkable: linkable}); err != nil {
 		t.Fatal(err)
 	}
 	for p, e := range tree {
@@ -41,13 +41,13 @@ func TestRestoreLinking(t *testing.T) {
 		t.Errorf("restored %v, want %v", got, want)
 	}
 	// A second restore keeps the links; a snapshot over it stores nothing new.
-	if err := st.RestoreLinking(dst, tree, linkable); err != nil {
+	if err := st.Restore(dst, tree, RestoreOptions{Linkable: linkable}); err != nil {
 		t.Fatal(err)
 	}
 	if inode(t, filepath.Join(dst, "release/deps/libx.rlib")) != inode(t, st.ObjectPath(tree["release/deps/libx.rlib"].Hash)) {
 		t.Error("a second restore replaced a link that was already right")
 	}
-	child, _, err := st.Snapshot(dst, id, tree)
+	child, _, err := st.Snapshot(dst, SnapshotOptions{Parent: id, Base: tree})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +69,7 @@ func mtimeOf(t *testing.T, p string) int64 {
 	return fi.ModTime().UnixNano()
 }
 
-// SnapshotLinking makes new linkable files store objects without a copy:
+// Snapshot with Linkable makes new linkable files store objects without a copy:
 // the directory's file and the object are one inode.
 func TestSnapshotLinking(t *testing.T) {
 	st := openStore(t)
@@ -78,7 +78,7 @@ func TestSnapshotLinking(t *testing.T) {
 		{path: "deps/liba.rlib", typ: TypeFile, data: "a", mtimeN: t1},
 		{path: "fp/a", typ: TypeFile, data: strings.Repeat("fingerprint", InlineMax), mtimeN: t1}, // with an object
 	})
-	_, tree, err := st.SnapshotLinking(dir, "", nil, nil, func(p string) bool { return strings.HasPrefix(p, "deps/") })
+	_, tree, err := st.Snapshot(dir, SnapshotOptions{Linkable: func(p string) bool { return strings.HasPrefix(p, "deps/") }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +91,7 @@ func TestSnapshotLinking(t *testing.T) {
 	// A second directory with the same content and mtime shares the object.
 	other := filepath.Join(t.TempDir(), "other")
 	writeFixture(t, other, []fixture{{path: "deps/liba.rlib", typ: TypeFile, data: "a", mtimeN: t1}})
-	if _, _, err := st.SnapshotLinking(other, "", nil, nil, func(string) bool { return true }); err != nil {
+	if _, _, err := st.Snapshot(other, SnapshotOptions{Linkable: func(string) bool { return true }}); err != nil {
 		t.Fatal(err)
 	}
 	if inode(t, filepath.Join(other, "deps/liba.rlib")) != inode(t, filepath.Join(dir, "deps/liba.rlib")) {
@@ -102,7 +102,7 @@ func TestSnapshotLinking(t *testing.T) {
 	// stale.
 	third := filepath.Join(t.TempDir(), "third")
 	writeFixture(t, third, []fixture{{path: "deps/liba.rlib", typ: TypeFile, data: "a", mtimeN: t2}})
-	if _, _, err := st.SnapshotLinking(third, "", nil, nil, func(string) bool { return true }); err != nil {
+	if _, _, err := st.Snapshot(third, SnapshotOptions{Linkable: func(string) bool { return true }}); err != nil {
 		t.Fatal(err)
 	}
 	if mtimeOf(t, filepath.Join(third, "deps/liba.rlib")) != t2 {

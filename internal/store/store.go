@@ -45,13 +45,16 @@ func DefaultDir() (string, error) {
 	return filepath.Join(d, "smelt"), nil
 }
 
-// Open creates the store's directories if needed.
+// Open creates the store's directories if needed: only what the store
+// owns. The caches kept beside it (the vendored sources, the working
+// directories, the logs, the state, the output directories, smelt's
+// helper programs) are made by their packages when they first need them.
 func Open(dir string) (*Store, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, err
 	}
-	for _, sub := range []string{"objects", "layers", "results", "vendor", "out", "logs", "tmp", "state", "work"} {
+	for _, sub := range []string{"objects", "layers", "results", "tmp"} {
 		if err := os.MkdirAll(filepath.Join(abs, sub), 0o755); err != nil {
 			return nil, fmt.Errorf("open store %s: %w", abs, err)
 		}
@@ -121,14 +124,35 @@ func publish(tmp, dst string) error {
 	return nil
 }
 
-// PutFile copies the file at path into the store under the given hash (which
-// the caller computed) unless it is already there.
-func (s *Store) PutFile(path string, hash ObjectID) error { return s.PutFileTime(path, hash, 0) }
+// PutEntry stores the file at path as an object, unless it is there, and
+// returns its entry at the path rel of a tree: for a caller that makes a
+// layer of files it picks itself (PutLayer, PutTree).
+func (s *Store) PutEntry(path, rel string) (Entry, error) {
+	info, err := os.Stat(path)
+	if err != nil {
+		return Entry{}, err
+	}
+	hash, size, err := HashFile(path)
+	if err != nil {
+		return Entry{}, err
+	}
+	h, mtime := ObjectID(hash), info.ModTime().UnixNano()
+	if err := s.putFileTime(path, h, mtime); err != nil {
+		return Entry{}, err
+	}
+	typ := TypeFile
+	if info.Mode()&0o111 != 0 {
+		typ = TypeExec
+	}
+	return Entry{Path: rel, Type: typ, Size: size, MTime: mtime, Hash: h, OM: s.objectTime(h, mtime)}, nil
+}
 
-// PutFileTime is PutFile, giving a new object the mtime (ns) mtime: a hard
-// link to the object (RestoreLinking) then carries the time the file was
-// built, so cargo sees no dependency newer than it was.
-func (s *Store) PutFileTime(path string, hash ObjectID, mtime int64) error {
+// putFileTime copies the file at path into the store under the given hash
+// (which the caller computed) unless it is already there, giving a new
+// object the mtime (ns) mtime (0: now): a hard link to the object (Restore
+// with Linkable) then carries the time the file was built, so cargo sees
+// no dependency newer than it was.
+func (s *Store) putFileTime(path string, hash ObjectID, mtime int64) error {
 	dst := s.ObjectPath(hash)
 	src, err := os.Open(path)
 	if err != nil {
@@ -186,16 +210,13 @@ func (s *Store) PutBytes(b []byte) (ObjectID, error) {
 	return hash, nil
 }
 
-// ReadObject returns an object's bytes.
-func (s *Store) ReadObject(hash ObjectID) ([]byte, error) {
+// readObject returns an object's bytes.
+func (s *Store) readObject(hash ObjectID) ([]byte, error) {
 	return os.ReadFile(s.ObjectPath(hash))
 }
 
-func (s *Store) writeAtomic(dst string, b []byte) error { return s.writeAtomicMode(dst, b, 0) }
-
-// writeAtomicMode is writeAtomic giving the file mode perm (0: the
-// temporary file's own).
-func (s *Store) writeAtomicMode(dst string, b []byte, perm fs.FileMode) error {
+// writeAtomic writes b to dst through a temporary file and a rename.
+func (s *Store) writeAtomic(dst string, b []byte) error {
 	tmp, err := s.TempFile("w-*")
 	if err != nil {
 		return err
@@ -204,28 +225,11 @@ func (s *Store) writeAtomicMode(dst string, b []byte, perm fs.FileMode) error {
 	if cerr := tmp.Close(); werr == nil {
 		werr = cerr
 	}
-	if werr == nil && perm != 0 {
-		werr = os.Chmod(tmp.Name(), perm)
-	}
 	if werr != nil {
 		os.Remove(tmp.Name())
 		return werr
 	}
 	return publish(tmp.Name(), dst)
-}
-
-// Program returns the path of an executable file under bin/ holding b,
-// writing it the first time. It is named by its content: a file another
-// smelt may be running never changes.
-func (s *Store) Program(name string, b []byte) (string, error) {
-	dst := filepath.Join(s.Dir, "bin", name+"-"+HashBytes(b)[:12])
-	if fi, err := os.Stat(dst); err == nil && fi.Mode()&0o111 != 0 {
-		return dst, nil
-	}
-	if err := s.writeAtomicMode(dst, b, 0o755); err != nil {
-		return "", fmt.Errorf("write %s: %w", dst, err)
-	}
-	return dst, nil
 }
 
 // WriteJSON atomically writes v as JSON to a path relative to the store.
@@ -250,75 +254,66 @@ func (s *Store) ReadJSON(rel string, v any) error {
 	return nil
 }
 
-// Result is what a successful step left behind, found by its key.
+// Result is the store's part of a result record: what a successful step
+// left behind, found by its key. The store reads only these fields: the
+// layers and the log a result references (gc keeps them, damage to them
+// drops the result), when it was made, and whether it came from a remote.
+// The step's own fields (kind, inputs, source times, summary…) are in the
+// same JSON object, written by the package that made it (package run's
+// Result embeds this one), and pass through the store untouched.
 type Result struct {
-	Key         Key               `json:"key"`
-	Step        string            `json:"step"`
-	Kind        string            `json:"kind"`
-	Inputs      map[string]string `json:"inputs"`
-	Artifacts   LayerID           `json:"artifacts,omitempty"`    // layer id of target/ ("" if the step keeps none)
-	ArtifactsID ContentID         `json:"artifacts_id,omitempty"` // content identity of the flattened target/
-	// DepsID is the content identity of its dependencies' part alone: what
-	// the steps after it that run cargo key on ("" for none: they use
-	// ArtifactsID). See run's inputs.
-	DepsID   ContentID    `json:"deps_id,omitempty"`
-	MaxMTime int64        `json:"max_mtime,omitempty"` // newest mtime in target/, for the mtime rule
-	Source   []SourceFile `json:"source,omitempty"`    // the source laid out for this step, with the mtimes it got
-	// A deps step that also built the workspace's own code on its heirs'
-	// source (see run's fusing) keeps that whole target/ as a seed: its
-	// heirs start from it as from their own last target/.
-	Seed         LayerID           `json:"seed,omitempty"`           // layer id of that target/
-	SeedSource   []SourceFile      `json:"seed_source,omitempty"`    // the source it was built from, with its mtimes
-	SeedMaxMTime int64             `json:"seed_max_mtime,omitempty"` // its newest mtime
-	Output       LayerID           `json:"output,omitempty"`         // layer id of the step's output tree
-	Bins         map[string]string `json:"bins,omitempty"`           // binary name → workspace package that owns it
-	Summary      string            `json:"summary,omitempty"`
-	Log          ObjectID          `json:"log,omitempty"` // object hash of the step's log
-	Seconds      float64           `json:"seconds"`
-	Units        int               `json:"units,omitempty"` // cargo units its commands reported (compiler-artifact messages): the next run's progress total
-	Created      time.Time         `json:"created"`
+	Key       Key     `json:"key"`
+	Artifacts LayerID `json:"artifacts,omitempty"` // layer id of target/ ("" if the step keeps none)
+	// Seed is a second target/ kept beside Artifacts (see run's fusing):
+	// optional, so a result whose only damaged layer is its seed stays
+	// without it, and without every field of the record named seed_*.
+	Seed    LayerID   `json:"seed,omitempty"`
+	Output  LayerID   `json:"output,omitempty"` // layer id of the step's output tree
+	Log     ObjectID  `json:"log,omitempty"`    // object hash of the step's log
+	Created time.Time `json:"created"`
 	// Pulled marks a result taken from a remote cache: its layers and
 	// objects may be there only (fetched when a restore needs them).
 	// Set locally, never pushed.
 	Pulled bool `json:"pulled,omitempty"`
 }
 
-// SourceFile records one source file as a step saw it.
-type SourceFile struct {
-	Path  string `json:"p"`
-	Hash  string `json:"h"`
-	MTime int64  `json:"m"`
+// Record is a whole result record: the store's Result within the fields
+// of the step that made it. A struct that embeds Result is one.
+type Record interface {
+	StoreResult() *Result
 }
+
+// StoreResult makes a *Result a Record, and so every struct embedding one.
+func (r *Result) StoreResult() *Result { return r }
 
 func (s *Store) resultRel(key Key) string {
 	return filepath.Join("results", string(key[:2]), string(key[2:])+".json")
 }
 
-// LookupResult returns the result stored for key, or (nil, nil) if none.
-// A result that cannot be read as one (damaged) is dropped, with a
-// warning: the step is built again.
-func (s *Store) LookupResult(key Key) (*Result, error) {
+// LookupResult reads the result stored for key into rec and reports
+// whether there is one. A result that cannot be read as one (damaged) is
+// dropped, with a warning: the step is built again.
+func (s *Store) LookupResult(key Key, rec Record) (bool, error) {
 	p := filepath.Join(s.Dir, s.resultRel(key))
 	b, err := os.ReadFile(p)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
+		return false, nil
 	}
 	if err != nil {
-		return nil, err
+		return false, err
 	}
-	var r Result
-	if err := json.Unmarshal(b, &r); err != nil || r.Key != key {
+	if err := json.Unmarshal(b, rec); err != nil || rec.StoreResult().Key != key {
 		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("drop the damaged result %s: %w", p, err)
+			return false, fmt.Errorf("drop the damaged result %s: %w", p, err)
 		}
 		s.Warnf("the stored result %s was damaged (not the result of its key); dropped it, to build again", p)
-		return nil, nil
+		return false, nil
 	}
-	return &r, nil
+	return true, nil
 }
 
 // SaveResult records a successful step. It is written last, after every
 // object and layer it names, so a result that exists is always complete.
-func (s *Store) SaveResult(r *Result) error {
-	return s.WriteJSON(s.resultRel(r.Key), r)
+func (s *Store) SaveResult(rec Record) error {
+	return s.WriteJSON(s.resultRel(rec.StoreResult().Key), rec)
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"sort"
@@ -67,6 +66,16 @@ func writeFixture(t *testing.T, dir string, fs []fixture) {
 			}
 		}
 	}
+}
+
+// lookupResult is LookupResult of the store's part alone, nil if none.
+func lookupResult(st *Store, key Key) (*Result, error) {
+	var r Result
+	ok, err := st.LookupResult(key, &r)
+	if !ok {
+		return nil, err
+	}
+	return &r, err
 }
 
 func openStore(t *testing.T) *Store {
@@ -168,10 +177,19 @@ func inode(t *testing.T, p string) uint64 {
 
 func TestOpenCreatesLayout(t *testing.T) {
 	st := openStore(t)
-	for _, sub := range []string{"objects", "layers", "results", "vendor", "out", "logs", "tmp", "state", "work"} {
+	for _, sub := range []string{"objects", "layers", "results", "tmp"} {
 		if info, err := os.Stat(filepath.Join(st.Dir, sub)); err != nil || !info.IsDir() {
 			t.Errorf("%s/ missing: %v", sub, err)
 		}
+	}
+	// The caches beside the store are their packages' to make.
+	entries, _ := os.ReadDir(st.Dir)
+	if len(entries) != 4 {
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		t.Errorf("Open made %v, want only objects, layers, results and tmp", names)
 	}
 	if !filepath.IsAbs(st.Dir) {
 		t.Errorf("Dir %q is not absolute", st.Dir)
@@ -187,7 +205,7 @@ func TestSnapshotFlattenRestore(t *testing.T) {
 	src := filepath.Join(t.TempDir(), "src")
 	writeFixture(t, src, sample)
 
-	id, tree, err := st.Snapshot(src, "", nil)
+	id, tree, err := st.Snapshot(src, SnapshotOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,7 +248,7 @@ func TestSnapshotFlattenRestore(t *testing.T) {
 	}
 
 	dst := filepath.Join(t.TempDir(), "dst")
-	if err := st.Restore(dst, flat); err != nil {
+	if err := st.Restore(dst, flat, RestoreOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if got, want := describe(t, dst), describe(t, src); !reflect.DeepEqual(got, want) {
@@ -239,7 +257,7 @@ func TestSnapshotFlattenRestore(t *testing.T) {
 	assertNoTemp(t, st)
 
 	// Same directory, same layer: ids are content addresses.
-	id2, _, err := st.Snapshot(src, "", nil)
+	id2, _, err := st.Snapshot(src, SnapshotOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -267,7 +285,7 @@ func TestFlattenMissingLayer(t *testing.T) {
 func TestRestoreMissingObject(t *testing.T) {
 	st := openStore(t)
 	tree := Tree{"f": {Path: "f", Type: TypeFile, Size: 1, MTime: t1, Hash: ObjectID(HashBytes([]byte("x")))}}
-	err := st.Restore(filepath.Join(t.TempDir(), "d"), tree)
+	err := st.Restore(filepath.Join(t.TempDir(), "d"), tree, RestoreOptions{})
 	if err == nil {
 		t.Fatal("Restore with a missing object succeeded")
 	}
@@ -289,7 +307,7 @@ func TestRestoreInlineSmallFiles(t *testing.T) {
 		{path: "big", typ: TypeFile, data: big, mtimeN: t2},
 		{path: "zero", typ: TypeFile, mtimeN: t1},
 	})
-	id, tree, err := st.Snapshot(src, "", nil)
+	id, tree, err := st.Snapshot(src, SnapshotOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -306,7 +324,7 @@ func TestRestoreInlineSmallFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	dst := filepath.Join(t.TempDir(), "dst")
-	if err := st.Restore(dst, flat); err != nil {
+	if err := st.Restore(dst, flat, RestoreOptions{}); err != nil {
 		t.Fatalf("restore without the small files' objects: %v", err)
 	}
 	if got, want := describe(t, dst), describe(t, src); !reflect.DeepEqual(got, want) {
@@ -315,14 +333,14 @@ func TestRestoreInlineSmallFiles(t *testing.T) {
 	if err := os.Remove(st.ObjectPath(tree["big"].Hash)); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.Restore(filepath.Join(t.TempDir(), "dst2"), flat); err == nil {
+	if err := st.Restore(filepath.Join(t.TempDir(), "dst2"), flat, RestoreOptions{}); err == nil {
 		t.Error("a file larger than InlineMax was restored without its object")
 	}
 }
 
 func TestSnapshotMissingDirIsEmpty(t *testing.T) {
 	st := openStore(t)
-	id, tree, err := st.Snapshot(filepath.Join(t.TempDir(), "absent"), "", nil)
+	id, tree, err := st.Snapshot(filepath.Join(t.TempDir(), "absent"), SnapshotOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -338,7 +356,7 @@ func TestSnapshotLayerDelta(t *testing.T) {
 	st := openStore(t)
 	dir := filepath.Join(t.TempDir(), "target")
 	writeFixture(t, dir, sample)
-	baseID, base, err := st.Snapshot(dir, "", nil)
+	baseID, base, err := st.Snapshot(dir, SnapshotOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -364,7 +382,7 @@ func TestSnapshotLayerDelta(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	childID, child, err := st.Snapshot(dir, baseID, base)
+	childID, child, err := st.Snapshot(dir, SnapshotOptions{Parent: baseID, Base: base})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -415,7 +433,7 @@ func TestSnapshotLayerDelta(t *testing.T) {
 	}
 
 	// A third snapshot with no change is an empty layer over the child.
-	grandID, _, err := st.Snapshot(dir, childID, child)
+	grandID, _, err := st.Snapshot(dir, SnapshotOptions{Parent: childID, Base: child})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -438,12 +456,12 @@ func TestSnapshotTrustsStatOverBase(t *testing.T) {
 	st := openStore(t)
 	dir := t.TempDir()
 	writeFixture(t, dir, []fixture{{path: "f", typ: TypeFile, data: "aaaa", mtimeN: t1}})
-	id, base, err := st.Snapshot(dir, "", nil)
+	id, base, err := st.Snapshot(dir, SnapshotOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	writeFixture(t, dir, []fixture{{path: "f", typ: TypeFile, data: "bbbb", mtimeN: t1}})
-	_, child, err := st.Snapshot(dir, id, base)
+	_, child, err := st.Snapshot(dir, SnapshotOptions{Parent: id, Base: base})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -451,7 +469,7 @@ func TestSnapshotTrustsStatOverBase(t *testing.T) {
 		t.Errorf("expected the stat shortcut to keep the old hash")
 	}
 	// Without a base it is read.
-	_, fresh, err := st.Snapshot(dir, "", nil)
+	_, fresh, err := st.Snapshot(dir, SnapshotOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -472,7 +490,7 @@ func TestRestoreOverExistingTree(t *testing.T) {
 		{path: "was-file/inner", typ: TypeFile, data: "now a dir", mtimeN: t1},
 		{path: "ln", typ: TypeSymlink, data: "keep.txt"},
 	})
-	_, tree, err := st.Snapshot(want, "", nil)
+	_, tree, err := st.Snapshot(want, SnapshotOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -495,7 +513,7 @@ func TestRestoreOverExistingTree(t *testing.T) {
 	subKeepIno := inode(t, filepath.Join(dir, "sub/keep.o"))
 	changeIno := inode(t, filepath.Join(dir, "change.txt"))
 
-	if err := st.Restore(dir, tree); err != nil {
+	if err := st.Restore(dir, tree, RestoreOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if got, w := describe(t, dir), describe(t, want); !reflect.DeepEqual(got, w) {
@@ -508,13 +526,13 @@ func TestRestoreOverExistingTree(t *testing.T) {
 		t.Errorf("unchanged sub/keep.o was rewritten")
 	}
 	if inode(t, filepath.Join(dir, "change.txt")) == changeIno {
-		// Not strictly required, but CopyOut writes a temp and renames.
+		// Not strictly required, but copyOut writes a temp and renames.
 		t.Logf("change.txt kept its inode")
 	}
 	if b, _ := os.ReadFile(filepath.Join(dir, "change.txt")); string(b) != "new contents" {
 		t.Errorf("change.txt = %q", b)
 	}
-	// No leftover temp files of CopyOut in the working dir.
+	// No leftover temp files of copyOut in the working dir.
 	matches, _ := filepath.Glob(filepath.Join(dir, "*.smelt-tmp"))
 	if len(matches) != 0 {
 		t.Errorf("leftover temp files: %v", matches)
@@ -534,7 +552,7 @@ func TestRestoreReplacesRetargetedSymlink(t *testing.T) {
 	}
 	dir := t.TempDir()
 	writeFixture(t, dir, []fixture{{path: "ln", typ: TypeSymlink, data: "a"}})
-	if err := st.Restore(dir, tree); err != nil {
+	if err := st.Restore(dir, tree, RestoreOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := os.Readlink(filepath.Join(dir, "ln")); got != "b" {
@@ -555,7 +573,7 @@ func TestRestoreIntoEmptyTreeEmptiesDir(t *testing.T) {
 	st := openStore(t)
 	dir := t.TempDir()
 	writeFixture(t, dir, sample)
-	if err := st.Restore(dir, Tree{}); err != nil {
+	if err := st.Restore(dir, Tree{}, RestoreOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if got := describe(t, dir); len(got) != 0 {
@@ -644,12 +662,12 @@ func TestPutBytesReadObject(t *testing.T) {
 		if !st.HasObject(h) {
 			t.Errorf("HasObject(%s) = false", h)
 		}
-		got, err := st.ReadObject(h)
+		got, err := st.readObject(h)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if !bytes.Equal(got, b) {
-			t.Errorf("ReadObject returned %d bytes, want %d", len(got), len(b))
+			t.Errorf("readObject returned %d bytes, want %d", len(got), len(b))
 		}
 		// Second put is a no-op with the same hash.
 		h2, err := st.PutBytes(b)
@@ -657,8 +675,8 @@ func TestPutBytesReadObject(t *testing.T) {
 			t.Errorf("second PutBytes = %s, %v", h2, err)
 		}
 	}
-	if _, err := st.ReadObject(ObjectID(HashBytes([]byte("absent")))); err == nil {
-		t.Errorf("ReadObject of an absent hash succeeded")
+	if _, err := st.readObject(ObjectID(HashBytes([]byte("absent")))); err == nil {
+		t.Errorf("readObject of an absent hash succeeded")
 	}
 	assertNoTemp(t, st)
 }
@@ -680,30 +698,27 @@ func TestHashFile(t *testing.T) {
 func TestResults(t *testing.T) {
 	st := openStore(t)
 	key := Key(HashBytes([]byte("some key")))
-	r, err := st.LookupResult(key)
+	r, err := lookupResult(st, key)
 	if r != nil || err != nil {
 		t.Fatalf("LookupResult(unknown) = %v, %v; want nil, nil", r, err)
 	}
-	want := &Result{
-		Key: key, Step: "clippy", Kind: "clippy",
-		Inputs:    map[string]string{"source": "abc", "vendor": "def"},
-		Artifacts: LayerID(HashBytes([]byte("layer"))), ArtifactsID: "cid", MaxMTime: t2,
-		Source: []SourceFile{{Path: "src/lib.rs", Hash: "h1", MTime: t1}, {Path: "Cargo.toml", Hash: "h2", MTime: t1 + 1}},
-		Output: "out", Bins: map[string]string{"app": "app-pkg"}, Summary: "3 passed",
-		Log: "loghash", Seconds: 1.5, Created: time.Date(2024, 1, 2, 3, 4, 5, 6, time.UTC),
+	want := &named{
+		Result: Result{Key: key, Artifacts: LayerID(HashBytes([]byte("layer"))), Output: "out", Log: "loghash",
+			Created: time.Date(2024, 1, 2, 3, 4, 5, 6, time.UTC)},
+		Step: "clippy",
 	}
 	if err := st.SaveResult(want); err != nil {
 		t.Fatal(err)
 	}
-	got, err := st.LookupResult(key)
-	if err != nil {
-		t.Fatal(err)
+	got := &named{}
+	if ok, err := st.LookupResult(key, got); !ok || err != nil {
+		t.Fatalf("LookupResult = %v, %v", ok, err)
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("roundtrip:\n got %+v\nwant %+v", got, want)
 	}
 	// Other keys are still unknown.
-	if r, err := st.LookupResult(Key(HashBytes([]byte("other")))); r != nil || err != nil {
+	if r, err := lookupResult(st, Key(HashBytes([]byte("other")))); r != nil || err != nil {
 		t.Errorf("LookupResult(other) = %v, %v", r, err)
 	}
 	// A corrupt result is dropped, with a warning, and is a miss: the
@@ -713,7 +728,7 @@ func TestResults(t *testing.T) {
 	}
 	var warned []string
 	st.Warn = func(m string) { warned = append(warned, m) }
-	if r, err := st.LookupResult(key); r != nil || err != nil || len(warned) != 1 {
+	if r, err := lookupResult(st, key); r != nil || err != nil || len(warned) != 1 {
 		t.Errorf("corrupt result gave %v, %v, warnings %q", r, err, warned)
 	}
 	if _, err := os.Stat(filepath.Join(st.Dir, st.resultRel(key))); err == nil {
@@ -751,7 +766,7 @@ func TestConcurrentPutFile(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := st.PutFile(src, ObjectID(hash)); err != nil {
+			if err := st.putFileTime(src, ObjectID(hash), 0); err != nil {
 				errs <- err
 			}
 			if _, err := st.PutBytes(data); err != nil {
@@ -764,7 +779,7 @@ func TestConcurrentPutFile(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	got, err := st.ReadObject(ObjectID(hash))
+	got, err := st.readObject(ObjectID(hash))
 	if err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("object corrupt after concurrent puts: %d bytes, %v", len(got), err)
 	}
@@ -782,7 +797,7 @@ func TestConcurrentSnapshotSameTree(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ids[i], _, errs[i] = st.Snapshot(dir, "", nil)
+			ids[i], _, errs[i] = st.Snapshot(dir, SnapshotOptions{})
 		}()
 	}
 	wg.Wait()
@@ -799,8 +814,8 @@ func TestConcurrentSnapshotSameTree(t *testing.T) {
 
 func TestPutFileMissingSource(t *testing.T) {
 	st := openStore(t)
-	if err := st.PutFile(filepath.Join(t.TempDir(), "absent"), ObjectID(HashBytes([]byte("x")))); err == nil {
-		t.Errorf("PutFile of a missing file succeeded")
+	if _, err := st.PutEntry(filepath.Join(t.TempDir(), "absent"), "absent"); err == nil {
+		t.Errorf("PutEntry of a missing file succeeded")
 	}
 	assertNoTemp(t, st)
 }
@@ -877,40 +892,16 @@ func TestOverlay(t *testing.T) {
 	}
 }
 
-// A program is written once, executable, and found again by its content.
-func TestProgram(t *testing.T) {
-	st, err := Open(filepath.Join(t.TempDir(), "store"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := st.Program("tool", []byte("#!/bin/sh\nexit 0\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fi, err := os.Stat(w); err != nil || fi.Mode()&0o111 == 0 {
-		t.Fatalf("%s: %v, %v; want an executable file", w, fi, err)
-	}
-	if again, err := st.Program("tool", []byte("#!/bin/sh\nexit 0\n")); err != nil || again != w {
-		t.Fatalf("second install: %q, %v; want %q", again, err, w)
-	}
-	if other, err := st.Program("tool", []byte("#!/bin/sh\nexit 1\n")); err != nil || other == w {
-		t.Fatalf("other content: %q, %v; want a path other than %q", other, err, w)
-	}
-	if err := exec.Command(w).Run(); err != nil {
-		t.Fatalf("run %s: %v", w, err)
-	}
-}
-
 // The ids are distinct types, but stored records read as they did when
 // they were bare strings: a store written before stays readable.
 func TestRecordsEncodeIDsAsStrings(t *testing.T) {
-	r := Result{Key: "k", Step: "s", Kind: "deps", Artifacts: "a", ArtifactsID: "ai", DepsID: "d", Seed: "sd", Output: "o", Log: "l", Created: time.Unix(0, 0).UTC()}
+	r := Result{Key: "k", Artifacts: "a", Seed: "sd", Output: "o", Log: "l", Created: time.Unix(0, 0).UTC()}
 	l := Layer{Parent: "p", Entries: []Entry{{Path: "f", Type: TypeFile, Size: 1, Hash: "h"}}}
 	for _, c := range []struct {
 		v    any
 		want string
 	}{
-		{&r, `{"key":"k","step":"s","kind":"deps","inputs":null,"artifacts":"a","artifacts_id":"ai","deps_id":"d","seed":"sd","output":"o","log":"l","seconds":0,"created":"1970-01-01T00:00:00Z"}`},
+		{&r, `{"key":"k","artifacts":"a","seed":"sd","output":"o","log":"l","created":"1970-01-01T00:00:00Z"}`},
 		{&l, `{"parent":"p","entries":[{"p":"f","t":"f","s":1,"h":"h"}]}`},
 	} {
 		b, err := json.Marshal(c.v)
@@ -920,5 +911,59 @@ func TestRecordsEncodeIDsAsStrings(t *testing.T) {
 		if string(b) != c.want {
 			t.Errorf("encoded as\n%s\nwant\n%s", b, c.want)
 		}
+	}
+}
+
+// Restore makes dir hold exactly the tree; with Over it lays the tree over
+// what dir holds and removes nothing the tree does not name.
+func TestRestoreOver(t *testing.T) {
+	st := openStore(t)
+	src := filepath.Join(t.TempDir(), "src")
+	writeFixture(t, src, []fixture{{path: "out/new.txt", typ: TypeFile, data: "new", mtimeN: t1}})
+	_, tree, err := st.Snapshot(src, SnapshotOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		over      bool
+		keepsMine bool
+	}{{over: false, keepsMine: false}, {over: true, keepsMine: true}} {
+		dir := filepath.Join(t.TempDir(), "dst")
+		writeFixture(t, dir, []fixture{
+			{path: "mine.rs", typ: TypeFile, data: "fn main() {}", mtimeN: t2},
+			{path: "out/new.txt", typ: TypeFile, data: "old!", mtimeN: t2},
+		})
+		if err := st.Restore(dir, tree, RestoreOptions{Over: tc.over}); err != nil {
+			t.Fatal(err)
+		}
+		if b, err := os.ReadFile(filepath.Join(dir, "out/new.txt")); err != nil || string(b) != "new" {
+			t.Errorf("Over=%v: out/new.txt = %q, %v; want the tree's", tc.over, b, err)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "mine.rs")); (err == nil) != tc.keepsMine {
+			t.Errorf("Over=%v: mine.rs kept = %v, want %v", tc.over, err == nil, tc.keepsMine)
+		}
+	}
+}
+
+// PutEntry stores a file as an object and returns its entry: type, size,
+// mtime and hash of the file, and an object that a restore can use.
+func TestPutEntry(t *testing.T) {
+	st := openStore(t)
+	dir := t.TempDir()
+	writeFixture(t, dir, []fixture{{path: "tool", typ: TypeExec, data: "#!/bin/sh\n", mtimeN: t1}})
+	e, err := st.PutEntry(filepath.Join(dir, "tool"), "bin/tool")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Entry{Path: "bin/tool", Type: TypeExec, Size: 10, MTime: t1, Hash: ObjectID(HashBytes([]byte("#!/bin/sh\n")))}
+	if e != want {
+		t.Errorf("PutEntry = %+v, want %+v", e, want)
+	}
+	out := t.TempDir()
+	if err := st.Restore(out, Tree{e.Path: e}, RestoreOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(out, "bin/tool")); err != nil || string(b) != "#!/bin/sh\n" {
+		t.Errorf("restored %q, %v", b, err)
 	}
 }

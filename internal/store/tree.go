@@ -41,7 +41,7 @@ type Entry struct {
 	Hash  ObjectID `json:"h,omitempty"`
 	// Data is the base64 content of a file of at most InlineMax bytes
 	// (empty for an empty file). Such a file has no object of its own
-	// (unless it was linked: see SnapshotLinking): a restore writes the
+	// (unless it was linked: see SnapshotOptions.Linkable): a restore writes the
 	// small files (cargo's fingerprints, dep-info) from the manifest it has
 	// already read, and a snapshot creates no store file per fingerprint
 	// (a file creation cost 0.3 ms on this project's test machine).
@@ -255,33 +255,50 @@ func scan(dir string) ([]Entry, error) {
 // workers, 0.465 s with 8, 0.455 s with 32.
 func ioWorkers() int { return max(8, 4*runtime.GOMAXPROCS(0)) }
 
-// Snapshot stores the contents of dir as a layer over base (whose id is
-// parent). Files whose type, size and mtime equal base's are taken as
-// unchanged without being read, like git's index: smelt owns the directory
-// and restored those files itself.
-func (s *Store) Snapshot(dir string, parent LayerID, base Tree) (id LayerID, tree Tree, err error) {
-	return s.SnapshotLinking(dir, parent, base, nil, nil)
+// SnapshotOptions says how Snapshot stores a directory. The zero value
+// stores it whole, as a layer of its own, copying every file.
+type SnapshotOptions struct {
+	// Parent is the layer the new one is stored over, and Base its
+	// flattened tree: the layer holds only what differs from Base. Files
+	// whose type, size and mtime equal Base's are taken as unchanged
+	// without being read, like git's index: smelt owns the directory and
+	// restored those files itself.
+	Parent LayerID
+	Base   Tree
+	// Known, when not nil, is what smelt restored into dir (a superset of
+	// Base): its files too are taken as unchanged without being read.
+	Known Tree
+	// Linkable, when not nil, names the new files that become store
+	// objects by hard link rather than by copy: the directory's file and
+	// the object stay one file, nothing is copied and nothing is stored
+	// twice. The rule of RestoreOptions.Linkable applies: only files that
+	// are replaced, never rewritten in place.
+	Linkable func(path string) bool
+	// Keep, when not nil, is given dir's tree (its files already stored
+	// as objects) and returns what of it the layer holds: for a caller
+	// that stores only part of a directory, or another layer from it
+	// first (PutTree).
+	Keep func(Tree) (Tree, error)
 }
 
-// SnapshotLinking is Snapshot, except that new files for which
-// linkable(path) holds become store objects by hard link rather than by
-// copy, and the directory's file and the object stay one file: nothing is
-// copied and nothing is stored twice. The same rule as RestoreLinking's
-// applies: only for files that are replaced, never rewritten in place.
-// known, when not nil, is what smelt restored into dir (a superset of base):
-// its files too are taken as unchanged without being read.
-func (s *Store) SnapshotLinking(dir string, parent LayerID, base, known Tree, linkable func(string) bool) (id LayerID, tree Tree, err error) {
-	if tree, err = s.Capture(dir, base, known, linkable); err != nil {
+// Snapshot stores the contents of dir as a layer (see SnapshotOptions) and
+// returns the layer's id and the tree it holds.
+func (s *Store) Snapshot(dir string, o SnapshotOptions) (id LayerID, tree Tree, err error) {
+	if tree, err = s.capture(dir, o.Base, o.Known, o.Linkable); err != nil {
 		return "", nil, err
 	}
-	id, err = s.PutTree(parent, base, tree)
+	if o.Keep != nil {
+		if tree, err = o.Keep(tree); err != nil {
+			return "", nil, err
+		}
+	}
+	id, err = s.PutTree(o.Parent, o.Base, tree)
 	return id, tree, err
 }
 
-// Capture is SnapshotLinking without the layer: it stores dir's files as
-// objects and returns its tree, for a caller that stores (some of) it with
-// PutTree.
-func (s *Store) Capture(dir string, base, known Tree, linkable func(string) bool) (Tree, error) {
+// capture is Snapshot without the layer: it stores dir's files as
+// objects and returns its tree.
+func (s *Store) capture(dir string, base, known Tree, linkable func(string) bool) (Tree, error) {
 	entries, err := scan(dir)
 	if err != nil {
 		return nil, fmt.Errorf("snapshot %s: %w", dir, err)
@@ -297,7 +314,7 @@ func (s *Store) Capture(dir string, base, known Tree, linkable func(string) bool
 		}
 		if b, ok := known[e.Path]; ok && b.Type == e.Type && b.Size == e.Size &&
 			(b.MTime == e.MTime || s.isObject(filepath.Join(dir, filepath.FromSlash(e.Path)), b)) {
-			// Unchanged (or still the hard link RestoreLinking made).
+			// Unchanged (or still the hard link Restore with Linkable made).
 			e.Hash, e.MTime, e.Data, e.OM = b.Hash, b.MTime, b.Data, b.OM
 			continue
 		}
@@ -324,7 +341,7 @@ func (s *Store) Capture(dir string, base, known Tree, linkable func(string) bool
 		}
 		e.Hash = h
 		if linkable != nil && linkable(e.Path) && s.adopt(p, h) == nil {
-			e.OM = s.ObjectTime(h, e.MTime)
+			e.OM = s.objectTime(h, e.MTime)
 			return nil
 		}
 		if _, ok := e.inline(); ok {
@@ -332,10 +349,10 @@ func (s *Store) Capture(dir string, base, known Tree, linkable func(string) bool
 			// create (cargo's fingerprints are most of a target/'s files).
 			return nil
 		}
-		if err := s.PutFileTime(p, h, e.MTime); err != nil {
+		if err := s.putFileTime(p, h, e.MTime); err != nil {
 			return err
 		}
-		e.OM = s.ObjectTime(h, e.MTime)
+		e.OM = s.objectTime(h, e.MTime)
 		return nil
 	})
 	if err != nil {
@@ -348,9 +365,9 @@ func (s *Store) Capture(dir string, base, known Tree, linkable func(string) bool
 	return tree, nil
 }
 
-// ObjectTime is the OM of an entry of mtime mtime whose object is hash:
+// objectTime is the OM of an entry of mtime mtime whose object is hash:
 // the object's mtime if it differs.
-func (s *Store) ObjectTime(hash ObjectID, mtime int64) int64 {
+func (s *Store) objectTime(hash ObjectID, mtime int64) int64 {
 	if oi, err := os.Stat(s.ObjectPath(hash)); err == nil && oi.ModTime().UnixNano() != mtime {
 		return oi.ModTime().UnixNano()
 	}
@@ -358,7 +375,8 @@ func (s *Store) ObjectTime(hash ObjectID, mtime int64) int64 {
 }
 
 // PutTree stores tree, whose files' objects are in the store, as a layer
-// over base (whose id is parent) and returns the layer's id.
+// over base (whose id is parent) and returns the layer's id: for a tree
+// the caller made (Snapshot makes and stores a directory's).
 func (s *Store) PutTree(parent LayerID, base, tree Tree) (LayerID, error) {
 	// Chains stay short, so that flattening one stays cheap: past
 	// MaxDepth a layer lists everything (only metadata: the file contents
@@ -389,19 +407,26 @@ func (s *Store) PutTree(parent LayerID, base, tree Tree) (LayerID, error) {
 	return s.PutLayer(layer)
 }
 
-// Restore makes dir hold exactly tree, with the recorded mtimes. Files that
-// are already in place with the same type, size and mtime are left alone, so
-// restoring into a warm working directory costs only the difference.
-func (s *Store) Restore(dir string, tree Tree) error {
-	return s.RestoreLinking(dir, tree, nil)
+// RestoreOptions says how Restore lays a tree out. The zero value copies
+// every file and makes dir hold exactly the tree.
+type RestoreOptions struct {
+	// Linkable, when not nil, names the files that are hard links to the
+	// store's objects instead of copies: no data is copied. Only files
+	// that every program writing into the directory replaces (never
+	// rewrites in place) may be linked, or the store's object would
+	// change with them.
+	Linkable func(path string) bool
+	// Over lays the tree over what dir holds: what the tree does not name
+	// stays.
+	Over bool
 }
 
-// RestoreLinking is Restore, except that files for which linkable(path)
-// holds are hard links to the store's objects instead of copies: no data
-// is copied. Only files that every program writing into the directory
-// replaces (never rewrites in place) may be linked, or the store's object
-// would change with them.
-func (s *Store) RestoreLinking(dir string, tree Tree, linkable func(string) bool) error {
+// Restore makes dir hold tree, with the recorded mtimes (and, unless
+// o.Over, nothing else). Files that are already in place with the same
+// type, size and mtime are left alone, so restoring into a warm working
+// directory costs only the difference.
+func (s *Store) Restore(dir string, tree Tree, o RestoreOptions) error {
+	linkable := o.Linkable
 	existing, err := scan(dir)
 	if err != nil {
 		return fmt.Errorf("restore %s: %w", dir, err)
@@ -411,8 +436,12 @@ func (s *Store) RestoreLinking(dir string, tree Tree, linkable func(string) bool
 	have := map[string]Entry{}
 	var dmg damages
 	for _, e := range existing {
-		if want, ok := tree[e.Path]; ok && (same(want, e) || s.isIntactObject(filepath.Join(dir, filepath.FromSlash(e.Path)), want, &dmg)) {
+		want, ok := tree[e.Path]
+		if ok && (same(want, e) || s.isIntactObject(filepath.Join(dir, filepath.FromSlash(e.Path)), want, &dmg)) {
 			have[e.Path] = e
+			continue
+		}
+		if !ok && o.Over {
 			continue
 		}
 		if err := os.RemoveAll(filepath.Join(dir, filepath.FromSlash(e.Path))); err != nil {
@@ -449,14 +478,14 @@ func (s *Store) RestoreLinking(dir string, tree Tree, linkable func(string) bool
 		}
 	}
 	// Objects the store lacks come from the remote caches, if any; one
-	// that cannot be fetched is damage that CopyOut reports.
+	// that cannot be fetched is damage that copyOut reports.
 	s.fetchMissing(files)
 	err = par.Each(ioWorkers(), files, func(e Entry) error {
 		dst := filepath.Join(dir, filepath.FromSlash(e.Path))
 		if linkable != nil && linkable(e.Path) && s.link(e, dst) == nil {
 			return nil
 		}
-		if err := s.CopyOut(e, dst); !dmg.add(err) {
+		if err := s.copyOut(e, dst); !dmg.add(err) {
 			return err
 		}
 		return nil
@@ -542,7 +571,7 @@ func (s *Store) link(e Entry, dst string) error {
 }
 
 // isObject reports whether the file at p is a hard link to want's object
-// (restored by RestoreLinking): its mtime is the object's, not want's, but
+// (restored by Restore with Linkable): its mtime is the object's, not want's, but
 // its content is want's.
 func (s *Store) isObject(p string, want Entry) bool {
 	if want.Type != TypeFile && want.Type != TypeExec {
@@ -595,9 +624,9 @@ func same(want, have Entry) bool {
 	return want.Size == have.Size && want.MTime == have.MTime
 }
 
-// CopyOut writes the object of e to dst with e's mode and mtime. It never
+// copyOut writes the object of e to dst with e's mode and mtime. It never
 // links: cargo rewrites some files in place, which would corrupt the store.
-func (s *Store) CopyOut(e Entry, dst string) error {
+func (s *Store) copyOut(e Entry, dst string) error {
 	var src io.Reader
 	if b, ok := e.inline(); ok {
 		src = bytes.NewReader(b)

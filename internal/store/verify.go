@@ -25,10 +25,11 @@ type VerifyReport struct {
 
 // Verify re-hashes every object and layer of the store and checks that
 // every result's layers and objects are there. With repair it drops what
-// is damaged and every result that needs it, and removes the working
-// directories' links to damaged objects (which hold the same bad bytes),
-// so that the next run builds them again.
-func (s *Store) Verify(repair bool) (*VerifyReport, error) {
+// is damaged and every result that needs it, and removes the files under
+// linked (the caller's working directories, which restore files as hard
+// links to objects) that are links to damaged objects (they hold the same
+// bad bytes), so that the next run builds them again.
+func (s *Store) Verify(repair bool, linked ...string) (*VerifyReport, error) {
 	unlock, err := s.Lock(repair)
 	if err != nil {
 		return nil, err
@@ -144,7 +145,7 @@ func (s *Store) Verify(repair bool) (*VerifyReport, error) {
 		}
 		return nil
 	})
-	rep.Links = s.unlinkCopies(bad)
+	rep.Links = unlinkCopies(bad, linked)
 	return rep, nil
 }
 
@@ -170,10 +171,11 @@ func (s *Store) peekLayer(id LayerID) (*Layer, error) {
 	return &l, nil
 }
 
-// unlinkCopies removes the files under work/ that are hard links to the
-// damaged objects bad, and returns how many: they hold the same bad bytes,
-// and a restore would keep one whose size and mtime still look right.
-func (s *Store) unlinkCopies(bad map[ObjectID]fs.FileInfo) int {
+// unlinkCopies removes the files under the directories dirs that are hard
+// links to the damaged objects bad, and returns how many: they hold the
+// same bad bytes, and a restore would keep one whose size and mtime still
+// look right.
+func unlinkCopies(bad map[ObjectID]fs.FileInfo, dirs []string) int {
 	inodes := map[[2]uint64]bool{}
 	for _, fi := range bad {
 		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
@@ -184,20 +186,22 @@ func (s *Store) unlinkCopies(bad map[ObjectID]fs.FileInfo) int {
 		return 0
 	}
 	n := 0
-	filepath.WalkDir(filepath.Join(s.Dir, "work"), func(p string, de fs.DirEntry, err error) error {
-		if err != nil || !de.Type().IsRegular() {
-			return nil
-		}
-		fi, err := de.Info()
-		if err != nil {
-			return nil
-		}
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok && inodes[[2]uint64{st.Dev, st.Ino}] {
-			if os.Remove(p) == nil {
-				n++
+	for _, dir := range dirs {
+		filepath.WalkDir(dir, func(p string, de fs.DirEntry, err error) error {
+			if err != nil || !de.Type().IsRegular() {
+				return nil
 			}
-		}
-		return nil
-	})
+			fi, err := de.Info()
+			if err != nil {
+				return nil
+			}
+			if st, ok := fi.Sys().(*syscall.Stat_t); ok && inodes[[2]uint64{st.Dev, st.Ino}] {
+				if os.Remove(p) == nil {
+					n++
+				}
+			}
+			return nil
+		})
+	}
 	return n
 }

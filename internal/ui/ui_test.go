@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"smelt/internal/run"
-	"smelt/internal/store"
 )
 
 // clock is a fake clock the tests move by hand.
@@ -21,7 +20,7 @@ func width(n int) func() int             { return func() int { return n } }
 func hasControl(s string) bool           { return strings.ContainsAny(s, "\x1b\r") }
 func lines(s string) []string            { return strings.Split(strings.TrimRight(s, "\n"), "\n") }
 func built(name string, secs float64) *run.StepReport {
-	return &run.StepReport{Name: name, Status: run.Built, Seconds: secs, Result: &store.Result{Seconds: secs}}
+	return &run.StepReport{Name: name, Status: run.Built, Seconds: secs, Result: &run.Result{Seconds: secs}}
 }
 
 // Without a terminal: a line as a step starts and ends, and a progress line
@@ -162,7 +161,7 @@ func TestQuietAndVerbose(t *testing.T) {
 // cached steps took when they were built.
 func TestSummary(t *testing.T) {
 	cached := func(name string, secs float64) *run.StepReport {
-		return &run.StepReport{Name: name, Status: run.Cached, Result: &store.Result{Seconds: secs}}
+		return &run.StepReport{Name: name, Status: run.Cached, Result: &run.Result{Seconds: secs}}
 	}
 	for _, tc := range []struct {
 		name  string
@@ -175,7 +174,7 @@ func TestSummary(t *testing.T) {
 			"check: 3 steps: 2 cached, 1 built, 0 failed, 0 skipped (3.00s); the cache saved 1m06s"},
 		{"under a minute", []*run.StepReport{cached("deps", 2.25), {Name: "test", Status: run.Failed}, {Name: "crate", Status: run.Skipped}},
 			"check: 3 steps: 1 cached, 0 built, 1 failed, 1 skipped (3.00s); the cache saved 2.2s"},
-		{"pulled", []*run.StepReport{{Name: "deps", Status: run.Pulled, Result: &store.Result{Seconds: 100}}, cached("test", 20)},
+		{"pulled", []*run.StepReport{{Name: "deps", Status: run.Pulled, Result: &run.Result{Seconds: 100}}, cached("test", 20)},
 			"check: 2 steps: 1 cached, 1 pulled, 0 built, 0 failed, 0 skipped (3.00s); the cache saved 2m00s"},
 	} {
 		var out bytes.Buffer

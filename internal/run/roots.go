@@ -1,4 +1,4 @@
-package store
+package run
 
 import (
 	"io/fs"
@@ -6,47 +6,49 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	"smelt/internal/store"
 )
 
-// Root records a result link that `smelt build` made (./result), as Nix's
+// root records a result link that `smelt build` made (./result), as Nix's
 // gcroots do: gc keeps the output directory the link still points at.
 // Files is the stat identity (size, mtime, ctime, inode) of each file of
 // that directory when smelt wrote it: a write through the link (`strip
 // result/bin/app`) changes it, and the next build writes the directory
 // afresh instead of handing out what the user changed.
-type Root struct {
+type root struct {
 	Link  string              `json:"link"`
 	Dir   string              `json:"dir"`
 	Files map[string][4]int64 `json:"files"`
 }
 
-func (s *Store) rootRel(link string) string {
-	return filepath.Join("gcroots", HashBytes([]byte(link))[:32]+".json")
+func rootRel(link string) string {
+	return filepath.Join("gcroots", store.HashBytes([]byte(link))[:32]+".json")
 }
 
-// LinkID names a link's output directories.
-func LinkID(link string) string { return HashBytes([]byte(link))[:16] }
+// linkID names a link's output directories.
+func linkID(link string) string { return store.HashBytes([]byte(link))[:16] }
 
-// ReadRoot returns the root of the link at the absolute path link, or nil.
-func (s *Store) ReadRoot(link string) *Root {
-	var r Root
-	if s.ReadJSON(s.rootRel(link), &r) != nil || r.Link != link {
+// readRoot returns the root of the link at the absolute path link, or nil.
+func readRoot(st *store.Store, link string) *root {
+	var r root
+	if st.ReadJSON(rootRel(link), &r) != nil || r.Link != link {
 		return nil
 	}
 	return &r
 }
 
-// SaveRoot records r.
-func (s *Store) SaveRoot(r *Root) error {
-	if err := os.MkdirAll(filepath.Join(s.Dir, "gcroots"), 0o755); err != nil {
+// saveRoot records r.
+func saveRoot(st *store.Store, r *root) error {
+	if err := os.MkdirAll(filepath.Join(st.Dir, "gcroots"), 0o755); err != nil {
 		return err
 	}
-	return s.WriteJSON(s.rootRel(r.Link), r)
+	return st.WriteJSON(rootRel(r.Link), r)
 }
 
-// Identities returns the stat identity of every file under dir, by path
+// identities returns the stat identity of every file under dir, by path
 // relative to it.
-func Identities(dir string) (map[string][4]int64, error) {
+func identities(dir string) (map[string][4]int64, error) {
 	out := map[string][4]int64{}
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
@@ -72,10 +74,10 @@ func identity(fi fs.FileInfo) [4]int64 {
 	return id
 }
 
-// Untouched reports whether r's directory holds exactly the files it
+// untouched reports whether r's directory holds exactly the files it
 // was written with, none changed since (by stat identity).
-func (r *Root) Untouched() bool {
-	have, err := Identities(r.Dir)
+func (r *root) untouched() bool {
+	have, err := identities(r.Dir)
 	if err != nil || len(have) != len(r.Files) {
 		return false
 	}
@@ -89,14 +91,14 @@ func (r *Root) Untouched() bool {
 
 // liveRoots returns the names of the directories under out/ that a
 // recorded link still points at, and forgets the other roots.
-func (s *Store) liveRoots() map[string]bool {
+func liveRoots(st *store.Store) map[string]bool {
 	live := map[string]bool{}
-	dir := filepath.Join(s.Dir, "gcroots")
+	dir := filepath.Join(st.Dir, "gcroots")
 	entries, _ := os.ReadDir(dir)
-	out := filepath.Join(s.Dir, "out") + string(filepath.Separator)
+	out := outRoot(st) + string(filepath.Separator)
 	for _, e := range entries {
-		var r Root
-		if err := s.ReadJSON(filepath.Join("gcroots", e.Name()), &r); err == nil {
+		var r root
+		if err := st.ReadJSON(filepath.Join("gcroots", e.Name()), &r); err == nil {
 			if t, err := filepath.EvalSymlinks(r.Link); err == nil {
 				if d, err := filepath.EvalSymlinks(r.Dir); err == nil && t == d {
 					if name, ok := strings.CutPrefix(r.Dir, out); ok && !strings.Contains(name, string(filepath.Separator)) {
