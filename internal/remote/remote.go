@@ -29,7 +29,7 @@ import (
 	"time"
 )
 
-// Namespace is one of the three kinds of blob a remote holds.
+// Namespace is one of the kinds of blob a remote holds.
 type Namespace uint8
 
 const (
@@ -39,9 +39,15 @@ const (
 	Layers
 	// Results are result records, named by the step key.
 	Results
+	// Packs hold small objects, a zstd frame each, stored as they are;
+	// named by the sha256 of their bytes (see pack.go).
+	Packs
+	// PackIndexes say where a layer's small objects lie in packs; named
+	// by the layer's id.
+	PackIndexes
 )
 
-var nsNames = [...]string{Objects: "objects", Layers: "layers", Results: "results"}
+var nsNames = [...]string{Objects: "objects", Layers: "layers", Results: "results", Packs: "packs", PackIndexes: "packindex"}
 
 func (ns Namespace) String() string {
 	if int(ns) < len(nsNames) {

@@ -12,8 +12,10 @@ type Opener func(ref Ref) (io.ReadCloser, error)
 
 // Uploaded says what UploadMissing did.
 type Uploaded struct {
-	Asked, Put int   // refs asked about; refs put
+	Asked, Put int   // refs asked about; refs put (alone or in packs)
 	Bytes      int64 // their plain size
+	Packed     int   // of Put, the objects put in packs (see UploadLayers)
+	Packs      int   // packs put
 }
 
 // hasBatch is how many ids one existence query asks about.

@@ -24,6 +24,18 @@ type Fetcher interface {
 	FetchObject(hash ObjectID, size int64, f *os.File) error
 }
 
+// PackFetcher is a Fetcher that can bring many objects of known layers
+// at once (a remote keeps a layer's small objects in packs, found by the
+// layer's id). The store asks it first, then asks FetchObject for what it
+// did not bring.
+type PackFetcher interface {
+	Fetcher
+	// FetchPacked brings what it can of want (entries with From set),
+	// handing each object's bytes, verified against its hash, to put.
+	// put may be called from several goroutines at once.
+	FetchPacked(want []Entry, put func(e Entry, data []byte) error)
+}
+
 // missing is why an object or layer is not in the store.
 func (s *Store) missing() string {
 	if s.fetch != nil {
@@ -73,15 +85,32 @@ func (s *Store) fetchMissing(files []Entry) {
 			missing = append(missing, e)
 		}
 	}
+	if pf, ok := s.fetch.(PackFetcher); ok && len(missing) > 0 {
+		pf.FetchPacked(missing, func(e Entry, data []byte) error {
+			return s.fetchObject(e, func(f *os.File) error {
+				_, err := f.Write(data)
+				return err
+			})
+		})
+		rest := missing[:0]
+		for _, e := range missing {
+			if !s.HasObject(e.Hash) {
+				rest = append(rest, e)
+			}
+		}
+		missing = rest
+	}
 	par.Each(16, missing, func(e Entry) error {
-		s.fetchObject(e) // the fetcher warned of what failed
+		// The fetcher warned of what failed.
+		s.fetchObject(e, func(f *os.File) error { return s.fetch.FetchObject(e.Hash, e.Size, f) })
 		return nil
 	})
 }
 
-// fetchObject brings one object into the store, with the mode and mtime its
-// entry records (cargo and the store's checks compare them).
-func (s *Store) fetchObject(e Entry) error {
+// fetchObject brings one object into the store, written by fill, with the
+// mode and mtime its entry records (cargo and the store's checks compare
+// them), once its bytes hash to its name.
+func (s *Store) fetchObject(e Entry, fill func(*os.File) error) error {
 	tmp, err := s.TempFile("fetch-*")
 	if err != nil {
 		return err
@@ -91,7 +120,7 @@ func (s *Store) fetchObject(e Entry) error {
 		os.Remove(tmp.Name())
 		return err
 	}
-	if err := s.fetch.FetchObject(e.Hash, e.Size, tmp); err != nil {
+	if err := fill(tmp); err != nil {
 		return fail(err)
 	}
 	if _, err := tmp.Seek(0, io.SeekStart); err != nil {

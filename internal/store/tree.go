@@ -50,6 +50,10 @@ type Entry struct {
 	// recorded, if not MTime (an object stored earlier from a file of other
 	// times): with Size, the object's cheap identity (see vouch).
 	OM int64 `json:"om,omitempty"`
+	// From is the layer the entry was read from (Flatten sets it; not
+	// stored): a remote keeps a layer's small objects in packs that the
+	// layer's id finds (see PackFetcher).
+	From LayerID `json:"-"`
 }
 
 // InlineMax is the largest file whose content a layer carries in Data.
@@ -184,12 +188,14 @@ func (s *Store) PutLayer(l *Layer) (LayerID, error) {
 // empty tree.
 func (s *Store) Flatten(id LayerID) (Tree, error) {
 	var chain []*Layer
+	var ids []LayerID
 	for id != "" {
 		l, err := s.readLayer(id)
 		if err != nil {
 			return nil, err
 		}
 		chain = append(chain, l)
+		ids = append(ids, id)
 		id = l.Parent
 	}
 	t := Tree{}
@@ -198,6 +204,7 @@ func (s *Store) Flatten(id LayerID) (Tree, error) {
 			delete(t, d)
 		}
 		for _, e := range chain[i].Entries {
+			e.From = ids[i]
 			t[e.Path] = e
 		}
 	}
