@@ -13,6 +13,8 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+
+	"github.com/klauspost/compress/zstd"
 )
 
 // Packs: on file, http and s3 remotes, which have no batch protocol, the
@@ -421,7 +423,7 @@ func ReadPacked(ctx context.Context, b Backend, objs []PackedRead, parallelism i
 				}
 			}
 			if err != nil {
-				return fmt.Errorf("remote %s: object %s (in pack %s) is corrupt (%v): %w; it is not used, and pushing it again repairs the remote", b.Location(), o.ID, j.pack, err, ErrCorrupt)
+				return fmt.Errorf("remote %s: object %s (in pack %s) is corrupt (%v): %w; it is not used", b.Location(), o.ID, j.pack, err, ErrCorrupt)
 			}
 			if err := deliver(Ref{ID: o.ID, Size: o.Size}, data); err != nil {
 				return err
@@ -440,11 +442,17 @@ func packReadErr(b Backend, pack ID, o PackedObject, err error) error {
 
 // unframe decompresses one frame of size bytes, refusing more.
 func unframe(frame []byte, size int64) ([]byte, error) {
-	d := decompress(io.NopCloser(bytes.NewReader(frame)))
-	defer d.Close()
+	d := decoders.Get().(*zstd.Decoder)
+	defer func() {
+		d.Reset(nil)
+		decoders.Put(d)
+	}()
+	if err := d.Reset(bytes.NewReader(frame)); err != nil {
+		return nil, fmt.Errorf("not a zstd frame: %v", err)
+	}
 	data, err := io.ReadAll(io.LimitReader(d, size+1))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("not a zstd frame: %v", err)
 	}
 	if int64(len(data)) != size {
 		return nil, fmt.Errorf("%d bytes where %d were expected", len(data), size)
