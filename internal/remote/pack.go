@@ -76,12 +76,12 @@ type LayerObjects struct {
 }
 
 // UploadLayers puts the objects of layers that the remote lacks. On a
-// backend that packs, a layer whose pack index the remote holds has its
-// small objects there already; the small objects of the other layers go
-// into new packs, then each layer's index (after its packs, so that an
-// index a reader finds is complete). A layer on the remote without an
-// index was pushed by an older smelt, object by object: its small objects
-// are asked about and put alone, as then. Big objects, and every object
+// backend that packs, the small objects of a layer the remote lacks go
+// into new packs, then the layer's index (after its packs, and before the
+// caller puts the layer, so that an index a reader finds is complete). A
+// layer the remote has with an index has its small objects there; one it
+// has without was pushed by an older smelt, object by object: its small
+// objects are asked about and put alone, as then. Big objects, and every object
 // on other backends, go through UploadMissing.
 func UploadLayers(ctx context.Context, b Backend, layers []LayerObjects, open Opener, parallelism int) (Uploaded, error) {
 	var up Uploaded
@@ -110,34 +110,37 @@ func UploadLayers(ctx context.Context, b Backend, layers []LayerObjects, open Op
 	}
 	var todo []LayerObjects // layers whose small objects are packed now
 	if len(packed) > 0 {
+		// A layer the remote lacks is new: its index is written before
+		// it, so one query of the layers answers for most pushes. A layer
+		// it has was pushed with an index, or by an older smelt without.
 		ids := make([]Ref, len(packed))
 		for i, l := range packed {
 			ids[i] = Ref{ID: l.Layer, Size: -1}
 		}
-		indexed, err := b.Has(ctx, PackIndexes, ids)
+		there, err := b.Has(ctx, Layers, ids)
 		if err != nil {
 			return up, err
 		}
-		var unindexed []LayerObjects
+		var present []LayerObjects
 		var refs []Ref
 		for i, l := range packed {
-			if !indexed[i] {
-				unindexed = append(unindexed, l)
+			if there[i] {
+				present = append(present, l)
 				refs = append(refs, ids[i])
+			} else {
+				todo = append(todo, l)
 			}
 		}
 		if len(refs) > 0 {
-			old, err := b.Has(ctx, Layers, refs)
+			indexed, err := b.Has(ctx, PackIndexes, refs)
 			if err != nil {
 				return up, err
 			}
-			for i, l := range unindexed {
-				if old[i] {
+			for i, l := range present {
+				if !indexed[i] {
 					for _, ref := range l.Objects {
 						addAlone(ref)
 					}
-				} else {
-					todo = append(todo, l)
 				}
 			}
 		}
@@ -330,10 +333,13 @@ type PackedRead struct {
 // that: about a round trip, and on S3 as much as ~4 KB of egress. Past
 // maxRanges ranges in one pack, the closest ranges are merged too, so that
 // a layer costs a bounded number of requests even when the store lacks
-// every other object of it.
+// every other object of it. Sibling steps' layers share many objects (on
+// the workspace fixture, a layer's packed objects lay in up to 7 runs of
+// the pack, the rest being its siblings'): with at most 4 ranges, a pull
+// of every step read 1.2 MB (28%) more than the objects alone.
 const (
 	rangeGap  = 64 << 10
-	maxRanges = 4
+	maxRanges = 16
 )
 
 // span is a range of a pack and the frames in it.
