@@ -83,7 +83,10 @@ type LayerObjects struct {
 // has without was pushed by an older smelt, object by object: its small
 // objects are asked about and put alone, as then. Big objects, and every object
 // on other backends, go through UploadMissing.
-func UploadLayers(ctx context.Context, b Backend, layers []LayerObjects, open Opener, parallelism int) (Uploaded, error) {
+//
+// lacking, when not nil, says which layers the remote lacks (the caller
+// asked, to put them after); else UploadLayers asks.
+func UploadLayers(ctx context.Context, b Backend, layers []LayerObjects, lacking map[ID]bool, open Opener, parallelism int) (Uploaded, error) {
 	var up Uploaded
 	var alone []Ref
 	seen := map[ID]bool{}
@@ -114,12 +117,16 @@ func UploadLayers(ctx context.Context, b Backend, layers []LayerObjects, open Op
 		// it, so one query of the layers answers for most pushes. A layer
 		// it has was pushed with an index, or by an older smelt without.
 		ids := make([]Ref, len(packed))
+		there := make([]bool, len(packed))
 		for i, l := range packed {
 			ids[i] = Ref{ID: l.Layer, Size: -1}
+			there[i] = !lacking[l.Layer]
 		}
-		there, err := b.Has(ctx, Layers, ids)
-		if err != nil {
-			return up, err
+		if lacking == nil {
+			var err error
+			if there, err = b.Has(ctx, Layers, ids); err != nil {
+				return up, err
+			}
 		}
 		var present []LayerObjects
 		var refs []Ref

@@ -74,7 +74,7 @@ func (s suite) packs(t *testing.T) {
 	l := packLayer(1, 250, blobs)
 
 	n0 := stats.Requests.Load()
-	up, err := UploadLayers(ctx, b, []LayerObjects{l}, open, 8)
+	up, err := UploadLayers(ctx, b, []LayerObjects{l}, nil, open, 8)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +86,7 @@ func (s suite) packs(t *testing.T) {
 	}
 	put(t, b, Layers, l.Layer, blob(1, 64)) // as Push does after its objects
 	n0 = stats.Requests.Load()
-	if up, err := UploadLayers(ctx, b, []LayerObjects{l}, open, 8); err != nil || up.Put != 0 || stats.Requests.Load()-n0 > 2 {
+	if up, err := UploadLayers(ctx, b, []LayerObjects{l}, nil, open, 8); err != nil || up.Put != 0 || stats.Requests.Load()-n0 > 2 {
 		t.Fatalf("a second push: %+v, %v in %d requests; want nothing put after two queries (its manifest, its index)", up, err, stats.Requests.Load()-n0)
 	}
 
@@ -116,7 +116,7 @@ func (s suite) packs(t *testing.T) {
 		}
 		put(t, b, Layers, old.Layer, blob(2, 64))
 		grown := packLayer(3, 20, blobs)
-		up, err := UploadLayers(ctx, b, []LayerObjects{old, grown}, open, 8)
+		up, err := UploadLayers(ctx, b, []LayerObjects{old, grown}, nil, open, 8)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -443,8 +443,17 @@ func (r *Remotes) Push(ctx context.Context, st *store.Store, results []*store.Re
 		layerRefs = append(layerRefs, remote.Ref{ID: remote.ID(id), Size: int64(len(b))})
 	}
 	sort.Slice(layerRefs, func(i, j int) bool { return layerRefs[i].ID < layerRefs[j].ID })
-	var err error
-	p.Objects, err = remote.UploadLayers(ctx, c.b, objLayers, func(ref remote.Ref) (io.ReadCloser, error) {
+	// The layers the remote lacks, asked once: packing needs to know, and
+	// they are put after their objects.
+	missingLayers, err := remote.Missing(ctx, c.b, remote.Layers, layerRefs)
+	if err != nil {
+		return p, err
+	}
+	lacking := map[remote.ID]bool{}
+	for _, ref := range missingLayers {
+		lacking[ref.ID] = true
+	}
+	p.Objects, err = remote.UploadLayers(ctx, c.b, objLayers, lacking, func(ref remote.Ref) (io.ReadCloser, error) {
 		h := store.ObjectID(ref.ID)
 		if !st.HasObject(h) {
 			if err := st.FetchTree(store.Tree{string(h): objects[h]}); err != nil {
@@ -456,9 +465,10 @@ func (r *Remotes) Push(ctx context.Context, st *store.Store, results []*store.Re
 	if err != nil {
 		return p, err
 	}
-	p.Layers, err = remote.UploadMissing(ctx, c.b, remote.Layers, layerRefs, func(ref remote.Ref) (io.ReadCloser, error) {
+	p.Layers, err = remote.PutAll(ctx, c.b, remote.Layers, missingLayers, func(ref remote.Ref) (io.ReadCloser, error) {
 		return io.NopCloser(bytes.NewReader(layers[store.LayerID(ref.ID)])), nil
 	}, 16)
+	p.Layers.Asked = len(layerRefs)
 	if err != nil {
 		return p, err
 	}
