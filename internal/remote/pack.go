@@ -411,6 +411,9 @@ func ReadPacked(ctx context.Context, b Backend, objs []PackedRead, parallelism i
 	return parallel(ctx, len(jobs), max(parallelism, 1), func(ctx context.Context, i int) error {
 		j := jobs[i]
 		rc, err := pk.getRange(ctx, Packs, j.pack, j.off, j.end-j.off)
+		if errors.Is(err, ErrNotFound) {
+			return &MissingPackError{Pack: j.pack, Err: err}
+		}
 		if err != nil {
 			return err
 		}
@@ -445,6 +448,16 @@ func ReadPacked(ctx context.Context, b Backend, objs []PackedRead, parallelism i
 		return nil
 	})
 }
+
+// MissingPackError is ReadPacked's error when a pack that an index names
+// is not on the remote (expired, cleaned): the remote lost objects.
+type MissingPackError struct {
+	Pack ID
+	Err  error
+}
+
+func (e *MissingPackError) Error() string { return e.Err.Error() }
+func (e *MissingPackError) Unwrap() error { return e.Err }
 
 func packReadErr(b Backend, pack ID, o PackedObject, err error) error {
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {

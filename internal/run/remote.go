@@ -292,18 +292,20 @@ func (r *Remotes) FetchObject(hash store.ObjectID, size int64, f *os.File) error
 // that the remotes keep in packs come with one pack index GET per layer
 // and a few range GETs per pack (see remote.ReadPacked). What a remote
 // has no index for (pushed by an older smelt) is left to FetchObject.
-func (r *Remotes) FetchPacked(want []store.Entry, put func(store.Entry, []byte) error) {
+func (r *Remotes) FetchPacked(want []store.Wanted, put func(store.Entry, []byte) error) {
 	byHash := map[remote.ID]store.Entry{}
 	var layers []store.LayerID
 	seen := map[store.LayerID]bool{}
-	for _, e := range want {
-		if e.From == "" || e.Size > remote.PackMaxObject {
+	for _, w := range want {
+		if len(w.Layers) == 0 || w.Size > remote.PackMaxObject {
 			continue
 		}
-		byHash[remote.ID(e.Hash)] = e
-		if !seen[e.From] {
-			seen[e.From] = true
-			layers = append(layers, e.From)
+		byHash[remote.ID(w.Hash)] = w.Entry
+		for _, l := range w.Layers {
+			if !seen[l] {
+				seen[l] = true
+				layers = append(layers, l)
+			}
 		}
 	}
 	for _, c := range r.usable() {
@@ -351,7 +353,14 @@ func (r *Remotes) FetchPacked(want []store.Entry, put func(store.Entry, []byte) 
 		for id := range got {
 			delete(byHash, id)
 		}
-		if err != nil {
+		var lost *remote.MissingPackError
+		switch {
+		case errors.As(err, &lost):
+			// As for an object the remote lost: the store drops what
+			// needs it, and the next pass builds it here.
+			r.lost(1, "pack "+string(lost.Pack)+" (objects of a layer)")
+			return
+		case err != nil:
 			r.fail(c, err)
 		}
 	}
@@ -502,10 +511,10 @@ func localClosure(st *store.Store, res *store.Result) (layers map[store.LayerID]
 				return nil, nil, nil, false
 			}
 			layers[id] = b
+			st.NoteOrigins(id, &l) // to fetch what the store lacks
 			mine := map[store.ObjectID]bool{}
 			for _, e := range l.Entries {
 				if (e.Type == store.TypeFile || e.Type == store.TypeExec) && !e.Inline() {
-					e.From = id
 					if _, dup := objects[e.Hash]; !dup {
 						objects[e.Hash] = e
 					}

@@ -446,10 +446,13 @@ func TestEngineRemoteLostObject(t *testing.T) {
 		return rep
 	}
 	runWith(open(t, RemoteConfig{URLs: []string{url}, Push: true, SigningKey: keyFile}, &warned))
+	// Objects alone and packs of small ones.
 	objs, _ := filepath.Glob(filepath.Join(dir, "objects", "*", "*"))
-	if len(objs) == 0 {
-		t.Fatal("nothing pushed")
+	packs, _ := filepath.Glob(filepath.Join(dir, "packs", "*", "*"))
+	if len(packs) == 0 {
+		t.Fatal("nothing packed")
 	}
+	objs = append(objs, packs...)
 	for _, o := range objs {
 		os.Remove(o)
 	}

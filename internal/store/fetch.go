@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"smelt/internal/par"
@@ -30,10 +31,41 @@ type Fetcher interface {
 // did not bring.
 type PackFetcher interface {
 	Fetcher
-	// FetchPacked brings what it can of want (entries with From set),
-	// handing each object's bytes, verified against its hash, to put.
-	// put may be called from several goroutines at once.
-	FetchPacked(want []Entry, put func(e Entry, data []byte) error)
+	// FetchPacked brings what it can of want, handing each object's
+	// bytes, verified against its hash, to put. put may be called from
+	// several goroutines at once.
+	FetchPacked(want []Wanted, put func(e Entry, data []byte) error)
+}
+
+// Wanted is an object to fetch and the layers read in this process that
+// name it, newest first (none: then only FetchObject can bring it).
+type Wanted struct {
+	Entry
+	Layers []LayerID
+}
+
+// maxOrigins bounds the layers remembered per object: an object that many
+// layers share (sibling steps rewrite the same files) is in the packs of
+// each, and a few are enough to find one on the remote.
+const maxOrigins = 4
+
+// NoteOrigins records that layer l, of id, names its files' objects, for
+// the fetcher (Flatten does it for every layer it reads).
+func (s *Store) NoteOrigins(id LayerID, l *Layer) {
+	s.originsMu.Lock()
+	defer s.originsMu.Unlock()
+	if s.origins == nil {
+		s.origins = map[ObjectID][]LayerID{}
+	}
+	for _, e := range l.Entries {
+		if (e.Type == TypeFile || e.Type == TypeExec) && !e.Inline() {
+			old := s.origins[e.Hash]
+			if slices.Contains(old, id) {
+				continue
+			}
+			s.origins[e.Hash] = append([]LayerID{id}, old[:min(len(old), maxOrigins-1)]...)
+		}
+	}
 }
 
 // missing is why an object or layer is not in the store.
@@ -86,7 +118,13 @@ func (s *Store) fetchMissing(files []Entry) {
 		}
 	}
 	if pf, ok := s.fetch.(PackFetcher); ok && len(missing) > 0 {
-		pf.FetchPacked(missing, func(e Entry, data []byte) error {
+		want := make([]Wanted, len(missing))
+		s.originsMu.Lock()
+		for i, e := range missing {
+			want[i] = Wanted{Entry: e, Layers: slices.Clone(s.origins[e.Hash])}
+		}
+		s.originsMu.Unlock()
+		pf.FetchPacked(want, func(e Entry, data []byte) error {
 			return s.fetchObject(e, func(f *os.File) error {
 				_, err := f.Write(data)
 				return err

@@ -50,10 +50,6 @@ type Entry struct {
 	// recorded, if not MTime (an object stored earlier from a file of other
 	// times): with Size, the object's cheap identity (see vouch).
 	OM int64 `json:"om,omitempty"`
-	// From is the layer the entry was read from (Flatten sets it; not
-	// stored): a remote keeps a layer's small objects in packs that the
-	// layer's id finds (see PackFetcher).
-	From LayerID `json:"-"`
 }
 
 // InlineMax is the largest file whose content a layer carries in Data.
@@ -204,9 +200,9 @@ func (s *Store) Flatten(id LayerID) (Tree, error) {
 			delete(t, d)
 		}
 		for _, e := range chain[i].Entries {
-			e.From = ids[i]
 			t[e.Path] = e
 		}
+		s.NoteOrigins(ids[i], chain[i])
 	}
 	return t, nil
 }
