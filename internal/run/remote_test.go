@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"smelt/internal/config"
 	"smelt/internal/remote"
 	"smelt/internal/store"
+	"smelt/internal/testsrv"
 	"smelt/internal/trust"
 )
 
@@ -524,5 +526,85 @@ artifacts = "clippy"
 	wantStatuses(t, job("test", false), all("pulled", chain...))
 	if len(warned) > 0 || len(w.warns) > 0 {
 		t.Errorf("warnings: %q %q", warned, w.warns)
+	}
+}
+
+// A step's target/ of 250 small files travels in a bounded number of
+// requests on each backend that packs: pushed in a pack, restored in
+// another store from it, every file as it was.
+func TestRemotePackedLayer(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		start func(t *testing.T) string
+	}{
+		{"file", func(t *testing.T) string { return "file://" + t.TempDir() }},
+		{"http", func(t *testing.T) string { base, _ := testsrv.Nginx(t); return base + "/dav/smelt" }},
+		{"s3", func(t *testing.T) string { testsrv.S3(t); testsrv.MakeBucket(t, "team"); return "s3://team/smelt" }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			url := c.start(t)
+			st, err := store.Open(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			dir := t.TempDir()
+			files := map[string][]byte{}
+			for i := range 250 {
+				p := fmt.Sprintf("release/deps/unit%03d.d", i)
+				files[p] = bytes.Repeat([]byte(fmt.Sprintf("dep-info of unit %d\n", i)), 60+i)
+				os.MkdirAll(filepath.Join(dir, filepath.Dir(p)), 0o755)
+				if err := os.WriteFile(filepath.Join(dir, p), files[p], 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			id, tree, err := st.Snapshot(dir, "", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res := &store.Result{Key: store.Key(store.HashBytes([]byte("deps"))), Step: "deps", Kind: "deps", Artifacts: id, ArtifactsID: tree.ContentID()}
+			keyFile := filepath.Join(t.TempDir(), "k")
+			k, _ := trust.Generate("ci-1")
+			trust.WriteSecretKey(keyFile, k)
+			var w warns
+			pusher := open(t, RemoteConfig{URLs: []string{url}, Push: true, SigningKey: keyFile}, &w)
+			p, err := pusher.Push(context.Background(), st, []*store.Result{res})
+			pushed := pusher.Requests()
+			t.Logf("push: %+v in %d requests", p, pushed)
+			// Its layer: 1 query, the manifest; its objects: the pack and
+			// its index; its result: 1 query, the record.
+			if err != nil || p.Objects.Put != 250 || p.Objects.Packs != 1 || pushed > 6 {
+				t.Fatalf("push of a layer of 250 small files: %+v, %v in %d requests; want 1 pack, at most 6 requests", p, err, pushed)
+			}
+
+			st2, _ := store.Open(t.TempDir())
+			puller := open(t, RemoteConfig{URLs: []string{url}, Trusted: []string{k.Public().String()}}, &w)
+			st2.SetFetcher(puller)
+			got := puller.Lookup(context.Background(), res.Key, "deps")
+			if got == nil {
+				t.Fatalf("lookup: nothing (warnings %q)", w)
+			}
+			tree2, err := st2.Flatten(got.Artifacts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out := t.TempDir()
+			if err := st2.Restore(out, tree2); err != nil {
+				t.Fatal(err)
+			}
+			pulled := puller.Requests()
+			t.Logf("pull: %d requests", pulled)
+			// The record, the manifest, the index, the pack.
+			if pulled > 4 {
+				t.Errorf("a pull of a layer of 250 small files took %d requests; want at most 4", pulled)
+			}
+			for p, b := range files {
+				if have, err := os.ReadFile(filepath.Join(out, p)); err != nil || !bytes.Equal(have, b) {
+					t.Fatalf("%s restored as %d bytes, %v", p, len(have), err)
+				}
+			}
+			if len(w) > 0 {
+				t.Errorf("warnings: %q", w)
+			}
+		})
 	}
 }
