@@ -81,8 +81,8 @@ type LayerObjects struct {
 // caller puts the layer, so that an index a reader finds is complete). A
 // layer the remote has with an index has its small objects there; one it
 // has without was pushed by an older smelt, object by object: its small
-// objects are asked about and put alone, as then. Big objects, and every object
-// on other backends, go through UploadMissing.
+// objects are asked about and put alone, as then. Big objects, and every
+// object on other backends, go through UploadMissing.
 //
 // lacking, when not nil, says which layers the remote lacks (the caller
 // asked, to put them after); else UploadLayers asks.
@@ -117,37 +117,41 @@ func UploadLayers(ctx context.Context, b Backend, layers []LayerObjects, lacking
 		// it, so one query of the layers answers for most pushes. A layer
 		// it has was pushed with an index, or by an older smelt without.
 		ids := make([]Ref, len(packed))
-		there := make([]bool, len(packed))
 		for i, l := range packed {
 			ids[i] = Ref{ID: l.Layer, Size: -1}
-			there[i] = !lacking[l.Layer]
 		}
 		if lacking == nil {
-			var err error
-			if there, err = b.Has(ctx, Layers, ids); err != nil {
+			missing, err := Missing(ctx, b, Layers, ids)
+			if err != nil {
 				return up, err
+			}
+			lacking = map[ID]bool{}
+			for _, ref := range missing {
+				lacking[ref.ID] = true
 			}
 		}
 		var present []LayerObjects
 		var refs []Ref
 		for i, l := range packed {
-			if there[i] {
+			if lacking[l.Layer] {
+				todo = append(todo, l)
+			} else {
 				present = append(present, l)
 				refs = append(refs, ids[i])
-			} else {
-				todo = append(todo, l)
 			}
 		}
-		if len(refs) > 0 {
-			indexed, err := b.Has(ctx, PackIndexes, refs)
-			if err != nil {
-				return up, err
-			}
-			for i, l := range present {
-				if !indexed[i] {
-					for _, ref := range l.Objects {
-						addAlone(ref)
-					}
+		unindexed, err := Missing(ctx, b, PackIndexes, refs)
+		if err != nil {
+			return up, err
+		}
+		old := map[ID]bool{}
+		for _, ref := range unindexed {
+			old[ref.ID] = true
+		}
+		for _, l := range present {
+			if old[l.Layer] {
+				for _, ref := range l.Objects {
+					addAlone(ref)
 				}
 			}
 		}
