@@ -36,9 +36,10 @@ import (
 // are at most 1 MiB; 180 of those are inline in their layer.
 const PackMaxObject = 1 << 20
 
-// packMax bounds a pack's bytes: a pack is spooled to a temporary file
-// before its upload, and one failed upload repeats at most this much.
-const packMax = 32 << 20
+// packMax bounds a pack's plain bytes: a pack is spooled to a temporary
+// file before its upload, and one failed upload repeats at most this
+// much. A variable for tests.
+var packMax int64 = 32 << 20
 
 // packer is a backend that stores packs: bytes stored as they are (the
 // frames are compressed already), read back by range.

@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -219,5 +221,49 @@ func TestPlanRanges(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestPackSplit: layers whose small objects exceed a pack's bound go into
+// several packs, each within it, an object shared by two layers once, and
+// every object reads back from the index of each layer that names it.
+func TestPackSplit(t *testing.T) {
+	defer func(m int64) { packMax = m }(packMax)
+	packMax = 256 << 10
+	var stats Stats
+	dir := t.TempDir()
+	b, err := Open(t.Context(), "file://"+dir, Options{Stats: &stats})
+	if err != nil {
+		t.Fatal(err)
+	}
+	blobs := map[ID][]byte{}
+	open := func(ref Ref) (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(blobs[ref.ID])), nil }
+	l1, l2 := packLayer(5, 120, blobs), packLayer(6, 80, blobs)
+	l2.Objects = append(l2.Objects, l1.Objects[:10]...) // shared
+	var plain int64
+	for _, ref := range append(l1.Objects, l2.Objects[:80]...) {
+		plain += ref.Size
+	}
+	up, err := UploadLayers(t.Context(), b, []LayerObjects{l1, l2}, nil, open, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := int((plain + packMax - 1) / packMax)
+	t.Logf("%d objects, %d bytes: %+v", 200, plain, up)
+	if up.Put != 200 || up.Packs < want || up.Packs > want+1 {
+		t.Fatalf("%+v; want 200 objects in about %d packs of at most %d bytes", up, want, packMax)
+	}
+	packs, _ := filepath.Glob(filepath.Join(dir, "packs", "*", "*"))
+	for _, p := range packs {
+		if fi, err := os.Stat(p); err != nil || fi.Size() > packMax {
+			t.Fatalf("pack %s: %v, %d bytes; want at most %d", p, err, fi.Size(), packMax)
+		}
+	}
+	for _, l := range []LayerObjects{l1, l2} {
+		all := map[ID]bool{}
+		for _, ref := range l.Objects {
+			all[ref.ID] = true
+		}
+		pullLayer(t, b, &stats, l.Layer, all, blobs)
 	}
 }
