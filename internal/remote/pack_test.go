@@ -255,8 +255,12 @@ func TestPackSplit(t *testing.T) {
 	}
 	packs, _ := filepath.Glob(filepath.Join(dir, "packs", "*", "*"))
 	for _, p := range packs {
-		if fi, err := os.Stat(p); err != nil || fi.Size() > packMax {
-			t.Fatalf("pack %s: %v, %d bytes; want at most %d", p, err, fi.Size(), packMax)
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Size() > packMax {
+			t.Fatalf("pack %s has %d bytes; want at most %d", p, fi.Size(), packMax)
 		}
 	}
 	for _, l := range []LayerObjects{l1, l2} {
