@@ -300,6 +300,7 @@ func runSteps(ctx context.Context, o options, verb string, names []string, finis
 			return nil, nil, nil, "", err
 		}
 		rep.Down, rep.Up = remotes.Bytes()
+		rep.Requests = remotes.Requests()
 	}
 	p.Summary(verb, rep, time.Since(start))
 	if remotes != nil {

@@ -95,13 +95,14 @@ func remoteSummary(o options, rep *run.Report, pushing bool) {
 	if o.quiet && !o.asJSON {
 		return
 	}
-	ev := map[string]any{"event": "remote", "downloaded": rep.Down, "uploaded": rep.Up}
-	text := fmt.Sprintf("remote: %s downloaded, %s uploaded", bytesText(rep.Down), bytesText(rep.Up))
+	ev := map[string]any{"event": "remote", "downloaded": rep.Down, "uploaded": rep.Up, "requests": rep.Requests}
+	text := fmt.Sprintf("remote: %s downloaded, %s uploaded in %d requests", bytesText(rep.Down), bytesText(rep.Up), rep.Requests)
 	if pushing {
 		ev["pushed"] = rep.Pushed.Results
 		ev["objects_put"] = rep.Pushed.Objects.Put
 		ev["layers_put"] = rep.Pushed.Layers.Put
-		text += fmt.Sprintf(" (pushed %d results: %d new objects, %d new layers)", rep.Pushed.Results, rep.Pushed.Objects.Put, rep.Pushed.Layers.Put)
+		ev["packs_put"] = rep.Pushed.Objects.Packs
+		text += fmt.Sprintf(" (pushed %d results: %d new objects, %d of them in %d packs, %d new layers)", rep.Pushed.Results, rep.Pushed.Objects.Put, rep.Pushed.Objects.Packed, rep.Pushed.Objects.Packs, rep.Pushed.Layers.Put)
 	}
 	say(o, ev, "%s", text)
 }

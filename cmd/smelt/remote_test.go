@@ -209,6 +209,36 @@ func blobs(t *testing.T, dir string, ns remote.Namespace) []remote.ID {
 	return out
 }
 
+// spoilPacks flips a byte in the frame of every packed object of a file
+// remote (once: layers share frames).
+func spoilPacks(t *testing.T, dir string, rb remote.Backend) {
+	t.Helper()
+	spoilt := map[string]bool{}
+	for _, layer := range blobs(t, dir, remote.PackIndexes) {
+		idx, err := remote.ReadPackIndex(t.Context(), rb, layer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range idx.Objects {
+			id := idx.Packs[o.Pack]
+			at := fmt.Sprint(id, o.Off)
+			if spoilt[at] {
+				continue
+			}
+			spoilt[at] = true
+			p := filepath.Join(dir, "packs", string(id[:2]), string(id))
+			raw, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw[o.Off+o.Len/2] ^= 0x55
+			if err := os.WriteFile(p, raw, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
 // intactStore checks that every object in a store hashes to its name:
 // nothing unverified entered it.
 func intactStore(t *testing.T, dir string) {
@@ -300,9 +330,11 @@ func TestRemoteFailures(t *testing.T) {
 	t.Run("corrupt object", func(t *testing.T) {
 		dir, rb := r.copyOf(t)
 		p := b(t)
-		// Every object replaced by other bytes of its size: a check pulls
-		// records only and sees nothing; a build needs the binary's
-		// object, finds it corrupt, says which, and builds it here.
+		// Every object replaced by other bytes of its size, alone or in
+		// its pack: a check pulls records only and sees nothing; a build
+		// needs the binary's object, finds it corrupt, says which, and
+		// builds it here.
+		spoilPacks(t, dir, rb)
 		for _, id := range blobs(t, dir, remote.Objects) {
 			data, err := remote.ReadVerified(t.Context(), rb, remote.Objects, remote.Ref{ID: id, Size: -1})
 			if err != nil {

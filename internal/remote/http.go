@@ -151,12 +151,25 @@ func (b *httpBackend) Put(ctx context.Context, ns Namespace, ref Ref, r io.Reade
 		return fmt.Errorf("remote %s: put %s %s: %w", b.loc, ns, ref.ID, err)
 	}
 	defer sp.Close()
+	return b.putBody(ctx, ns, ref.ID, func() io.Reader { return sp.Reader() }, sp.Len)
+}
+
+// putRaw stores a pack as it is (its frames are compressed already).
+func (b *httpBackend) putRaw(ctx context.Context, ns Namespace, id ID, r io.ReadSeeker, size int64) error {
+	if err := checkPut(b.loc, ns, Ref{ID: id, Size: size}); err != nil {
+		return err
+	}
+	return b.putBody(ctx, ns, id, func() io.Reader { r.Seek(0, io.SeekStart); return r }, size)
+}
+
+// putBody PUTs size bytes of body() (called again for a retry).
+func (b *httpBackend) putBody(ctx context.Context, ns Namespace, id ID, body func() io.Reader, size int64) error {
 	put := func() (*http.Response, error) {
 		// The timeout grows by a second a MiB: an upload slower than
 		// 1 MiB/s counts as stalled.
-		ctx, cancel := context.WithTimeout(ctx, b.opts.Timeout+time.Duration(sp.Len>>20)*time.Second)
+		ctx, cancel := context.WithTimeout(ctx, b.opts.Timeout+time.Duration(size>>20)*time.Second)
 		defer cancel()
-		resp, err := b.do(ctx, http.MethodPut, b.url(ns, ref.ID), sp.Reader(), sp.Len)
+		resp, err := b.do(ctx, http.MethodPut, b.url(ns, id), body(), size)
 		if err == nil {
 			io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
 			resp.Body.Close()
@@ -167,7 +180,7 @@ func (b *httpBackend) Put(ctx context.Context, ns Namespace, ref Ref, r io.Reade
 	if err == nil && (resp.StatusCode == http.StatusConflict || resp.StatusCode == http.StatusInternalServerError) {
 		// WebDAV without create_full_put_path: make the parent collections
 		// (nginx answers 500, RFC 4918 servers 409) and try again.
-		if err = b.mkcol(ctx, ns, ref.ID); err == nil {
+		if err = b.mkcol(ctx, ns, id); err == nil {
 			resp, err = put()
 		}
 	}
@@ -175,10 +188,52 @@ func (b *httpBackend) Put(ctx context.Context, ns Namespace, ref Ref, r io.Reade
 		return err
 	}
 	if resp.StatusCode/100 != 2 {
-		return b.statusError("put", ns, ref.ID, resp)
+		return b.statusError("put", ns, id, resp)
 	}
-	b.opts.Stats.Up.Add(sp.Len)
+	b.opts.Stats.Up.Add(size)
 	return nil
+}
+
+// getRange GETs bytes [off, off+n) of a blob stored by putRaw. A server
+// that ignores Range (answers 200 with the whole blob) is read past off.
+func (b *httpBackend) getRange(ctx context.Context, ns Namespace, id ID, off, n int64) (io.ReadCloser, error) {
+	if err := check(b.loc, ns, Ref{ID: id}); err != nil {
+		return nil, err
+	}
+	ctx, idle, cancel := withIdleTimeout(ctx, b.opts.Timeout)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, b.url(ns, id), nil)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", off, off+n-1))
+	if b.token != "" {
+		req.Header.Set("Authorization", "Bearer "+b.token)
+	}
+	resp, err := b.client.Do(req)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("remote %s: GET: %w; check that the server is up and the URL is right", b.loc, unwrapURLError(err))
+	}
+	body := idle(&countingReader{r: resp.Body, c: resp.Body, n: &b.opts.Stats.Down})
+	switch resp.StatusCode {
+	case http.StatusPartialContent:
+		return body, nil
+	case http.StatusOK:
+		if _, err := io.CopyN(io.Discard, body, off); err != nil {
+			body.Close()
+			return nil, fmt.Errorf("remote %s: get %s %s: %w", b.loc, ns, id, err)
+		}
+		return struct {
+			io.Reader
+			io.Closer
+		}{io.LimitReader(body, n), body}, nil
+	}
+	defer body.Close()
+	if resp.StatusCode == http.StatusNotFound {
+		return nil, fmt.Errorf("remote %s: %s %s: %w", b.loc, ns, id, ErrNotFound)
+	}
+	return nil, b.statusError("get", ns, id, resp)
 }
 
 // mkcol makes the collections from the prefix down to a blob's parent,

@@ -1,7 +1,8 @@
 // Package remote is smelt's remote cache: blobs in three namespaces that
 // mirror the local store (file objects by content hash, layer manifests by
-// id, result records by step key) on storage teams already run, chosen by
-// URL:
+// id, result records by step key), and two that pack a layer's small
+// objects (packs, and a pack index per layer: see pack.go), on storage
+// teams already run, chosen by URL:
 //
 //	file:///PATH                  a shared directory (NFS, a mounted volume)
 //	http://HOST/PREFIX, https://  GET/PUT/HEAD, e.g. nginx's WebDAV module
@@ -13,6 +14,10 @@
 // through GetVerified, which checks an object's or a layer's hash as the
 // bytes stream by, and verify a result record's signature (package trust)
 // before using it.
+//
+// UploadLayers pushes a layer's objects; on file, http and s3, whose
+// protocols have no batch, the small ones go into packs, so that a layer
+// costs a bounded number of requests both ways (ReadPackIndex, ReadPacked).
 //
 // The interface follows restic's backend: a handful of methods, each one
 // request (or one batch) on the wire, errors that name the remote.
@@ -29,7 +34,7 @@ import (
 	"time"
 )
 
-// Namespace is one of the three kinds of blob a remote holds.
+// Namespace is one of the kinds of blob a remote holds.
 type Namespace uint8
 
 const (
@@ -39,9 +44,15 @@ const (
 	Layers
 	// Results are result records, named by the step key.
 	Results
+	// Packs hold small objects, a zstd frame each, stored as they are;
+	// named by the sha256 of their bytes (see pack.go).
+	Packs
+	// PackIndexes say where a layer's small objects lie in packs; named
+	// by the layer's id.
+	PackIndexes
 )
 
-var nsNames = [...]string{Objects: "objects", Layers: "layers", Results: "results"}
+var nsNames = [...]string{Objects: "objects", Layers: "layers", Results: "results", Packs: "packs", PackIndexes: "packindex"}
 
 func (ns Namespace) String() string {
 	if int(ns) < len(nsNames) {

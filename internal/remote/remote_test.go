@@ -57,6 +57,9 @@ type suite struct {
 	hasRequests int64
 	// uploadRequests bounds the requests of uploading 200 small objects.
 	uploadRequests int64
+	// mkcols are the requests a first write into new directories adds
+	// (WebDAV without create_full_put_path: a failed PUT and MKCOLs).
+	mkcols int64
 }
 
 func (s suite) run(t *testing.T) {
@@ -64,6 +67,7 @@ func (s suite) run(t *testing.T) {
 	t.Run("Has1000", s.has1000)
 	t.Run("Corrupt", s.corruptBlobs)
 	t.Run("UploadMissing", s.uploadMissing)
+	t.Run("Packs", s.packs)
 }
 
 func (s suite) uploadMissing(t *testing.T) {

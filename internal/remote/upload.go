@@ -12,28 +12,36 @@ type Opener func(ref Ref) (io.ReadCloser, error)
 
 // Uploaded says what UploadMissing did.
 type Uploaded struct {
-	Asked, Put int   // refs asked about; refs put
+	Asked, Put int   // refs asked about; refs put (alone or in packs)
 	Bytes      int64 // their plain size
+	Packed     int   // of Put, the objects put in packs (see UploadLayers)
+	Packs      int   // packs put
 }
 
 // hasBatch is how many ids one existence query asks about.
 const hasBatch = 1000
 
 // UploadMissing puts the refs the remote lacks: one existence query per
-// batch of ids, then the missing blobs in parallel. Where the protocol can
-// carry many blobs in one request (the REAPI's BatchUpdateBlobs), small
-// objects are packed into as few requests as its size limit allows.
+// batch of ids (Missing), then the missing blobs in parallel (PutAll).
 func UploadMissing(ctx context.Context, b Backend, ns Namespace, refs []Ref, open Opener, parallelism int) (Uploaded, error) {
-	if parallelism <= 0 {
-		parallelism = 16
+	missing, err := Missing(ctx, b, ns, refs)
+	if err != nil {
+		return Uploaded{Asked: len(refs)}, err
 	}
-	up := Uploaded{Asked: len(refs)}
+	up, err := PutAll(ctx, b, ns, missing, open, parallelism)
+	up.Asked = len(refs)
+	return up, err
+}
+
+// Missing returns the refs the remote lacks, in order: one existence
+// query per batch of ids.
+func Missing(ctx context.Context, b Backend, ns Namespace, refs []Ref) ([]Ref, error) {
 	var missing []Ref
 	for start := 0; start < len(refs); start += hasBatch {
 		chunk := refs[start:min(start+hasBatch, len(refs))]
 		has, err := b.Has(ctx, ns, chunk)
 		if err != nil {
-			return up, err
+			return nil, err
 		}
 		for i, h := range has {
 			if !h {
@@ -41,10 +49,22 @@ func UploadMissing(ctx context.Context, b Backend, ns Namespace, refs []Ref, ope
 			}
 		}
 	}
+	return missing, nil
+}
+
+// PutAll puts refs in parallel, without asking whether the remote has
+// them. Where the protocol can carry many blobs in one request (the
+// REAPI's BatchUpdateBlobs), small objects are packed into as few
+// requests as its size limit allows.
+func PutAll(ctx context.Context, b Backend, ns Namespace, missing []Ref, open Opener, parallelism int) (Uploaded, error) {
+	if parallelism <= 0 {
+		parallelism = 16
+	}
+	up := Uploaded{Asked: len(missing)}
 	var put atomic.Int64
 	var bytes atomic.Int64
 	single := missing
-	if bp, ok := b.(batchPutter); ok && ns == Objects {
+	if bp, ok := b.(batchPutter); ok && ns == Objects && len(missing) > 0 {
 		limit, err := bp.batchLimit(ctx)
 		if err != nil {
 			return up, fmt.Errorf("remote %s: %w", b.Location(), err)

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"smelt/internal/par"
 	"smelt/internal/plan"
 	"smelt/internal/remote"
 	"smelt/internal/store"
@@ -53,6 +54,34 @@ type remoteConn struct {
 	mu     sync.Mutex
 	off    bool            // failed: not asked again in this run
 	warned map[string]bool // warning classes said
+	// indexes are the pack indexes read in this run (nil: the layer has
+	// none), so that a layer costs one index GET however many restores
+	// and pushes need its objects.
+	indexes map[store.LayerID]*remote.PackIndex
+}
+
+// packIndex reads layer's pack index from c, once a run.
+func (c *remoteConn) packIndex(ctx context.Context, layer store.LayerID) (*remote.PackIndex, error) {
+	c.mu.Lock()
+	x, ok := c.indexes[layer]
+	c.mu.Unlock()
+	if ok {
+		return x, nil
+	}
+	x, err := remote.ReadPackIndex(ctx, c.b, remote.ID(layer))
+	if errors.Is(err, remote.ErrNotFound) {
+		x, err = nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if c.indexes == nil {
+		c.indexes = map[store.LayerID]*remote.PackIndex{}
+	}
+	c.indexes[layer] = x
+	c.mu.Unlock()
+	return x, nil
 }
 
 // OpenRemotes opens the remote caches of rc. warn prints one warning line
@@ -113,6 +142,9 @@ func (r *Remotes) Close() {
 		}
 	}
 }
+
+// Requests is how many requests the remotes were sent so far.
+func (r *Remotes) Requests() int64 { return r.stats.Requests.Load() }
 
 // Bytes is what the remotes sent and received so far, on the wire.
 func (r *Remotes) Bytes() (down, up int64) { return r.stats.Down.Load(), r.stats.Up.Load() }
@@ -256,6 +288,93 @@ func (r *Remotes) FetchObject(hash store.ObjectID, size int64, f *os.File) error
 	return r.lost(absent, "object "+string(hash))
 }
 
+// FetchPacked implements store.PackFetcher: the small objects of want
+// that the remotes keep in packs come with one pack index GET per layer
+// and a few range GETs per pack (see remote.ReadPacked). What a remote
+// has no index for (pushed by an older smelt) is left to FetchObject.
+func (r *Remotes) FetchPacked(want []store.Wanted, put func(store.Entry, []byte) error) {
+	byHash := map[remote.ID]store.Entry{}
+	var layers []store.LayerID
+	seen := map[store.LayerID]bool{}
+	for _, w := range want {
+		if len(w.Layers) == 0 || w.Size > remote.PackMaxObject {
+			continue
+		}
+		byHash[remote.ID(w.Hash)] = w.Entry
+		for _, l := range w.Layers {
+			if !seen[l] {
+				seen[l] = true
+				layers = append(layers, l)
+			}
+		}
+	}
+	for _, c := range r.usable() {
+		if len(byHash) == 0 || r.ctx.Err() != nil {
+			return
+		}
+		if !remote.Packing(c.b) {
+			continue
+		}
+		idx := make([]*remote.PackIndex, len(layers))
+		err := par.Each(16, indexes(len(layers)), func(i int) error {
+			x, err := c.packIndex(r.ctx, layers[i])
+			idx[i] = x
+			return err
+		})
+		if err != nil {
+			r.fail(c, err)
+			continue
+		}
+		var reads []remote.PackedRead
+		taken := map[remote.ID]bool{}
+		for _, x := range idx {
+			if x == nil {
+				continue
+			}
+			for _, o := range x.Objects {
+				if e, ok := byHash[o.ID]; ok && !taken[o.ID] && o.Size == e.Size {
+					taken[o.ID] = true
+					reads = append(reads, remote.PackedRead{Pack: x.Packs[o.Pack], PackedObject: o})
+				}
+			}
+		}
+		var mu sync.Mutex
+		got := map[remote.ID]bool{}
+		err = remote.ReadPacked(r.ctx, c.b, reads, 16, func(ref remote.Ref, data []byte) error {
+			// A local failure to store it leaves it missing: FetchObject
+			// or the restore reports it.
+			if put(byHash[ref.ID], data) == nil {
+				mu.Lock()
+				got[ref.ID] = true
+				mu.Unlock()
+			}
+			return nil
+		})
+		for id := range got {
+			delete(byHash, id)
+		}
+		var lost *remote.MissingPackError
+		switch {
+		case errors.As(err, &lost):
+			// As for an object the remote lost: the store drops what
+			// needs it, and the next pass builds it here.
+			r.lost(1, "pack "+string(lost.Pack)+" (objects of a layer)")
+			return
+		case err != nil:
+			r.fail(c, err)
+		}
+	}
+}
+
+// indexes is 0..n-1.
+func indexes(n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = i
+	}
+	return out
+}
+
 // Pushed says what a push did.
 type Pushed struct {
 	Results, Skipped int // results pushed; results left out (their bytes are not in this store)
@@ -281,10 +400,11 @@ func (r *Remotes) Push(ctx context.Context, st *store.Store, results []*Result) 
 	}
 	layers := map[store.LayerID][]byte{}
 	objects := map[store.ObjectID]store.Entry{}
+	owned := map[store.LayerID][]store.ObjectID{} // "" for logs
 	var envs []remote.Ref
 	envBytes := map[remote.ID][]byte{}
 	for _, res := range results {
-		ls, objs, ok := localClosure(st, res)
+		ls, objs, own, ok := localClosure(st, res)
 		if !ok {
 			p.Skipped++
 			continue
@@ -305,6 +425,11 @@ func (r *Remotes) Push(ctx context.Context, st *store.Store, results []*Result) 
 		for h, e := range objs {
 			objects[h] = e
 		}
+		for id, hs := range own {
+			if _, dup := owned[id]; !dup || id == "" {
+				owned[id] = append(owned[id], hs...)
+			}
+		}
 		id := remote.ID(res.Key)
 		if _, dup := envBytes[id]; !dup {
 			envs = append(envs, remote.Ref{ID: id, Size: int64(len(env))})
@@ -312,17 +437,32 @@ func (r *Remotes) Push(ctx context.Context, st *store.Store, results []*Result) 
 		}
 		p.Results++
 	}
-	var objRefs, layerRefs []remote.Ref
-	for h, e := range objects {
-		objRefs = append(objRefs, remote.Ref{ID: remote.ID(h), Size: e.Size})
+	var objLayers []remote.LayerObjects
+	for id, hs := range owned {
+		l := remote.LayerObjects{Layer: remote.ID(id)}
+		for _, h := range hs {
+			l.Objects = append(l.Objects, remote.Ref{ID: remote.ID(h), Size: objects[h].Size})
+		}
+		sort.Slice(l.Objects, func(i, j int) bool { return l.Objects[i].ID < l.Objects[j].ID })
+		objLayers = append(objLayers, l)
 	}
+	sort.Slice(objLayers, func(i, j int) bool { return objLayers[i].Layer < objLayers[j].Layer })
+	var layerRefs []remote.Ref
 	for id, b := range layers {
 		layerRefs = append(layerRefs, remote.Ref{ID: remote.ID(id), Size: int64(len(b))})
 	}
-	sort.Slice(objRefs, func(i, j int) bool { return objRefs[i].ID < objRefs[j].ID })
 	sort.Slice(layerRefs, func(i, j int) bool { return layerRefs[i].ID < layerRefs[j].ID })
-	var err error
-	p.Objects, err = remote.UploadMissing(ctx, c.b, remote.Objects, objRefs, func(ref remote.Ref) (io.ReadCloser, error) {
+	// The layers the remote lacks, asked once: packing needs to know, and
+	// they are put after their objects.
+	missingLayers, err := remote.Missing(ctx, c.b, remote.Layers, layerRefs)
+	if err != nil {
+		return p, err
+	}
+	lacking := map[remote.ID]bool{}
+	for _, ref := range missingLayers {
+		lacking[ref.ID] = true
+	}
+	p.Objects, err = remote.UploadLayers(ctx, c.b, objLayers, lacking, func(ref remote.Ref) (io.ReadCloser, error) {
 		h := store.ObjectID(ref.ID)
 		if !st.HasObject(h) {
 			if err := st.FetchTree(store.Tree{string(h): objects[h]}); err != nil {
@@ -334,9 +474,10 @@ func (r *Remotes) Push(ctx context.Context, st *store.Store, results []*Result) 
 	if err != nil {
 		return p, err
 	}
-	p.Layers, err = remote.UploadMissing(ctx, c.b, remote.Layers, layerRefs, func(ref remote.Ref) (io.ReadCloser, error) {
+	p.Layers, err = remote.PutAll(ctx, c.b, remote.Layers, missingLayers, func(ref remote.Ref) (io.ReadCloser, error) {
 		return io.NopCloser(bytes.NewReader(layers[store.LayerID(ref.ID)])), nil
 	}, 16)
+	p.Layers.Asked = len(layerRefs)
 	if err != nil {
 		return p, err
 	}
@@ -351,11 +492,11 @@ func (r *Remotes) Push(ctx context.Context, st *store.Store, results []*Result) 
 }
 
 // localClosure is what a result needs on a remote: its layers (with their
-// ancestors) and the objects they and its log name, by hash (the store
-// may lack some: see Push). ok is false when a layer is not in the local
-// store.
-func localClosure(st *store.Store, res *Result) (layers map[store.LayerID][]byte, objects map[store.ObjectID]store.Entry, ok bool) {
-	layers, objects = map[store.LayerID][]byte{}, map[store.ObjectID]store.Entry{}
+// ancestors), the objects they and its log name, by hash (the store may
+// lack some: see Push), and which layer names which objects (own[""]: the
+// log's). ok is false when a layer is not in the local store.
+func localClosure(st *store.Store, res *Result) (layers map[store.LayerID][]byte, objects map[store.ObjectID]store.Entry, own map[store.LayerID][]store.ObjectID, ok bool) {
+	layers, objects, own = map[store.LayerID][]byte{}, map[store.ObjectID]store.Entry{}, map[store.LayerID][]store.ObjectID{}
 	for _, id := range []store.LayerID{res.Artifacts, res.Seed, res.Output} {
 		for id != "" {
 			if _, seen := layers[id]; seen {
@@ -363,16 +504,24 @@ func localClosure(st *store.Store, res *Result) (layers map[store.LayerID][]byte
 			}
 			b, err := st.LayerBytes(id)
 			if err != nil {
-				return nil, nil, false
+				return nil, nil, nil, false
 			}
 			var l store.Layer
 			if err := json.Unmarshal(b, &l); err != nil {
-				return nil, nil, false
+				return nil, nil, nil, false
 			}
 			layers[id] = b
+			st.NoteOrigins(id, &l) // to fetch what the store lacks
+			mine := map[store.ObjectID]bool{}
 			for _, e := range l.Entries {
 				if (e.Type == store.TypeFile || e.Type == store.TypeExec) && !e.Inline() {
-					objects[e.Hash] = e
+					if _, dup := objects[e.Hash]; !dup {
+						objects[e.Hash] = e
+					}
+					if !mine[e.Hash] {
+						mine[e.Hash] = true
+						own[id] = append(own[id], e.Hash)
+					}
 				}
 			}
 			id = l.Parent
@@ -381,9 +530,10 @@ func localClosure(st *store.Store, res *Result) (layers map[store.LayerID][]byte
 	if res.Log != "" {
 		if fi, err := os.Stat(st.ObjectPath(res.Log)); err == nil {
 			objects[res.Log] = store.Entry{Path: "log", Type: store.TypeFile, Size: fi.Size(), Hash: res.Log}
+			own[""] = append(own[""], res.Log)
 		}
 	}
-	return layers, objects, true
+	return layers, objects, own, true
 }
 
 // pull looks a step's key up in the remote caches after a local miss and

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,11 +13,13 @@ import (
 	"smelt/internal/config"
 	"smelt/internal/remote"
 	"smelt/internal/store"
+	"smelt/internal/testsrv"
 	"smelt/internal/trust"
 )
 
 // fixture is a store holding one result whose target/ has a file big
-// enough for an object of its own and a small one carried in its layer.
+// enough for an object of its own, one that travels in a pack, and a
+// small one carried in its layer.
 func remoteFixture(t *testing.T) (*store.Store, *Result, map[string][]byte) {
 	t.Helper()
 	st, err := store.Open(t.TempDir())
@@ -24,6 +27,7 @@ func remoteFixture(t *testing.T) (*store.Store, *Result, map[string][]byte) {
 		t.Fatal(err)
 	}
 	files := map[string][]byte{
+		"release/huge.so":      bytes.Repeat([]byte("shared object "), remote.PackMaxObject/10),
 		"release/big.rlib":     bytes.Repeat([]byte("rlib "), 1000),
 		"release/.fingerprint": []byte("small"),
 	}
@@ -73,8 +77,8 @@ func TestRemotePushPull(t *testing.T) {
 	var w warns
 	pusher := open(t, RemoteConfig{URLs: []string{url}, Push: true, SigningKey: keyFile}, &w)
 	p, err := pusher.Push(context.Background(), st, []*Result{res})
-	if err != nil || p.Results != 1 || p.Objects.Put != 1 || p.Layers.Put != 1 {
-		t.Fatalf("push: %+v, %v (want 1 result, 1 object: the small file travels in its layer)", p, err)
+	if err != nil || p.Results != 1 || p.Objects.Put != 2 || p.Objects.Packed != 1 || p.Layers.Put != 1 {
+		t.Fatalf("push: %+v, %v (want 1 result, 2 objects, 1 of them packed: the small file travels in its layer)", p, err)
 	}
 
 	// Another store, trusting ci-1.
@@ -179,42 +183,139 @@ func TestRemoteRefusals(t *testing.T) {
 		})
 	}
 
-	t.Run("corrupt object", func(t *testing.T) {
-		keyFile := filepath.Join(t.TempDir(), "k")
-		trust.WriteSecretKey(keyFile, k)
-		url := "file://" + t.TempDir()
-		var w warns
-		if _, err := open(t, RemoteConfig{URLs: []string{url}, Push: true, SigningKey: keyFile}, &w).Push(context.Background(), st, []*Result{res}); err != nil {
-			t.Fatal(err)
-		}
-		tree, _ := st.Flatten(res.Artifacts)
-		rb, _ := remote.Open(context.Background(), url, remote.Options{})
-		defer rb.Close()
-		e := tree["release/big.rlib"]
-		bad := bytes.Repeat([]byte("x"), int(e.Size))
-		rb.Put(context.Background(), remote.Objects, remote.Ref{ID: remote.ID(e.Hash), Size: e.Size}, bytes.NewReader(bad))
+	// An object replaced on the remote by other bytes: alone, or its
+	// frame in a pack.
+	for _, c := range []struct {
+		name, path string
+		spoil      func(t *testing.T, dir string, rb remote.Backend, e store.Entry)
+	}{
+		{"corrupt object", "release/huge.so", func(t *testing.T, dir string, rb remote.Backend, e store.Entry) {
+			bad := bytes.Repeat([]byte("x"), int(e.Size))
+			if err := rb.Put(context.Background(), remote.Objects, remote.Ref{ID: remote.ID(e.Hash), Size: e.Size}, bytes.NewReader(bad)); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"corrupt packed object", "release/big.rlib", func(t *testing.T, dir string, rb remote.Backend, e store.Entry) {
+			idx, err := remote.ReadPackIndex(context.Background(), rb, remote.ID(res.Artifacts))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, o := range idx.Objects {
+				if o.ID == remote.ID(e.Hash) {
+					id := idx.Packs[o.Pack]
+					p := filepath.Join(dir, "packs", string(id[:2]), string(id))
+					raw, err := os.ReadFile(p)
+					if err != nil {
+						t.Fatal(err)
+					}
+					raw[o.Off+o.Len/2] ^= 0x55
+					if err := os.WriteFile(p, raw, 0o644); err != nil {
+						t.Fatal(err)
+					}
+					return
+				}
+			}
+			t.Fatalf("object %s is in no pack", e.Hash)
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			keyFile := filepath.Join(t.TempDir(), "k")
+			trust.WriteSecretKey(keyFile, k)
+			dir := t.TempDir()
+			url := "file://" + dir
+			var w warns
+			if _, err := open(t, RemoteConfig{URLs: []string{url}, Push: true, SigningKey: keyFile}, &w).Push(context.Background(), st, []*Result{res}); err != nil {
+				t.Fatal(err)
+			}
+			tree, _ := st.Flatten(res.Artifacts)
+			rb, _ := remote.Open(context.Background(), url, remote.Options{})
+			defer rb.Close()
+			e := tree[c.path]
+			c.spoil(t, dir, rb, e)
 
-		st2, _ := store.Open(t.TempDir())
-		r := open(t, RemoteConfig{URLs: []string{url}, Trusted: []string{k.Public().String()}}, &w)
-		st2.SetFetcher(r)
-		tree2, err := st2.Flatten(res.Artifacts)
-		if err != nil {
-			t.Fatal(err)
+			st2, _ := store.Open(t.TempDir())
+			r := open(t, RemoteConfig{URLs: []string{url}, Trusted: []string{k.Public().String()}}, &w)
+			st2.SetFetcher(r)
+			tree2, err := st2.Flatten(res.Artifacts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = st2.Restore(t.TempDir(), tree2, store.RestoreOptions{})
+			if !errors.Is(err, store.ErrDamaged) {
+				t.Fatalf("restore with a corrupt remote object: %v, want store damage (the step builds locally)", err)
+			}
+			if st2.HasObject(e.Hash) {
+				t.Error("the corrupt object entered the store")
+			}
+			if len(w) != 1 || !strings.Contains(w[0], string(e.Hash)) || !strings.Contains(w[0], "corrupt") {
+				t.Errorf("warnings %q, want one naming object %s as corrupt", w, e.Hash)
+			}
+			if got := r.Lookup(context.Background(), res.Key, "deps"); got != nil {
+				t.Error("a remote that gave a corrupt object is asked again in the same run")
+			}
+		})
+	}
+}
+
+// plainBackend hides a backend's packs: a remote as an older smelt
+// pushed it, every object alone.
+type plainBackend struct{ remote.Backend }
+
+// A remote an older smelt filled (no packs) still serves a newer one,
+// object by object; a newer push over it packs only the new layer's
+// objects and puts again none of the old.
+func TestRemoteOlderFormat(t *testing.T) {
+	st, res, files := remoteFixture(t)
+	keyFile := filepath.Join(t.TempDir(), "k")
+	k, _ := trust.Generate("ci-1")
+	if err := trust.WriteSecretKey(keyFile, k); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	url := "file://" + dir
+	var w warns
+	older := open(t, RemoteConfig{URLs: []string{url}, Push: true, SigningKey: keyFile}, &w)
+	older.list[0].b = plainBackend{older.list[0].b}
+	if p, err := older.Push(context.Background(), st, []*Result{res}); err != nil || p.Objects.Put != 2 || p.Objects.Packed != 0 {
+		t.Fatalf("push as an older smelt: %+v, %v", p, err)
+	}
+	if m, _ := filepath.Glob(filepath.Join(dir, "pack*")); len(m) > 0 {
+		t.Fatalf("an older smelt's push made %v", m)
+	}
+
+	st2, _ := store.Open(t.TempDir())
+	puller := open(t, RemoteConfig{URLs: []string{url}, Trusted: []string{k.Public().String()}}, &w)
+	st2.SetFetcher(puller)
+	tree, err := st2.Flatten(res.Artifacts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	if err := st2.Restore(out, tree, store.RestoreOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for p, b := range files {
+		if have, err := os.ReadFile(filepath.Join(out, p)); err != nil || !bytes.Equal(have, b) {
+			t.Errorf("%s restored as %q, %v", p, have, err)
 		}
-		err = st2.Restore(t.TempDir(), tree2, store.RestoreOptions{})
-		if !errors.Is(err, store.ErrDamaged) {
-			t.Fatalf("restore with a corrupt remote object: %v, want store damage (the step builds locally)", err)
-		}
-		if st2.HasObject(e.Hash) {
-			t.Error("the corrupt object entered the store")
-		}
-		if len(w) != 1 || !strings.Contains(w[0], string(e.Hash)) || !strings.Contains(w[0], "corrupt") {
-			t.Errorf("warnings %q, want one naming object %s as corrupt", w, e.Hash)
-		}
-		if got := r.Lookup(context.Background(), res.Key, "deps"); got != nil {
-			t.Error("a remote that gave a corrupt object is asked again in the same run")
-		}
-	})
+	}
+
+	// A step after it, pushed by a newer smelt: its own layer is packed.
+	src := t.TempDir()
+	os.WriteFile(filepath.Join(src, "lib.rmeta"), bytes.Repeat([]byte("rmeta "), 500), 0o644)
+	id, tree2, err := st.Snapshot(src, store.SnapshotOptions{Parent: res.Artifacts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := &Result{Result: store.Result{Key: store.Key(store.HashBytes([]byte("next"))), Artifacts: id}, Step: "clippy", Kind: "clippy", ArtifactsID: tree2.ContentID()}
+	newer := open(t, RemoteConfig{URLs: []string{url}, Push: true, SigningKey: keyFile}, &w)
+	p, err := newer.Push(context.Background(), st, []*Result{next})
+	if err != nil || p.Objects.Put != 1 || p.Objects.Packed != 1 {
+		t.Fatalf("a newer push over an older remote: %+v, %v; want only the new layer's object, packed", p, err)
+	}
+	if len(w) > 0 {
+		t.Errorf("warnings: %q", w)
+	}
 }
 
 // Pushing set up wrongly (a CI job whose secret is missing) is a warning,
@@ -347,10 +448,13 @@ func TestEngineRemoteLostObject(t *testing.T) {
 		return rep
 	}
 	runWith(open(t, RemoteConfig{URLs: []string{url}, Push: true, SigningKey: keyFile}, &warned))
+	// Objects alone and packs of small ones.
 	objs, _ := filepath.Glob(filepath.Join(dir, "objects", "*", "*"))
-	if len(objs) == 0 {
-		t.Fatal("nothing pushed")
+	packs, _ := filepath.Glob(filepath.Join(dir, "packs", "*", "*"))
+	if len(packs) == 0 {
+		t.Fatal("nothing packed")
 	}
+	objs = append(objs, packs...)
 	for _, o := range objs {
 		os.Remove(o)
 	}
@@ -422,5 +526,85 @@ artifacts = "clippy"
 	wantStatuses(t, job("test", false), all("pulled", chain...))
 	if len(warned) > 0 || len(w.warns) > 0 {
 		t.Errorf("warnings: %q %q", warned, w.warns)
+	}
+}
+
+// A step's target/ of 250 small files travels in a bounded number of
+// requests on each backend that packs: pushed in a pack, restored in
+// another store from it, every file as it was.
+func TestRemotePackedLayer(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		start func(t *testing.T) string
+	}{
+		{"file", func(t *testing.T) string { return "file://" + t.TempDir() }},
+		{"http", func(t *testing.T) string { base, _ := testsrv.Nginx(t); return base + "/dav/smelt" }},
+		{"s3", func(t *testing.T) string { testsrv.S3(t); testsrv.MakeBucket(t, "team"); return "s3://team/smelt" }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			url := c.start(t)
+			st, err := store.Open(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			dir := t.TempDir()
+			files := map[string][]byte{}
+			for i := range 250 {
+				p := fmt.Sprintf("release/deps/unit%03d.d", i)
+				files[p] = bytes.Repeat([]byte(fmt.Sprintf("dep-info of unit %d\n", i)), 60+i)
+				os.MkdirAll(filepath.Join(dir, filepath.Dir(p)), 0o755)
+				if err := os.WriteFile(filepath.Join(dir, p), files[p], 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			id, tree, err := st.Snapshot(dir, store.SnapshotOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			res := &Result{Result: store.Result{Key: store.Key(store.HashBytes([]byte("deps"))), Artifacts: id}, Step: "deps", Kind: "deps", ArtifactsID: tree.ContentID()}
+			keyFile := filepath.Join(t.TempDir(), "k")
+			k, _ := trust.Generate("ci-1")
+			trust.WriteSecretKey(keyFile, k)
+			var w warns
+			pusher := open(t, RemoteConfig{URLs: []string{url}, Push: true, SigningKey: keyFile}, &w)
+			p, err := pusher.Push(context.Background(), st, []*Result{res})
+			pushed := pusher.Requests()
+			t.Logf("push: %+v in %d requests", p, pushed)
+			// Its layer: 1 query, the manifest; its objects: the pack and
+			// its index; its result: 1 query, the record.
+			if err != nil || p.Objects.Put != 250 || p.Objects.Packs != 1 || pushed > 6 {
+				t.Fatalf("push of a layer of 250 small files: %+v, %v in %d requests; want 1 pack, at most 6 requests", p, err, pushed)
+			}
+
+			st2, _ := store.Open(t.TempDir())
+			puller := open(t, RemoteConfig{URLs: []string{url}, Trusted: []string{k.Public().String()}}, &w)
+			st2.SetFetcher(puller)
+			got := puller.Lookup(context.Background(), res.Key, "deps")
+			if got == nil {
+				t.Fatalf("lookup: nothing (warnings %q)", w)
+			}
+			tree2, err := st2.Flatten(got.Artifacts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out := t.TempDir()
+			if err := st2.Restore(out, tree2, store.RestoreOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			pulled := puller.Requests()
+			t.Logf("pull: %d requests", pulled)
+			// The record, the manifest, the index, the pack.
+			if pulled > 4 {
+				t.Errorf("a pull of a layer of 250 small files took %d requests; want at most 4", pulled)
+			}
+			for p, b := range files {
+				if have, err := os.ReadFile(filepath.Join(out, p)); err != nil || !bytes.Equal(have, b) {
+					t.Fatalf("%s restored as %d bytes, %v", p, len(have), err)
+				}
+			}
+			if len(w) > 0 {
+				t.Errorf("warnings: %q", w)
+			}
+		})
 	}
 }

@@ -61,9 +61,10 @@ type StepReport struct {
 // Report is what happened to every selected step, in graph order.
 type Report struct {
 	Steps []*StepReport
-	// Bytes the remote caches sent and received (on the wire), and what
-	// pushing did.
+	// Bytes the remote caches sent and received (on the wire), the
+	// requests they were sent, and what pushing did.
 	Down, Up int64
+	Requests int64
 	Pushed   Pushed
 }
 
@@ -161,6 +162,7 @@ func Run(ctx context.Context, root string, cfg *config.Config, names []string, o
 		e.pushResults(ctx, rep)
 		if opt.Remotes != nil {
 			rep.Down, rep.Up = opt.Remotes.Bytes()
+			rep.Requests = opt.Remotes.Requests()
 		}
 	}
 	return rep, err

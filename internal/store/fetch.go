@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"smelt/internal/par"
@@ -22,6 +23,49 @@ type Fetcher interface {
 	FetchLayer(id LayerID) ([]byte, error)
 	// FetchObject writes the size bytes of object hash to f, from its start.
 	FetchObject(hash ObjectID, size int64, f *os.File) error
+}
+
+// PackFetcher is a Fetcher that can bring many objects of known layers
+// at once (a remote keeps a layer's small objects in packs, found by the
+// layer's id). The store asks it first, then asks FetchObject for what it
+// did not bring.
+type PackFetcher interface {
+	Fetcher
+	// FetchPacked brings what it can of want, handing each object's
+	// bytes, verified against its hash, to put. put may be called from
+	// several goroutines at once.
+	FetchPacked(want []Wanted, put func(e Entry, data []byte) error)
+}
+
+// Wanted is an object to fetch and the layers read in this process that
+// name it, newest first (none: then only FetchObject can bring it).
+type Wanted struct {
+	Entry
+	Layers []LayerID
+}
+
+// maxOrigins bounds the layers remembered per object: an object that many
+// layers share (sibling steps rewrite the same files) is in the packs of
+// each, and a few are enough to find one on the remote.
+const maxOrigins = 4
+
+// NoteOrigins records that layer l, of id, names its files' objects, for
+// the fetcher (Flatten does it for every layer it reads).
+func (s *Store) NoteOrigins(id LayerID, l *Layer) {
+	s.originsMu.Lock()
+	defer s.originsMu.Unlock()
+	if s.origins == nil {
+		s.origins = map[ObjectID][]LayerID{}
+	}
+	for _, e := range l.Entries {
+		if (e.Type == TypeFile || e.Type == TypeExec) && !e.Inline() {
+			old := s.origins[e.Hash]
+			if slices.Contains(old, id) {
+				continue
+			}
+			s.origins[e.Hash] = append([]LayerID{id}, old[:min(len(old), maxOrigins-1)]...)
+		}
+	}
 }
 
 // missing is why an object or layer is not in the store.
@@ -73,15 +117,38 @@ func (s *Store) fetchMissing(files []Entry) {
 			missing = append(missing, e)
 		}
 	}
+	if pf, ok := s.fetch.(PackFetcher); ok && len(missing) > 0 {
+		want := make([]Wanted, len(missing))
+		s.originsMu.Lock()
+		for i, e := range missing {
+			want[i] = Wanted{Entry: e, Layers: slices.Clone(s.origins[e.Hash])}
+		}
+		s.originsMu.Unlock()
+		pf.FetchPacked(want, func(e Entry, data []byte) error {
+			return s.fetchObject(e, func(f *os.File) error {
+				_, err := f.Write(data)
+				return err
+			})
+		})
+		rest := missing[:0]
+		for _, e := range missing {
+			if !s.HasObject(e.Hash) {
+				rest = append(rest, e)
+			}
+		}
+		missing = rest
+	}
 	par.Each(16, missing, func(e Entry) error {
-		s.fetchObject(e) // the fetcher warned of what failed
+		// The fetcher warned of what failed.
+		s.fetchObject(e, func(f *os.File) error { return s.fetch.FetchObject(e.Hash, e.Size, f) })
 		return nil
 	})
 }
 
-// fetchObject brings one object into the store, with the mode and mtime its
-// entry records (cargo and the store's checks compare them).
-func (s *Store) fetchObject(e Entry) error {
+// fetchObject brings one object into the store, written by fill, with the
+// mode and mtime its entry records (cargo and the store's checks compare
+// them), once its bytes hash to its name.
+func (s *Store) fetchObject(e Entry, fill func(*os.File) error) error {
 	tmp, err := s.TempFile("fetch-*")
 	if err != nil {
 		return err
@@ -91,7 +158,7 @@ func (s *Store) fetchObject(e Entry) error {
 		os.Remove(tmp.Name())
 		return err
 	}
-	if err := s.fetch.FetchObject(e.Hash, e.Size, tmp); err != nil {
+	if err := fill(tmp); err != nil {
 		return fail(err)
 	}
 	if _, err := tmp.Seek(0, io.SeekStart); err != nil {

@@ -18,6 +18,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 )
 
@@ -31,6 +32,11 @@ type Store struct {
 	// "warning: "); else Warnf prints to standard error.
 	Warn  func(msg string)
 	fetch Fetcher // see SetFetcher
+	// origins maps an object to a layer that names it, as Flatten read
+	// them: a remote keeps a layer's small objects in packs that the
+	// layer's id finds (see PackFetcher).
+	origins   map[ObjectID][]LayerID
+	originsMu sync.Mutex
 }
 
 // DefaultDir is $SMELT_STORE, else $XDG_CACHE_HOME/smelt, else ~/.cache/smelt.

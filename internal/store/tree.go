@@ -184,12 +184,14 @@ func (s *Store) PutLayer(l *Layer) (LayerID, error) {
 // empty tree.
 func (s *Store) Flatten(id LayerID) (Tree, error) {
 	var chain []*Layer
+	var ids []LayerID
 	for id != "" {
 		l, err := s.readLayer(id)
 		if err != nil {
 			return nil, err
 		}
 		chain = append(chain, l)
+		ids = append(ids, id)
 		id = l.Parent
 	}
 	t := Tree{}
@@ -200,6 +202,7 @@ func (s *Store) Flatten(id LayerID) (Tree, error) {
 		for _, e := range chain[i].Entries {
 			t[e.Path] = e
 		}
+		s.NoteOrigins(ids[i], chain[i])
 	}
 	return t, nil
 }
