@@ -315,7 +315,7 @@ func TestExecutorOverhead(t *testing.T) {
 		t.Skip("a measurement: set SMELT_EXECUTOR_BENCH=N to run it N times")
 	}
 	needCargo(t)
-	eng, _ := engineWithWorkers(t)
+	eng, ws := engineWithWorkers(t)
 	steps := func(o outcome) string {
 		var parts []string
 		for _, ev := range o.events {
@@ -332,6 +332,8 @@ func TestExecutorOverhead(t *testing.T) {
 		}
 		for _, side := range sides {
 			p := newProject(t, "workspace")
+			// The benchmark's chain (bench/main.go's smeltTOML).
+			p.write("smelt.toml", overheadTOML)
 			args := []string{"check", "-j", "2"}
 			// Source no earlier run had: no action cache hits but the
 			// deps step's from the second repetition on.
@@ -342,6 +344,50 @@ func TestExecutorOverhead(t *testing.T) {
 			start := time.Now()
 			o := p.smelt(args...)
 			t.Logf("rep %d %s: %.2fs (exit %d): %s", i, side, time.Since(start).Seconds(), o.code, steps(o))
+			if side == "engine" {
+				// Where each action's time went, as the client and the
+				// workers saw it.
+				for _, step := range []string{"deps", "clippy", "test", "crate"} {
+					for _, line := range strings.Split(p.log(step), "\n") {
+						if strings.HasPrefix(line, "# smelt: ") || strings.HasPrefix(line, "$ ") {
+							t.Logf("  %s: %s", step, line)
+						}
+					}
+				}
+				for _, w := range ws {
+					b, _ := os.ReadFile(w.log)
+					for _, line := range strings.Split(string(b), "\n") {
+						if strings.Contains(line, " done action=") {
+							t.Logf("  %s: %s", w.name, line)
+						}
+					}
+					os.WriteFile(w.log, nil, 0o644)
+				}
+			}
 		}
 	}
 }
+
+const overheadTOML = `[common]
+profile = "release"
+
+[step.deps]
+kind = "deps"
+
+[step.clippy]
+kind = "clippy"
+artifacts = "deps"
+args = ["--all-targets"]
+
+[step.test]
+kind = "test"
+artifacts = "clippy"
+
+[step.crate]
+kind = "package"
+artifacts = "test"
+
+[outputs]
+default = "crate"
+checks = ["clippy", "test", "crate"]
+`

@@ -177,6 +177,7 @@ func (sr *stepRun) remote(ctx context.Context, argv, env []string, stdout, stder
 	if err != nil {
 		return err
 	}
+	tm := actionTimes{start: start, walked: time.Now()}
 	// The command line and environment of the local run, but for the
 	// jobserver, which is this machine's.
 	var keep []string
@@ -220,14 +221,19 @@ func (sr *stepRun) remote(ctx context.Context, argv, env []string, stdout, stder
 	sr.ncmd++
 	alias := reapi.Digest([]byte(fmt.Sprintf("smelt-step-command-v1 %s %d %s", sr.key, sr.ncmd, reapi.Key(cmdDigest))))
 	res, cached, err := x.result(ctx, actDigest, keptDigest(actDigest), alias)
+	tm.looked = time.Now()
 	if err == nil && res == nil {
 		blobs := append(in.blobs, reapi.Blob{Digest: cmdDigest, Data: cmdData}, reapi.Blob{Digest: actDigest, Data: actData})
 		var sent int
 		if sent, err = x.cas.UploadMissing(ctx, blobs); err == nil {
+			tm.uploaded = time.Now()
 			fmt.Fprintf(sr.logf, "# smelt: uploaded %d of %d blobs in %.3fs\n", sent, len(blobs), time.Since(start).Seconds())
-			res, err = x.execute(ctx, actDigest)
+			// Where this project's last action ran holds most of this
+			// one's inputs (its parent's outputs, the vendored crates).
+			res, err = x.execute(reapi.WithLocality(ctx, "smelt-project-"+e.p.id), actDigest)
 		}
 	}
+	tm.executed = time.Now()
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
@@ -249,7 +255,9 @@ func (sr *stepRun) remote(ctx context.Context, argv, env []string, stdout, stder
 	if err != nil {
 		return fmt.Errorf("bring the step's files back from %s: %w", x.eng, err)
 	}
+	tm.done = time.Now()
 	fmt.Fprintf(sr.logf, "# smelt: ran on %s, exit %d; %d files changed, %.3fs in all\n", who, res.ExitCode, n, time.Since(start).Seconds())
+	sr.note("# smelt: action times: %s", tm.String(res.GetExecutionMetadata(), cached))
 	store := func(ds ...*repb.Digest) {
 		for _, d := range ds {
 			_, err := x.ac.UpdateActionResult(ctx, &repb.UpdateActionResultRequest{InstanceName: x.eng.Instance, ActionDigest: d, ActionResult: keptResult(res)})
@@ -886,4 +894,34 @@ func stampOf(info os.FileInfo) stamped {
 		s.ino = st.Ino
 	}
 	return s
+}
+
+// actionTimes is where one action's time went, as this client saw it.
+type actionTimes struct {
+	start, walked, looked, uploaded, executed, done time.Time
+}
+
+// String names each part: this side's (input root, action cache, upload,
+// download) and, from the worker's metadata, the engine's and the worker's
+// (queued until a worker started it; fetching inputs, running, uploading
+// outputs there; from the worker's end until the result was here). The
+// worker's times are on its clock: on another machine, the parts across
+// the two are as good as the clocks agree.
+func (t actionTimes) String(meta *repb.ExecutedActionMetadata, cached bool) string {
+	sec := func(a, b time.Time) string { return fmt.Sprintf("%.3fs", b.Sub(a).Seconds()) }
+	parts := []string{"input root " + sec(t.start, t.walked), "action cache " + sec(t.walked, t.looked)}
+	if !cached && !t.uploaded.IsZero() {
+		parts = append(parts, "upload "+sec(t.looked, t.uploaded), "execute "+sec(t.uploaded, t.executed))
+		if meta.GetWorkerStartTimestamp() != nil && meta.GetWorkerCompletedTimestamp() != nil {
+			ws, wc := meta.WorkerStartTimestamp.AsTime(), meta.WorkerCompletedTimestamp.AsTime()
+			parts = append(parts, "(to the worker "+sec(t.uploaded, ws),
+				"fetch "+sec(meta.InputFetchStartTimestamp.AsTime(), meta.InputFetchCompletedTimestamp.AsTime()),
+				"run "+sec(meta.ExecutionStartTimestamp.AsTime(), meta.ExecutionCompletedTimestamp.AsTime()),
+				"upload "+sec(meta.OutputUploadStartTimestamp.AsTime(), meta.OutputUploadCompletedTimestamp.AsTime()),
+				"worker in all "+sec(ws, wc),
+				"back here "+sec(wc, t.executed)+")")
+		}
+	}
+	parts = append(parts, "download "+sec(t.executed, t.done), "in all "+sec(t.start, t.done))
+	return strings.Join(parts, ", ")
 }

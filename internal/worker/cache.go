@@ -119,18 +119,38 @@ func (c *cache) readProto(ctx context.Context, d *repb.Digest, m proto.Message) 
 	return nil
 }
 
-// inputTree reads the input root's Directory messages, level by level,
-// each level in one batch of the blobs the cache lacks.
+// inputTree reads the input root's Directory messages: a new root's in
+// one GetTree call (a step's tree is many levels deep, and most of its
+// directories are new when target/ changed), then level by level, each
+// level in one batch of the blobs neither that call nor the cache had.
 func (c *cache) inputTree(ctx context.Context, root *repb.Digest) (map[string]*repb.Directory, error) {
 	dirs := map[string]*repb.Directory{}
+	var got map[string]*repb.Directory
+	if !c.has(root) {
+		// Only a shortcut: what it misses comes below.
+		got, _ = c.cas.Tree(ctx, root)
+	}
 	level := []*repb.Digest{root}
 	for len(level) > 0 {
-		if _, _, err := c.ensure(ctx, level); err != nil {
+		var lack []*repb.Digest
+		for _, d := range level {
+			if got[reapi.Key(d)] == nil {
+				lack = append(lack, d)
+			}
+		}
+		if _, _, err := c.ensure(ctx, lack); err != nil {
 			return nil, fmt.Errorf("fetch the input tree: %w", err)
 		}
 		var next []*repb.Digest
 		for _, d := range level {
 			if dirs[reapi.Key(d)] != nil {
+				continue
+			}
+			if dir := got[reapi.Key(d)]; dir != nil {
+				dirs[reapi.Key(d)] = dir
+				for _, sub := range dir.Directories {
+					next = append(next, sub.Digest)
+				}
 				continue
 			}
 			dir := &repb.Directory{}

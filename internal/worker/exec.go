@@ -46,15 +46,28 @@ type stats struct {
 	uploaded       int
 	exit           int
 	fetch, execute time.Duration
+	phases         []string  // where the action's time went here
+	mark           time.Time // the end of the last phase
+}
+
+// phase records the time since the last one under name.
+func (st *stats) phase(name string) {
+	now := time.Now()
+	if !st.mark.IsZero() {
+		st.phases = append(st.phases, fmt.Sprintf("%s %.3fs", name, now.Sub(st.mark).Seconds()))
+	}
+	st.mark = now
 }
 
 // execute runs one action in dir (a fresh directory of its own).
 func (w *Worker) execute(ctx context.Context, action *repb.Action, dir string, st *stats) outcome {
 	meta := &repb.ExecutedActionMetadata{Worker: w.botID, WorkerStartTimestamp: timestamppb.Now()}
+	st.phase("")
 	cmd := &repb.Command{}
 	if err := w.cache.readProto(ctx, action.CommandDigest, cmd); err != nil {
 		return failed(code.Code_FAILED_PRECONDITION, "fetch the command: %v", err)
 	}
+	st.phase("command")
 	st.args = cmd.Arguments
 	if len(cmd.Arguments) == 0 {
 		return failed(code.Code_INVALID_ARGUMENT, "the command has no arguments")
@@ -65,21 +78,25 @@ func (w *Worker) execute(ctx context.Context, action *repb.Action, dir string, s
 	if err != nil {
 		return failed(code.Code_FAILED_PRECONDITION, "%v", err)
 	}
+	st.phase("tree")
 	inputs := files(dirs)
 	st.inputs = len(inputs)
 	st.fetched, st.fetchedBytes, err = w.cache.ensure(ctx, inputs)
 	if err != nil {
 		return failed(code.Code_FAILED_PRECONDITION, "fetch the inputs: %v", err)
 	}
+	st.phase("blobs")
 	root := filepath.Join(dir, "root")
 	if err := w.cache.materialise(root, dirs, action.InputRootDigest); err != nil {
 		return failed(code.Code_INTERNAL, "materialise the input root: %v", err)
 	}
 	st.fetch = time.Since(start)
+	st.phase("materialise")
 	meta.InputFetchCompletedTimestamp = timestamppb.Now()
 	// The outputs are often mostly the inputs (a step's target/): those
 	// the command left alone need no hashing again.
 	inputsKnown := knownInputs(root, dirs, action.InputRootDigest)
+	st.phase("stat")
 
 	wd := filepath.Join(root, filepath.FromSlash(cmd.WorkingDirectory))
 	if !within(root, wd) {
@@ -147,10 +164,12 @@ func (w *Worker) execute(ctx context.Context, action *repb.Action, dir string, s
 			return failed(code.Code_INTERNAL, "sandbox: %v", err)
 		}
 	}
+	st.phase("prepare")
 	meta.ExecutionStartTimestamp = timestamppb.Now()
 	start = time.Now()
 	err = proc.Run(c)
 	st.execute = time.Since(start)
+	st.phase("run")
 	meta.ExecutionCompletedTimestamp = timestamppb.Now()
 	if ctx.Err() != nil {
 		return failed(code.Code_CANCELLED, "the lease was cancelled")
@@ -175,6 +194,7 @@ func (w *Worker) execute(ctx context.Context, action *repb.Action, dir string, s
 	if err != nil {
 		return failed(code.Code_INTERNAL, "collect the outputs: %v", err)
 	}
+	st.phase("outputs")
 	for _, s := range []struct {
 		f *os.File
 		d **repb.Digest
@@ -190,6 +210,7 @@ func (w *Worker) execute(ctx context.Context, action *repb.Action, dir string, s
 	if err != nil {
 		return failed(code.Code_UNAVAILABLE, "upload the outputs: %v", err)
 	}
+	st.phase("upload")
 	// The outputs stay in the worker's cache: an heir's inputs are
 	// often its parent's outputs.
 	for _, b := range blobs {
@@ -197,6 +218,7 @@ func (w *Worker) execute(ctx context.Context, action *repb.Action, dir string, s
 			w.cache.adopt(b.Digest, b.Path)
 		}
 	}
+	st.phase("adopt")
 	meta.OutputUploadCompletedTimestamp = timestamppb.Now()
 	meta.WorkerCompletedTimestamp = timestamppb.Now()
 	if timedOut {

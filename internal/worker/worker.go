@@ -421,9 +421,10 @@ func (w *Worker) run(ctx context.Context, id string, payload *anypb.Any) outcome
 	if out.status.GetCode() != 0 {
 		msg = codes.Code(out.status.GetCode()).String() + ": " + out.status.GetMessage()
 	}
-	w.logf("done action=%s start=%s end=%s exit=%d fetched=%d/%d (%d bytes) uploaded=%d fetch=%s run=%s status=%q args=%q",
+	w.logf("done action=%s start=%s end=%s exit=%d fetched=%d/%d (%d bytes) uploaded=%d fetch=%s run=%s times=%q status=%q args=%q",
 		reapi.Key(digest), start.Format(time.RFC3339Nano), end.Format(time.RFC3339Nano), st.exit,
-		st.fetched, st.inputs, st.fetchedBytes, st.uploaded, st.fetch.Round(time.Millisecond), st.execute.Round(time.Millisecond), msg, firstArgs(st.args))
+		st.fetched, st.inputs, st.fetchedBytes, st.uploaded, st.fetch.Round(time.Millisecond), st.execute.Round(time.Millisecond),
+		strings.Join(st.phases, ", "), msg, firstArgs(st.args))
 	return out
 }
 
