@@ -123,6 +123,11 @@ func TestExecutorSequential(t *testing.T) {
 			t.Errorf("the log of step %s does not say where it ran:\n%s", step, p.log(step))
 		}
 	}
+	// The deps step's consecutive commands (its fused builds) are one
+	// action: the engine's fixed cost per action, paid once.
+	if log := p.log("deps"); strings.Count(log, "# smelt: ran on ") >= strings.Count(log, "\n$ ") {
+		t.Errorf("the deps step ran each of its commands as an action of its own:\n%s", log)
+	}
 	kl, kr := stepKeys(t, local.store), stepKeys(t, p.store)
 	for step, k := range kl {
 		if kr[step] != k {
@@ -166,6 +171,38 @@ func TestExecutorSequential(t *testing.T) {
 	}
 	if !strings.Contains(o.output, "test") {
 		t.Errorf("the failure is not reported:\n%s", o.output)
+	}
+
+	// A compile error in a fresh store: the deps step's fused builds, one
+	// action, fail on the workspace's own code, which the step accepts
+	// as a local run does; clippy fails with the error a local run gives.
+	finish := func(p *project, o outcome, step string) string {
+		for _, ev := range o.events {
+			if ev["event"] == "finish" && ev["step"] == step {
+				e, _ := ev["error"].(string)
+				return strings.ReplaceAll(e, p.dir, "PROJECT")
+			}
+		}
+		return ""
+	}
+	var runs [2]outcome
+	var logs [2]string
+	for i, args := range [][]string{{"check"}, {"check", "--executor", eng.URL}} {
+		b := newProject(t, "sequential")
+		b.replace("src/main.rs", "fn main() {", "fn main() {\n    let _x: u8 = \"no\";")
+		runs[i], logs[i] = b.smelt(args...), b.log("deps")
+		runs[i].output = finish(b, runs[i], "clippy")
+	}
+	for i, o := range runs {
+		if o.status["deps"] != "built" || o.status["clippy"] != "failed" || !strings.Contains(o.output, "mismatched types") {
+			t.Errorf("run %d: statuses %v, clippy's error %q", i, o.status, o.output)
+		}
+		if n := strings.Count(logs[i], "only the workspace's own code failed"); n != 2 {
+			t.Errorf("run %d: the deps step accepted %d own-code failures, want 2:\n%s", i, n, logs[i])
+		}
+	}
+	if runs[0].output != runs[1].output {
+		t.Errorf("clippy's error through the executor:\n%s\nlocally:\n%s", runs[1].output, runs[0].output)
 	}
 }
 
