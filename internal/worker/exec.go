@@ -48,6 +48,10 @@ type stats struct {
 	fetch, execute time.Duration
 	phases         []string  // where the action's time went here
 	mark           time.Time // the end of the last phase
+	kept           int       // input files the last action's root already held
+	// root's files as the action left them, by path below it, when it
+	// ended normally: the next action starts from them (see materialise).
+	warm map[string]knownFile
 }
 
 // phase records the time since the last one under name.
@@ -59,8 +63,9 @@ func (st *stats) phase(name string) {
 	st.mark = now
 }
 
-// execute runs one action in dir (a fresh directory of its own).
-func (w *Worker) execute(ctx context.Context, action *repb.Action, dir string, st *stats) outcome {
+// execute runs one action in dir (a directory of its own, with the last
+// action's root as dir/root when warm is set: its files, by path below it).
+func (w *Worker) execute(ctx context.Context, action *repb.Action, dir string, warm map[string]knownFile, st *stats) outcome {
 	meta := &repb.ExecutedActionMetadata{Worker: w.botID, WorkerStartTimestamp: timestamppb.Now()}
 	st.phase("")
 	cmd := &repb.Command{}
@@ -87,7 +92,7 @@ func (w *Worker) execute(ctx context.Context, action *repb.Action, dir string, s
 	}
 	st.phase("blobs")
 	root := filepath.Join(dir, "root")
-	if err := w.cache.materialise(root, dirs, action.InputRootDigest); err != nil {
+	if st.kept, err = w.cache.materialise(root, dirs, action.InputRootDigest, warm); err != nil {
 		return failed(code.Code_INTERNAL, "materialise the input root: %v", err)
 	}
 	st.fetch = time.Since(start)
@@ -219,6 +224,7 @@ func (w *Worker) execute(ctx context.Context, action *repb.Action, dir string, s
 		}
 	}
 	st.phase("adopt")
+	st.warm = rootState(root, blobs, inputsKnown)
 	meta.OutputUploadCompletedTimestamp = timestamppb.Now()
 	meta.WorkerCompletedTimestamp = timestamppb.Now()
 	if timedOut {
@@ -402,4 +408,37 @@ func digestKnown(known map[string]knownFile, p string, info os.FileInfo) (*repb.
 		}
 	}
 	return reapi.DigestFile(p)
+}
+
+// rootState records root's files after an action, by path below root: the
+// outputs (blobs, hashed or known by collect) and the inputs outside them
+// that the action left alone, each with the stat that says it is still
+// so. Taken after the outputs were adopted into the cache (a link changes
+// a file's ctime).
+func rootState(root string, blobs []reapi.Blob, inputs map[string]knownFile) map[string]knownFile {
+	state := map[string]knownFile{}
+	for _, b := range blobs {
+		if b.Path == "" || !within(root, b.Path) {
+			continue
+		}
+		var s syscall.Stat_t
+		if rel, err := filepath.Rel(root, b.Path); err == nil && syscall.Lstat(b.Path, &s) == nil {
+			state[filepath.ToSlash(rel)] = knownFile{ino: s.Ino, size: uint64(s.Size), ctime: s.Ctim.Nano(), d: b.Digest}
+		}
+	}
+	for p, k := range inputs {
+		rel, err := filepath.Rel(root, p)
+		if err != nil {
+			continue
+		}
+		rel = filepath.ToSlash(rel)
+		if _, ok := state[rel]; ok {
+			continue
+		}
+		var s syscall.Stat_t
+		if syscall.Lstat(p, &s) == nil && s.Ino == k.ino && uint64(s.Size) == k.size && s.Ctim.Nano() == k.ctime {
+			state[rel] = k
+		}
+	}
+	return state
 }
