@@ -123,6 +123,11 @@ func TestExecutorSequential(t *testing.T) {
 			t.Errorf("the log of step %s does not say where it ran:\n%s", step, p.log(step))
 		}
 	}
+	// The deps step's consecutive commands (its fused builds) are one
+	// action: the engine's fixed cost per action, paid once.
+	if log := p.log("deps"); strings.Count(log, "# smelt: ran on ") >= strings.Count(log, "\n$ ") {
+		t.Errorf("the deps step ran each of its commands as an action of its own:\n%s", log)
+	}
 	kl, kr := stepKeys(t, local.store), stepKeys(t, p.store)
 	for step, k := range kl {
 		if kr[step] != k {
@@ -166,6 +171,38 @@ func TestExecutorSequential(t *testing.T) {
 	}
 	if !strings.Contains(o.output, "test") {
 		t.Errorf("the failure is not reported:\n%s", o.output)
+	}
+
+	// A compile error in a fresh store: the deps step's fused builds, one
+	// action, fail on the workspace's own code, which the step accepts
+	// as a local run does; clippy fails with the error a local run gives.
+	finish := func(p *project, o outcome, step string) string {
+		for _, ev := range o.events {
+			if ev["event"] == "finish" && ev["step"] == step {
+				e, _ := ev["error"].(string)
+				return strings.ReplaceAll(e, p.dir, "PROJECT")
+			}
+		}
+		return ""
+	}
+	var runs [2]outcome
+	var logs [2]string
+	for i, args := range [][]string{{"check"}, {"check", "--executor", eng.URL}} {
+		b := newProject(t, "sequential")
+		b.replace("src/main.rs", "fn main() {", "fn main() {\n    let _x: u8 = \"no\";")
+		runs[i], logs[i] = b.smelt(args...), b.log("deps")
+		runs[i].output = finish(b, runs[i], "clippy")
+	}
+	for i, o := range runs {
+		if o.status["deps"] != "built" || o.status["clippy"] != "failed" || !strings.Contains(o.output, "mismatched types") {
+			t.Errorf("run %d: statuses %v, clippy's error %q", i, o.status, o.output)
+		}
+		if n := strings.Count(logs[i], "only the workspace's own code failed"); n != 2 {
+			t.Errorf("run %d: the deps step accepted %d own-code failures, want 2:\n%s", i, n, logs[i])
+		}
+	}
+	if runs[0].output != runs[1].output {
+		t.Errorf("clippy's error through the executor:\n%s\nlocally:\n%s", runs[1].output, runs[0].output)
 	}
 }
 
@@ -315,7 +352,7 @@ func TestExecutorOverhead(t *testing.T) {
 		t.Skip("a measurement: set SMELT_EXECUTOR_BENCH=N to run it N times")
 	}
 	needCargo(t)
-	eng, _ := engineWithWorkers(t)
+	eng, ws := engineWithWorkers(t)
 	steps := func(o outcome) string {
 		var parts []string
 		for _, ev := range o.events {
@@ -332,6 +369,8 @@ func TestExecutorOverhead(t *testing.T) {
 		}
 		for _, side := range sides {
 			p := newProject(t, "workspace")
+			// The benchmark's chain (bench/main.go's smeltTOML).
+			p.write("smelt.toml", overheadTOML)
 			args := []string{"check", "-j", "2"}
 			// Source no earlier run had: no action cache hits but the
 			// deps step's from the second repetition on.
@@ -342,6 +381,50 @@ func TestExecutorOverhead(t *testing.T) {
 			start := time.Now()
 			o := p.smelt(args...)
 			t.Logf("rep %d %s: %.2fs (exit %d): %s", i, side, time.Since(start).Seconds(), o.code, steps(o))
+			if side == "engine" {
+				// Where each action's time went, as the client and the
+				// workers saw it.
+				for _, step := range []string{"deps", "clippy", "test", "crate"} {
+					for _, line := range strings.Split(p.log(step), "\n") {
+						if strings.HasPrefix(line, "# smelt: ") || strings.HasPrefix(line, "$ ") {
+							t.Logf("  %s: %s", step, line)
+						}
+					}
+				}
+				for _, w := range ws {
+					b, _ := os.ReadFile(w.log)
+					for _, line := range strings.Split(string(b), "\n") {
+						if strings.Contains(line, " done action=") {
+							t.Logf("  %s: %s", w.name, line)
+						}
+					}
+					os.WriteFile(w.log, nil, 0o644)
+				}
+			}
 		}
 	}
 }
+
+const overheadTOML = `[common]
+profile = "release"
+
+[step.deps]
+kind = "deps"
+
+[step.clippy]
+kind = "clippy"
+artifacts = "deps"
+args = ["--all-targets"]
+
+[step.test]
+kind = "test"
+artifacts = "clippy"
+
+[step.crate]
+kind = "package"
+artifacts = "test"
+
+[outputs]
+default = "crate"
+checks = ["clippy", "test", "crate"]
+`

@@ -6,7 +6,9 @@ import (
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // Execute runs an action whose Action, Command and inputs are in the CAS,
@@ -45,4 +47,22 @@ func Execute(ctx context.Context, conn *grpc.ClientConn, instance string, action
 		}
 		return resp, nil
 	}
+}
+
+// localityHeader is BuildGrid's request header for where a job would best
+// run (build.buildgrid.SchedulingMetadata); other engines ignore it.
+const localityHeader = "build.buildgrid.schedulingmetadata-bin"
+
+// WithLocality asks the engine (BuildGrid, when its assigner samples bots)
+// to prefer a worker that recently ran an action with the same hint
+// successfully: one that holds its inputs already. The hint must not
+// change what the action does, only where it runs.
+func WithLocality(ctx context.Context, hint string) context.Context {
+	if hint == "" {
+		return ctx
+	}
+	// SchedulingMetadata{locality_hint = 1}: one string field.
+	b := protowire.AppendTag(nil, 1, protowire.BytesType)
+	b = protowire.AppendString(b, hint)
+	return metadata.AppendToOutgoingContext(ctx, localityHeader, string(b))
 }

@@ -289,6 +289,34 @@ func (c *CAS) ReadProto(ctx context.Context, d *repb.Digest, m proto.Message) er
 	return nil
 }
 
+// Tree reads the Directory messages under root with GetTree, by their
+// digests: those of this client's deterministic encoding, which are the
+// digests a Go client (smelt) gave them; a message another encoder wrote
+// may come under another digest, and then seems missing.
+func (c *CAS) Tree(ctx context.Context, root *repb.Digest) (map[string]*repb.Directory, error) {
+	stream, err := c.cas.GetTree(ctx, &repb.GetTreeRequest{InstanceName: c.instance, RootDigest: root})
+	if err != nil {
+		return nil, err
+	}
+	dirs := map[string]*repb.Directory{}
+	for {
+		resp, err := stream.Recv()
+		if err == io.EOF {
+			return dirs, nil
+		}
+		if err != nil {
+			return dirs, err
+		}
+		for _, d := range resp.Directories {
+			_, dg, err := Marshal(d)
+			if err != nil {
+				return dirs, err
+			}
+			dirs[Key(dg)] = d
+		}
+	}
+}
+
 // Fetch reads blobs: small ones in batches, handed to small as bytes; big
 // ones (above BatchMax) through ByteStream, written to the file big(d)
 // names (atomically, after their digest was checked). With big nil, they

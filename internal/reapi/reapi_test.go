@@ -1,6 +1,11 @@
 package reapi
 
-import "testing"
+import (
+	"context"
+	"testing"
+
+	"google.golang.org/grpc/metadata"
+)
 
 func TestParseEngine(t *testing.T) {
 	for _, c := range []struct {
@@ -23,5 +28,17 @@ func TestParseEngine(t *testing.T) {
 		if err == nil && e.String() != "grpc://"+c.addr+map[bool]string{true: "", false: "/" + c.instance}[c.instance == ""] {
 			t.Errorf("%q: String() = %q", c.in, e.String())
 		}
+	}
+}
+
+// The locality hint is BuildGrid's SchedulingMetadata, as its Python
+// protobuf writes SchedulingMetadata(locality_hint="abc").
+func TestWithLocality(t *testing.T) {
+	md, _ := metadata.FromOutgoingContext(WithLocality(context.Background(), "abc"))
+	if got := md.Get(localityHeader); len(got) != 1 || got[0] != "\n\x03abc" {
+		t.Errorf("header %q = %q", localityHeader, got)
+	}
+	if _, ok := metadata.FromOutgoingContext(WithLocality(context.Background(), "")); ok {
+		t.Errorf("an empty hint sent a header")
 	}
 }

@@ -236,17 +236,40 @@ func (sr *stepRun) setEnv() {
 
 // runCommands runs the step's commands in order; a deps step lays out its
 // heirs' source before the first of those it runs fused (see fuse.go).
+// On an executor, the commands between two such points run as one action
+// (see batch), which costs the engine's fixed time per action once.
 func (sr *stepRun) runCommands(ctx context.Context, cmds []cargo.Command) error {
-	for i, c := range cmds {
+	for i := 0; i < len(cmds); {
 		if i == sr.fuseAt {
 			if err := sr.fuseNow(); err != nil {
 				return err
 			}
 		}
+		if sr.e.exec != nil {
+			j := len(cmds)
+			if sr.fuseAt > i {
+				j = sr.fuseAt
+			}
+			var expanded []cargo.Command
+			for _, c := range cmds[i:j] {
+				expanded = append(expanded, c.Expand(sr.view.vendorConfig, sr.view.scratch))
+			}
+			if j-i > 1 {
+				if err := sr.batch(ctx, expanded); err != errLocal {
+					if err != nil {
+						return err
+					}
+					i = j
+					continue
+				}
+			}
+		}
+		c := cmds[i]
 		if err := sr.command(ctx, c.Expand(sr.view.vendorConfig, sr.view.scratch)); err != nil {
 			return err
 		}
 		sr.phase(c.Program + " " + firstArg(c.Args))
+		i++
 	}
 	return nil
 }
@@ -583,15 +606,21 @@ func (sr *stepRun) command(ctx context.Context, c cargo.Command) error {
 		}
 	}
 	flush()
+	return sr.commandEnd(ctx, c, stderr.String(), err)
+}
+
+// commandEnd handles how command c ended (err, with its stderr): nil, a
+// failure the step accepts (the deps step's stubs), or the step's failure.
+func (sr *stepRun) commandEnd(ctx context.Context, c cargo.Command, stderr string, err error) error {
 	if err == nil {
 		return nil
 	}
-	if kind.Get(sr.n.Step.Kind).Skeleton && !sr.fused && skeleton.OnlyStubsFailed(stderr.String(), sr.locals) {
+	if kind.Get(sr.n.Step.Kind).Skeleton && !sr.fused && skeleton.OnlyStubsFailed(stderr, sr.locals) {
 		fmt.Fprintf(sr.logf, "# smelt: only the skeleton's stubs failed, as they must: every dependency is built\n")
 		keepRemote(err)
 		return nil
 	}
-	if sr.fused && skeleton.OnlyOwnFailed(stderr.String(), sr.locals) {
+	if sr.fused && skeleton.OnlyOwnFailed(stderr, sr.locals) {
 		fmt.Fprintf(sr.logf, "# smelt: only the workspace's own code failed to build: every dependency is built, and the steps after this one report the errors\n")
 		keepRemote(err)
 		return nil
@@ -600,7 +629,7 @@ func (sr *stepRun) command(ctx context.Context, c cargo.Command) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	if err := sr.failure(c, stderr.String(), err); kind.Get(sr.n.Step.Kind).RunsTests && missingFile(sr.r.Log) {
+	if err := sr.failure(c, stderr, err); kind.Get(sr.n.Step.Kind).RunsTests && missingFile(sr.r.Log) {
 		return fmt.Errorf("%w (tests see only the cleaned source: Rust files, manifests, tests/, benches/, examples/ and fixture directories; if they read other files, add them to the step with include = [\"GLOB\"])", err)
 	} else {
 		return err

@@ -140,22 +140,58 @@ var errLocal = errors.New("run locally")
 // command is to run here instead (the engine is down or refuses it), after
 // a warning; remoteExit when the command failed.
 func (sr *stepRun) remote(ctx context.Context, argv, env []string, stdout, stderr io.Writer) error {
+	sr.ncmd++
+	a, err := sr.runAction(ctx, argv, env, nil, sr.alias(fmt.Sprintf("smelt-step-command-v1 %s %d", sr.key, sr.ncmd)))
+	if err != nil {
+		return err
+	}
+	x := sr.e.exec
+	if err := x.writeOutput(ctx, a.res.StdoutRaw, a.res.StdoutDigest, stdout); err != nil {
+		return fmt.Errorf("read the command's output from %s: %w", x.eng, err)
+	}
+	if err := x.writeOutput(ctx, a.res.StderrRaw, a.res.StderrDigest, stderr); err != nil {
+		return fmt.Errorf("read the command's output from %s: %w", x.eng, err)
+	}
+	if a.res.ExitCode != 0 {
+		return remoteExit{code: int(a.res.ExitCode), worker: a.who, keep: a.keep}
+	}
+	return nil
+}
+
+// action is an action's outcome, brought back into the step's directory.
+type action struct {
+	res    *repb.ActionResult
+	who    string // the worker, or "(action cache)"
+	cached bool
+	// keep, for a failed action, puts its result in the action cache
+	// (see remoteExit).
+	keep func()
+}
+
+// runAction runs argv (with env) as an action whose platform asks for the
+// tools of the step and extra, and brings its output directory back. The
+// step's key, its command's digest and alias name the action across
+// stores (see below). It returns errLocal when the engine is down or
+// refuses the action, after a warning, and errUnoffered (no warning) when
+// only the extra tools are what no worker offers. alias "" names it by its
+// digest only: for commands whose inputs the step's key does not name.
+func (sr *stepRun) runAction(ctx context.Context, argv, env, extra []string, alias string) (*action, error) {
 	e, x := sr.e, sr.e.exec
 	x.mu.Lock()
 	off := x.off
 	x.mu.Unlock()
 	if off || kind.Get(sr.n.Step.Kind).UserCommand {
 		// A user's command may read anything on this machine.
-		return errLocal
+		return nil, errLocal
 	}
 	if !sr.e.sandboxed() {
 		// The paths would differ on the worker.
 		e.disableExecutor(errors.New("steps cannot run at the fixed paths a worker uses here"))
-		return errLocal
+		return nil, errLocal
 	}
 	id, err := e.p.toolchain(ctx, sr.n.Step.Toolchain)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	props := []worker.Property{{Key: worker.KeyOSFamily, Value: runtime.GOOS}, {Key: worker.KeyISA, Value: isaName()}}
 	if v := worker.RustcVersion(id.Rustc); v != "" {
@@ -166,17 +202,26 @@ func (sr *stepRun) remote(ctx context.Context, argv, env []string, stdout, stder
 	}
 	if missing, err := x.unoffered(ctx, props); err != nil {
 		e.disableExecutor(err)
-		return errLocal
+		return nil, errLocal
 	} else if len(missing) > 0 {
 		e.warn("no worker of the executor %s offers %s: step %s runs locally", x.eng, strings.Join(missing, ", "), sr.n.Name())
-		return errLocal
+		return nil, errLocal
+	}
+	if len(extra) > 0 {
+		for _, t := range extra {
+			props = append(props, worker.Property{Key: worker.KeyTool, Value: t})
+		}
+		if missing, err := x.unoffered(ctx, props); err != nil || len(missing) > 0 {
+			return nil, errUnoffered
+		}
 	}
 
 	start := time.Now()
 	in, err := sr.inputRoot()
 	if err != nil {
-		return err
+		return nil, err
 	}
+	tm := actionTimes{start: start, walked: time.Now()}
 	// The command line and environment of the local run, but for the
 	// jobserver, which is this machine's.
 	var keep []string
@@ -191,7 +236,7 @@ func (sr *stepRun) remote(ctx context.Context, argv, env []string, stdout, stder
 	}
 	args, err := sandbox.PortableArgs(sr.n.Name(), sr.view.src, mounts, argv)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	platform := &repb.Platform{}
 	for _, p := range props {
@@ -205,51 +250,56 @@ func (sr *stepRun) remote(ctx context.Context, argv, env []string, stdout, stder
 		OutputDirectories: []string{"work"}, Platform: platform, OutputNodeProperties: []string{"MTime"}}
 	cmdData, cmdDigest, err := reapi.Marshal(cmd)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	action := &repb.Action{CommandDigest: cmdDigest, InputRootDigest: in.root, Platform: platform}
-	actData, actDigest, err := reapi.Marshal(action)
+	act := &repb.Action{CommandDigest: cmdDigest, InputRootDigest: in.root, Platform: platform}
+	actData, actDigest, err := reapi.Marshal(act)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	fmt.Fprintf(sr.logf, "# smelt: action %s on %s (input root: %d files)\n", reapi.Key(actDigest)[:16], x.eng, in.files)
 	// The same command of the same step (its key names every input) in
 	// another store: its inputs' mtimes, and so its action, may differ
 	// (the order of a restored target/'s times depends on the store's
 	// history), its result not.
-	sr.ncmd++
-	alias := reapi.Digest([]byte(fmt.Sprintf("smelt-step-command-v1 %s %d %s", sr.key, sr.ncmd, reapi.Key(cmdDigest))))
-	res, cached, err := x.result(ctx, actDigest, keptDigest(actDigest), alias)
+	kept := []*repb.Digest{keptDigest(actDigest)}
+	var aliasD *repb.Digest
+	if alias != "" {
+		aliasD = reapi.Digest([]byte(alias + " " + reapi.Key(cmdDigest)))
+		kept = append(kept, aliasD)
+	}
+	res, cached, err := x.result(ctx, actDigest, kept...)
+	tm.looked = time.Now()
 	if err == nil && res == nil {
 		blobs := append(in.blobs, reapi.Blob{Digest: cmdDigest, Data: cmdData}, reapi.Blob{Digest: actDigest, Data: actData})
 		var sent int
 		if sent, err = x.cas.UploadMissing(ctx, blobs); err == nil {
+			tm.uploaded = time.Now()
 			fmt.Fprintf(sr.logf, "# smelt: uploaded %d of %d blobs in %.3fs\n", sent, len(blobs), time.Since(start).Seconds())
-			res, err = x.execute(ctx, actDigest)
+			// Where this project's last action ran holds most of this
+			// one's inputs (its parent's outputs, the vendored crates).
+			res, err = x.execute(reapi.WithLocality(ctx, "smelt-project-"+e.p.id), actDigest)
 		}
 	}
+	tm.executed = time.Now()
 	if ctx.Err() != nil {
-		return ctx.Err()
+		return nil, ctx.Err()
 	}
 	if err != nil {
 		e.disableExecutor(err)
-		return errLocal
+		return nil, errLocal
 	}
-	who := res.GetExecutionMetadata().GetWorker()
+	a := &action{res: res, who: res.GetExecutionMetadata().GetWorker()}
 	if cached {
-		who = "(action cache)"
-	}
-	if err := x.writeOutput(ctx, res.StdoutRaw, res.StdoutDigest, stdout); err != nil {
-		return fmt.Errorf("read the command's output from %s: %w", x.eng, err)
-	}
-	if err := x.writeOutput(ctx, res.StderrRaw, res.StderrDigest, stderr); err != nil {
-		return fmt.Errorf("read the command's output from %s: %w", x.eng, err)
+		a.who, a.cached = "(action cache)", true
 	}
 	n, err := x.download(ctx, res, sr.view.realDir, start)
 	if err != nil {
-		return fmt.Errorf("bring the step's files back from %s: %w", x.eng, err)
+		return nil, fmt.Errorf("bring the step's files back from %s: %w", x.eng, err)
 	}
-	fmt.Fprintf(sr.logf, "# smelt: ran on %s, exit %d; %d files changed, %.3fs in all\n", who, res.ExitCode, n, time.Since(start).Seconds())
+	tm.done = time.Now()
+	fmt.Fprintf(sr.logf, "# smelt: ran on %s, exit %d; %d files changed, %.3fs in all\n", a.who, res.ExitCode, n, time.Since(start).Seconds())
+	sr.note("# smelt: action times: %s", tm.String(res.GetExecutionMetadata(), cached))
 	store := func(ds ...*repb.Digest) {
 		for _, d := range ds {
 			_, err := x.ac.UpdateActionResult(ctx, &repb.UpdateActionResultRequest{InstanceName: x.eng.Instance, ActionDigest: d, ActionResult: keptResult(res)})
@@ -258,18 +308,30 @@ func (sr *stepRun) remote(ctx context.Context, argv, env []string, stdout, stder
 			}
 		}
 	}
-	if res.ExitCode != 0 {
-		ex := remoteExit{code: int(res.ExitCode), worker: who}
-		if !cached {
-			ex.keep = func() { store(keptDigest(actDigest), alias) }
-		}
-		return ex
+	switch {
+	case cached:
+	case res.ExitCode != 0:
+		a.keep = func() { store(kept...) }
+	case aliasD != nil:
+		store(aliasD)
 	}
-	if !cached {
-		store(alias)
-	}
-	return nil
+	return a, nil
 }
+
+// alias is name, under which an action's result is kept for other stores
+// (see runAction), or "" for a deps step's fused builds: they run on its
+// heirs' source, which its key does not name (the same key's builds on
+// other source would be served the last one's result).
+func (sr *stepRun) alias(name string) string {
+	if sr.fused {
+		return ""
+	}
+	return name
+}
+
+// errUnoffered: no worker offers what the action asks for beyond the step's
+// own needs.
+var errUnoffered = errors.New("no worker offers it")
 
 func isaName() string {
 	switch runtime.GOARCH {
@@ -327,8 +389,18 @@ func (x *executor) unoffered(ctx context.Context, props []worker.Property) ([]st
 func (x *executor) result(ctx context.Context, d *repb.Digest, kept ...*repb.Digest) (*repb.ActionResult, bool, error) {
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	for i, ad := range append([]*repb.Digest{d}, kept...) {
-		res, err := x.ac.GetActionResult(cctx, &repb.GetActionResultRequest{InstanceName: x.eng.Instance, ActionDigest: ad, InlineStdout: true, InlineStderr: true})
+	// All at once: each is a round trip, and most actions are in none.
+	ds := append([]*repb.Digest{d}, kept...)
+	ress, errs := make([]*repb.ActionResult, len(ds)), make([]error, len(ds))
+	var wg sync.WaitGroup
+	for i, ad := range ds {
+		wg.Go(func() {
+			ress[i], errs[i] = x.ac.GetActionResult(cctx, &repb.GetActionResultRequest{InstanceName: x.eng.Instance, ActionDigest: ad, InlineStdout: true, InlineStderr: true})
+		})
+	}
+	wg.Wait()
+	for i := range ds {
+		res, err := ress[i], errs[i]
 		if status.Code(err) == codes.NotFound {
 			continue
 		}
@@ -886,4 +958,34 @@ func stampOf(info os.FileInfo) stamped {
 		s.ino = st.Ino
 	}
 	return s
+}
+
+// actionTimes is where one action's time went, as this client saw it.
+type actionTimes struct {
+	start, walked, looked, uploaded, executed, done time.Time
+}
+
+// String names each part: this side's (input root, action cache, upload,
+// download) and, from the worker's metadata, the engine's and the worker's
+// (queued until a worker started it; fetching inputs, running, uploading
+// outputs there; from the worker's end until the result was here). The
+// worker's times are on its clock: on another machine, the parts across
+// the two are as good as the clocks agree.
+func (t actionTimes) String(meta *repb.ExecutedActionMetadata, cached bool) string {
+	sec := func(a, b time.Time) string { return fmt.Sprintf("%.3fs", b.Sub(a).Seconds()) }
+	parts := []string{"input root " + sec(t.start, t.walked), "action cache " + sec(t.walked, t.looked)}
+	if !cached && !t.uploaded.IsZero() {
+		parts = append(parts, "upload "+sec(t.looked, t.uploaded), "execute "+sec(t.uploaded, t.executed))
+		if meta.GetWorkerStartTimestamp() != nil && meta.GetWorkerCompletedTimestamp() != nil {
+			ws, wc := meta.WorkerStartTimestamp.AsTime(), meta.WorkerCompletedTimestamp.AsTime()
+			parts = append(parts, "(to the worker "+sec(t.uploaded, ws),
+				"fetch "+sec(meta.InputFetchStartTimestamp.AsTime(), meta.InputFetchCompletedTimestamp.AsTime()),
+				"run "+sec(meta.ExecutionStartTimestamp.AsTime(), meta.ExecutionCompletedTimestamp.AsTime()),
+				"upload "+sec(meta.OutputUploadStartTimestamp.AsTime(), meta.OutputUploadCompletedTimestamp.AsTime()),
+				"worker in all "+sec(ws, wc),
+				"back here "+sec(wc, t.executed)+")")
+		}
+	}
+	parts = append(parts, "download "+sec(t.executed, t.done), "in all "+sec(t.start, t.done))
+	return strings.Join(parts, ", ")
 }

@@ -3,6 +3,7 @@ package run
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"path/filepath"
 	"regexp"
@@ -154,6 +155,18 @@ func (w *lineWriter) flush() {
 	if len(w.buf) > 0 {
 		w.fn(w.buf)
 		w.buf = nil
+	}
+}
+
+// note writes one of smelt's own lines to the step's log and, like the
+// commands' output, to the observer (--verbose).
+func (sr *stepRun) note(format string, args ...any) {
+	line := fmt.Sprintf(format, args...)
+	fmt.Fprintln(sr.logf, line)
+	if o := sr.e.opt.Observer; o != nil {
+		sr.e.mu.Lock()
+		o.Output(sr.n.Name(), line)
+		sr.e.mu.Unlock()
 	}
 }
 

@@ -317,6 +317,13 @@ schedulers:
         interval: 0.05
         jitter-factor: 0.0
         priority-assignment-percentage: 100
+        # Sampling lets a job's locality hint (smelt sends one per
+        # project) prefer the worker that ran the project's last action,
+        # which holds its inputs; without it, PostgreSQL's row order
+        # sends each action to the other idle worker.
+        bot-assignment-strategy: !assign-by-capacity
+          sampling: !sampling-config
+            sample-size: 16
 instances:
   - name: "INSTANCE"
     services:

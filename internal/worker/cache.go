@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
@@ -119,18 +121,38 @@ func (c *cache) readProto(ctx context.Context, d *repb.Digest, m proto.Message) 
 	return nil
 }
 
-// inputTree reads the input root's Directory messages, level by level,
-// each level in one batch of the blobs the cache lacks.
+// inputTree reads the input root's Directory messages: a new root's in
+// one GetTree call (a step's tree is many levels deep, and most of its
+// directories are new when target/ changed), then level by level, each
+// level in one batch of the blobs neither that call nor the cache had.
 func (c *cache) inputTree(ctx context.Context, root *repb.Digest) (map[string]*repb.Directory, error) {
 	dirs := map[string]*repb.Directory{}
+	var got map[string]*repb.Directory
+	if !c.has(root) {
+		// Only a shortcut: what it misses comes below.
+		got, _ = c.cas.Tree(ctx, root)
+	}
 	level := []*repb.Digest{root}
 	for len(level) > 0 {
-		if _, _, err := c.ensure(ctx, level); err != nil {
+		var lack []*repb.Digest
+		for _, d := range level {
+			if got[reapi.Key(d)] == nil {
+				lack = append(lack, d)
+			}
+		}
+		if _, _, err := c.ensure(ctx, lack); err != nil {
 			return nil, fmt.Errorf("fetch the input tree: %w", err)
 		}
 		var next []*repb.Digest
 		for _, d := range level {
 			if dirs[reapi.Key(d)] != nil {
+				continue
+			}
+			if dir := got[reapi.Key(d)]; dir != nil {
+				dirs[reapi.Key(d)] = dir
+				for _, sub := range dir.Directories {
+					next = append(next, sub.Digest)
+				}
 				continue
 			}
 			dir := &repb.Directory{}
@@ -180,23 +202,50 @@ func linkable(f *repb.FileNode) bool {
 // materialise writes the tree under dst: files copied from the cache (an
 // action may rewrite its inputs, which must not change the cache) or,
 // when marked with LinkProperty, hard-linked; with their executable bit
-// and, where the client set it, their mtime.
-func (c *cache) materialise(dst string, dirs map[string]*repb.Directory, root *repb.Digest) error {
+// and, where the client set it, their mtime. With warm, dst is the last
+// action's root as it left it (warm: its files, by path below dst): a file
+// that is still what this tree wants stays (only its mode and mtime are
+// set), the rest is replaced or removed. Creating files is what costs
+// here (about half a millisecond each on this machine's ext4), and an
+// heir's action on the same worker wants most of its parent's files.
+func (c *cache) materialise(dst string, dirs map[string]*repb.Directory, root *repb.Digest, warm map[string]knownFile) (kept int, err error) {
 	type job struct {
 		src, dst string
 		mode     os.FileMode
 		mtime    time.Time
 		link     bool
+		keep     bool // the warm root's file is the one wanted
 	}
 	var jobs []job
-	var walk func(dir string, d *repb.Digest) error
-	walk = func(dir string, d *repb.Digest) error {
+	var walk func(dir, rel string, d *repb.Digest) error
+	walk = func(dir, rel string, d *repb.Digest) error {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return err
 		}
 		node := dirs[reapi.Key(d)]
 		if node == nil {
 			return fmt.Errorf("directory %s missing from the input tree", reapi.Key(d))
+		}
+		if warm != nil {
+			// What the last action left here that this one lacks.
+			want := map[string]bool{}
+			for _, f := range node.Files {
+				want[f.Name] = true
+			}
+			for _, s := range node.Symlinks {
+				want[s.Name] = true
+			}
+			for _, sub := range node.Directories {
+				want[sub.Name] = true
+			}
+			ents, _ := os.ReadDir(dir)
+			for _, e := range ents {
+				if !want[e.Name()] {
+					if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+						return err
+					}
+				}
+			}
 		}
 		for _, f := range node.Files {
 			if !local(f.Name) {
@@ -209,13 +258,30 @@ func (c *cache) materialise(dst string, dirs map[string]*repb.Directory, root *r
 			if mt := f.GetNodeProperties().GetMtime(); mt != nil {
 				j.mtime = mt.AsTime()
 			}
+			if warm != nil {
+				if j.keep = c.still(j.dst, path.Join(rel, f.Name), f.Digest, j.link, warm); j.keep {
+					kept++
+				} else if err := os.RemoveAll(j.dst); err != nil {
+					// Never written through: it may be a link into the cache.
+					return err
+				}
+			}
 			jobs = append(jobs, j)
 		}
 		for _, s := range node.Symlinks {
 			if !local(s.Name) {
 				return fmt.Errorf("input symlink name %q is not a plain name", s.Name)
 			}
-			if err := os.Symlink(s.Target, filepath.Join(dir, s.Name)); err != nil {
+			p := filepath.Join(dir, s.Name)
+			if warm != nil {
+				if t, err := os.Readlink(p); err == nil && t == s.Target {
+					continue
+				}
+				if err := os.RemoveAll(p); err != nil {
+					return err
+				}
+			}
+			if err := os.Symlink(s.Target, p); err != nil {
 				return err
 			}
 		}
@@ -223,14 +289,22 @@ func (c *cache) materialise(dst string, dirs map[string]*repb.Directory, root *r
 			if !local(sub.Name) {
 				return fmt.Errorf("input directory name %q is not a plain name", sub.Name)
 			}
-			if err := walk(filepath.Join(dir, sub.Name), sub.Digest); err != nil {
+			p := filepath.Join(dir, sub.Name)
+			if warm != nil {
+				if info, err := os.Lstat(p); err == nil && !info.IsDir() {
+					if err := os.Remove(p); err != nil {
+						return err
+					}
+				}
+			}
+			if err := walk(p, path.Join(rel, sub.Name), sub.Digest); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
-	if err := walk(dst, root); err != nil {
-		return err
+	if err := walk(dst, "", root); err != nil {
+		return kept, err
 	}
 	// A few copies at once: most inputs are small files.
 	var (
@@ -243,7 +317,10 @@ func (c *cache) materialise(dst string, dirs map[string]*repb.Directory, root *r
 		wg.Go(func() {
 			for j := range next {
 				var err error
-				if !j.link || os.Link(j.src, j.dst) != nil || os.Chmod(j.dst, j.mode) != nil {
+				switch {
+				case j.keep:
+					err = os.Chmod(j.dst, j.mode)
+				case !j.link || os.Link(j.src, j.dst) != nil || os.Chmod(j.dst, j.mode) != nil:
 					err = copyFile(j.src, j.dst, j.mode)
 				}
 				if err == nil && !j.mtime.IsZero() {
@@ -262,7 +339,25 @@ func (c *cache) materialise(dst string, dirs map[string]*repb.Directory, root *r
 	}
 	close(next)
 	wg.Wait()
-	return first
+	return kept, first
+}
+
+// still reports whether the warm root's file p (rel below it) holds the
+// blob d as an input must: a link into the cache for a linked input, else
+// a file of its own (no write may reach the cache) that nothing touched
+// since the last action's end (its inode, size and ctime as recorded).
+func (c *cache) still(p, rel string, d *repb.Digest, link bool, warm map[string]knownFile) bool {
+	var st syscall.Stat_t
+	if syscall.Lstat(p, &st) != nil || st.Mode&syscall.S_IFMT != syscall.S_IFREG {
+		return false
+	}
+	if link {
+		var cs syscall.Stat_t
+		return syscall.Stat(c.path(d), &cs) == nil && cs.Ino == st.Ino && cs.Dev == st.Dev
+	}
+	k, ok := warm[rel]
+	return ok && st.Nlink == 1 && st.Ino == k.ino && uint64(st.Size) == k.size && st.Ctim.Nano() == k.ctime &&
+		reapi.Key(k.d) == reapi.Key(d)
 }
 
 func cmpErr(a, b error) error {

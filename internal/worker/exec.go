@@ -46,15 +46,33 @@ type stats struct {
 	uploaded       int
 	exit           int
 	fetch, execute time.Duration
+	phases         []string  // where the action's time went here
+	mark           time.Time // the end of the last phase
+	kept           int       // input files the last action's root already held
+	// root's files as the action left them, by path below it, when it
+	// ended normally: the next action starts from them (see materialise).
+	warm map[string]knownFile
 }
 
-// execute runs one action in dir (a fresh directory of its own).
-func (w *Worker) execute(ctx context.Context, action *repb.Action, dir string, st *stats) outcome {
+// phase records the time since the last one under name.
+func (st *stats) phase(name string) {
+	now := time.Now()
+	if !st.mark.IsZero() {
+		st.phases = append(st.phases, fmt.Sprintf("%s %.3fs", name, now.Sub(st.mark).Seconds()))
+	}
+	st.mark = now
+}
+
+// execute runs one action in dir (a directory of its own, with the last
+// action's root as dir/root when warm is set: its files, by path below it).
+func (w *Worker) execute(ctx context.Context, action *repb.Action, dir string, warm map[string]knownFile, st *stats) outcome {
 	meta := &repb.ExecutedActionMetadata{Worker: w.botID, WorkerStartTimestamp: timestamppb.Now()}
+	st.phase("")
 	cmd := &repb.Command{}
 	if err := w.cache.readProto(ctx, action.CommandDigest, cmd); err != nil {
 		return failed(code.Code_FAILED_PRECONDITION, "fetch the command: %v", err)
 	}
+	st.phase("command")
 	st.args = cmd.Arguments
 	if len(cmd.Arguments) == 0 {
 		return failed(code.Code_INVALID_ARGUMENT, "the command has no arguments")
@@ -65,21 +83,25 @@ func (w *Worker) execute(ctx context.Context, action *repb.Action, dir string, s
 	if err != nil {
 		return failed(code.Code_FAILED_PRECONDITION, "%v", err)
 	}
+	st.phase("tree")
 	inputs := files(dirs)
 	st.inputs = len(inputs)
 	st.fetched, st.fetchedBytes, err = w.cache.ensure(ctx, inputs)
 	if err != nil {
 		return failed(code.Code_FAILED_PRECONDITION, "fetch the inputs: %v", err)
 	}
+	st.phase("blobs")
 	root := filepath.Join(dir, "root")
-	if err := w.cache.materialise(root, dirs, action.InputRootDigest); err != nil {
+	if st.kept, err = w.cache.materialise(root, dirs, action.InputRootDigest, warm); err != nil {
 		return failed(code.Code_INTERNAL, "materialise the input root: %v", err)
 	}
 	st.fetch = time.Since(start)
+	st.phase("materialise")
 	meta.InputFetchCompletedTimestamp = timestamppb.Now()
 	// The outputs are often mostly the inputs (a step's target/): those
 	// the command left alone need no hashing again.
 	inputsKnown := knownInputs(root, dirs, action.InputRootDigest)
+	st.phase("stat")
 
 	wd := filepath.Join(root, filepath.FromSlash(cmd.WorkingDirectory))
 	if !within(root, wd) {
@@ -147,10 +169,12 @@ func (w *Worker) execute(ctx context.Context, action *repb.Action, dir string, s
 			return failed(code.Code_INTERNAL, "sandbox: %v", err)
 		}
 	}
+	st.phase("prepare")
 	meta.ExecutionStartTimestamp = timestamppb.Now()
 	start = time.Now()
 	err = proc.Run(c)
 	st.execute = time.Since(start)
+	st.phase("run")
 	meta.ExecutionCompletedTimestamp = timestamppb.Now()
 	if ctx.Err() != nil {
 		return failed(code.Code_CANCELLED, "the lease was cancelled")
@@ -175,6 +199,7 @@ func (w *Worker) execute(ctx context.Context, action *repb.Action, dir string, s
 	if err != nil {
 		return failed(code.Code_INTERNAL, "collect the outputs: %v", err)
 	}
+	st.phase("outputs")
 	for _, s := range []struct {
 		f *os.File
 		d **repb.Digest
@@ -190,6 +215,7 @@ func (w *Worker) execute(ctx context.Context, action *repb.Action, dir string, s
 	if err != nil {
 		return failed(code.Code_UNAVAILABLE, "upload the outputs: %v", err)
 	}
+	st.phase("upload")
 	// The outputs stay in the worker's cache: an heir's inputs are
 	// often its parent's outputs.
 	for _, b := range blobs {
@@ -197,6 +223,8 @@ func (w *Worker) execute(ctx context.Context, action *repb.Action, dir string, s
 			w.cache.adopt(b.Digest, b.Path)
 		}
 	}
+	st.phase("adopt")
+	st.warm = rootState(root, blobs, inputsKnown)
 	meta.OutputUploadCompletedTimestamp = timestamppb.Now()
 	meta.WorkerCompletedTimestamp = timestamppb.Now()
 	if timedOut {
@@ -380,4 +408,37 @@ func digestKnown(known map[string]knownFile, p string, info os.FileInfo) (*repb.
 		}
 	}
 	return reapi.DigestFile(p)
+}
+
+// rootState records root's files after an action, by path below root: the
+// outputs (blobs, hashed or known by collect) and the inputs outside them
+// that the action left alone, each with the stat that says it is still
+// so. Taken after the outputs were adopted into the cache (a link changes
+// a file's ctime).
+func rootState(root string, blobs []reapi.Blob, inputs map[string]knownFile) map[string]knownFile {
+	state := map[string]knownFile{}
+	for _, b := range blobs {
+		if b.Path == "" || !within(root, b.Path) {
+			continue
+		}
+		var s syscall.Stat_t
+		if rel, err := filepath.Rel(root, b.Path); err == nil && syscall.Lstat(b.Path, &s) == nil {
+			state[filepath.ToSlash(rel)] = knownFile{ino: s.Ino, size: uint64(s.Size), ctime: s.Ctim.Nano(), d: b.Digest}
+		}
+	}
+	for p, k := range inputs {
+		rel, err := filepath.Rel(root, p)
+		if err != nil {
+			continue
+		}
+		rel = filepath.ToSlash(rel)
+		if _, ok := state[rel]; ok {
+			continue
+		}
+		var s syscall.Stat_t
+		if syscall.Lstat(p, &s) == nil && s.Ino == k.ino && uint64(s.Size) == k.size && s.Ctim.Nano() == k.ctime {
+			state[rel] = k
+		}
+	}
+	return state
 }

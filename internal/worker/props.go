@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"smelt/internal/batch"
 )
 
 // Property is one platform property a worker offers (a key may come more
@@ -63,7 +65,9 @@ var llvmMajor = regexp.MustCompile(`(?m)^LLVM version: (\d+)`)
 // version query succeeds; llvm-cov only in the LLVM major version rustc
 // was built with (coverage needs that one).
 func Probe(ctx context.Context) []Property {
-	props := []Property{{KeyOSFamily, runtime.GOOS}, {KeyISA, isa()}}
+	// This worker's smelt runs a step's consecutive commands as one
+	// action (package batch).
+	props := []Property{{KeyOSFamily, runtime.GOOS}, {KeyISA, isa()}, {KeyTool, batch.Tool}}
 	run := func(name string, args ...string) (string, bool) {
 		ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 		defer cancel()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -111,7 +112,7 @@ func TestCollectMaterialise(t *testing.T) {
 	_, rootDigest, _ := reapi.Marshal(tree.Root)
 	dirs[reapi.Key(rootDigest)] = tree.Root
 	dst := filepath.Join(t.TempDir(), "root")
-	if err := c.materialise(dst, dirs, rootDigest); err != nil {
+	if _, err := c.materialise(dst, dirs, rootDigest, nil); err != nil {
 		t.Fatal(err)
 	}
 	for _, f := range []struct {
@@ -143,7 +144,7 @@ func TestCollectMaterialise(t *testing.T) {
 	_, rootDigest, _ = reapi.Marshal(tree.Root)
 	dirs[reapi.Key(rootDigest)] = tree.Root
 	dst2 := filepath.Join(t.TempDir(), "root")
-	if err := c.materialise(dst2, dirs, rootDigest); err != nil {
+	if _, err := c.materialise(dst2, dirs, rootDigest, nil); err != nil {
 		t.Fatal(err)
 	}
 	linked, _ := os.Stat(filepath.Join(dst2, "bin", "run"))
@@ -224,5 +225,97 @@ func TestCollectKnownInputs(t *testing.T) {
 	}
 	if got["rewritten"] != reapi.Key(reapi.Digest([]byte("R"))) {
 		t.Errorf("the rewritten input kept its old digest: %s", got["rewritten"])
+	}
+}
+
+// The next action starts from the last one's root: a file still as the
+// last action left it and as this tree wants it stays (same inode, new
+// mtime); one touched since, one of other content, one that is a link into
+// the cache but not linkable now, are replaced; one this tree lacks goes.
+func TestMaterialiseWarm(t *testing.T) {
+	c := &cache{dir: t.TempDir()}
+	blob := func(s string) *repb.Digest {
+		d := reapi.Digest([]byte(s))
+		if !c.has(d) {
+			c.put(d, []byte(s))
+		}
+		return d
+	}
+	mt := time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC)
+	file := func(name, data string, link bool) *repb.FileNode {
+		f := &repb.FileNode{Name: name, Digest: blob(data), NodeProperties: &repb.NodeProperties{Mtime: timestamppb.New(mt)}}
+		if link {
+			f.NodeProperties.Properties = []*repb.NodeProperty{{Name: LinkProperty}}
+		}
+		return f
+	}
+	tree := func(files ...*repb.FileNode) (map[string]*repb.Directory, *repb.Digest) {
+		root := &repb.Directory{Files: files}
+		_, d, _ := reapi.Marshal(root)
+		return map[string]*repb.Directory{reapi.Key(d): root}, d
+	}
+	dst := filepath.Join(t.TempDir(), "root")
+	dirs, d := tree(file("adopted", "adopted", false), file("crate", "crate", true), file("gone", "gone", false),
+		file("keep", "keep", false), file("new", "old", false), file("touched", "touched", false))
+	if _, err := c.materialise(dst, dirs, d, nil); err != nil {
+		t.Fatal(err)
+	}
+	// The action's end: "adopted" became a link into the cache (collect
+	// adopts outputs), then the state is taken; "touched" is written after.
+	p := func(name string) string { return filepath.Join(dst, name) }
+	os.Remove(p("adopted"))
+	os.Link(c.path(reapi.Digest([]byte("adopted"))), p("adopted"))
+	var blobs []reapi.Blob
+	for _, n := range []string{"adopted", "crate", "gone", "keep", "new", "touched"} {
+		blobs = append(blobs, reapi.Blob{Digest: reapi.Digest([]byte(n)), Path: p(n)})
+	}
+	blobs[4].Digest = reapi.Digest([]byte("old"))
+	state := rootState(dst, blobs, nil)
+	inode := func(name string) uint64 {
+		info, err := os.Stat(p(name))
+		if err != nil {
+			return 0
+		}
+		return info.Sys().(*syscall.Stat_t).Ino
+	}
+	before := map[string]uint64{}
+	for _, n := range []string{"keep", "crate", "touched", "adopted", "new"} {
+		before[n] = inode(n)
+	}
+	os.WriteFile(p("touched"), []byte("touched"), 0o644)
+
+	mt = mt.Add(time.Hour)
+	dirs, d = tree(file("adopted", "adopted", false), file("crate", "crate", true), file("keep", "keep", false),
+		file("new", "new", false), file("touched", "touched", false))
+	kept, err := c.materialise(dst, dirs, d, state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kept != 2 {
+		t.Errorf("kept %d files, want 2 (keep, crate)", kept)
+	}
+	for _, c := range []struct {
+		name string
+		same bool
+	}{{"keep", true}, {"crate", true}, {"touched", false}, {"adopted", false}, {"new", false}} {
+		// (A replaced file may get its old inode number back.)
+		if c.same && inode(c.name) != before[c.name] {
+			t.Errorf("%s: replaced, want kept", c.name)
+		}
+		b, _ := os.ReadFile(p(c.name))
+		if want := c.name; string(b) != want {
+			t.Errorf("%s holds %q", c.name, b)
+		}
+		if info, _ := os.Stat(p(c.name)); !info.ModTime().Equal(mt) {
+			t.Errorf("%s: mtime %v, want %v", c.name, info.ModTime(), mt)
+		}
+	}
+	if _, err := os.Stat(p("gone")); !os.IsNotExist(err) {
+		t.Errorf("gone is still there")
+	}
+	// Writing the formerly adopted file does not reach the cache.
+	os.WriteFile(p("adopted"), []byte("rewritten"), 0o644)
+	if b, _ := os.ReadFile(c.path(reapi.Digest([]byte("adopted")))); string(b) != "adopted" {
+		t.Errorf("the cache's blob became %q", b)
 	}
 }

@@ -63,6 +63,10 @@ type Worker struct {
 	props []Property
 	logMu sync.Mutex
 	wake  chan struct{} // a lease ended
+	// The last action's root, kept for the next one (see materialise).
+	warmMu   sync.Mutex
+	warmDir  string
+	warmRoot map[string]knownFile
 }
 
 // lease is an action being run for the engine.
@@ -415,16 +419,57 @@ func (w *Worker) run(ctx context.Context, id string, payload *anypb.Any) outcome
 	start := time.Now().UTC()
 	w.logf("start action=%s lease=%s", reapi.Key(digest), id)
 	var st stats
-	out := w.execute(ctx, action, dir, &st)
+	root := filepath.Join(dir, "root")
+	warm := w.takeWarm(root)
+	out := w.execute(ctx, action, dir, warm, &st)
+	if st.warm != nil && ctx.Err() == nil {
+		w.putWarm(root, st.warm)
+	}
 	end := time.Now().UTC()
 	msg := "ok"
 	if out.status.GetCode() != 0 {
 		msg = codes.Code(out.status.GetCode()).String() + ": " + out.status.GetMessage()
 	}
-	w.logf("done action=%s start=%s end=%s exit=%d fetched=%d/%d (%d bytes) uploaded=%d fetch=%s run=%s status=%q args=%q",
+	w.logf("done action=%s start=%s end=%s exit=%d fetched=%d/%d (%d bytes) kept=%d uploaded=%d fetch=%s run=%s times=%q status=%q args=%q",
 		reapi.Key(digest), start.Format(time.RFC3339Nano), end.Format(time.RFC3339Nano), st.exit,
-		st.fetched, st.inputs, st.fetchedBytes, st.uploaded, st.fetch.Round(time.Millisecond), st.execute.Round(time.Millisecond), msg, firstArgs(st.args))
+		st.fetched, st.inputs, st.fetchedBytes, st.kept, st.uploaded, st.fetch.Round(time.Millisecond), st.execute.Round(time.Millisecond),
+		strings.Join(st.phases, ", "), msg, firstArgs(st.args))
 	return out
+}
+
+// takeWarm moves the last action's root, if any, to root and returns its
+// files; nil when there is none (root is then made afresh).
+func (w *Worker) takeWarm(root string) map[string]knownFile {
+	w.warmMu.Lock()
+	dir, files := w.warmDir, w.warmRoot
+	w.warmDir, w.warmRoot = "", nil
+	w.warmMu.Unlock()
+	if dir == "" {
+		return nil
+	}
+	if err := os.Rename(dir, root); err != nil {
+		os.RemoveAll(dir)
+		return nil
+	}
+	return files
+}
+
+// putWarm keeps an action's root (its files: files) for the next action,
+// in place of any kept before. The leases directory, where it lies, is
+// emptied when a worker starts: a root is kept only by the worker that
+// knows its state.
+func (w *Worker) putWarm(root string, files map[string]knownFile) {
+	dir := filepath.Join(w.o.Dir, "leases", fmt.Sprintf(".warm-%d", time.Now().UnixNano()))
+	if err := os.Rename(root, dir); err != nil {
+		return
+	}
+	w.warmMu.Lock()
+	old := w.warmDir
+	w.warmDir, w.warmRoot = dir, files
+	w.warmMu.Unlock()
+	if old != "" {
+		os.RemoveAll(old)
+	}
 }
 
 func firstArgs(args []string) string {
