@@ -53,8 +53,10 @@ func newWS(t *testing.T) *ws {
 	if err := os.MkdirAll(bin, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for _, tool := range []string{"cargo", "rustc"} {
-		script := fmt.Sprintf("#!/bin/sh\nSMELT_FAKE=%s SMELT_FAKE_DIR='%s' exec '%s' \"$@\"\n", tool, fake, exe)
+	// The LLVM tools as the coverage kind looks for them: named by the
+	// fake rustc's LLVM major version.
+	for _, tool := range []string{"cargo", "rustc", "llvm-profdata-99", "llvm-cov-99"} {
+		script := fmt.Sprintf("#!/bin/sh\nSMELT_FAKE=%s SMELT_FAKE_DIR='%s' exec '%s' \"$@\"\n", strings.TrimSuffix(tool, "-99"), fake, exe)
 		if err := os.WriteFile(filepath.Join(bin, tool), []byte(script), 0o755); err != nil {
 			t.Fatal(err)
 		}

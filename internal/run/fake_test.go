@@ -77,6 +77,9 @@ func fakeMain(tool string, args []string) (code int) {
 		f.Write(append(b, '\n'))
 		f.Close()
 	}()
+	if tool == "llvm-profdata" || tool == "llvm-cov" {
+		return fakeLLVM(tool, args)
+	}
 	if tool == "rustc" {
 		if slices.Equal(args, []string{"-vV"}) {
 			fmt.Print(fakeRustcVV)
@@ -293,6 +296,20 @@ func (c *fakeCargo) member(m *fakeMember, mode string) error {
 			c.failed = true
 		}
 	}
+	if c.sub == "test" && c.has("--message-format=json-render-diagnostics") {
+		// The test executable, as cargo reports it (coverage reads it).
+		exe := filepath.Join(prof, "deps", m.name+"-"+fakeUnitHash(m.name, "test", c.profile))
+		if err := os.WriteFile(exe, []byte("#!/bin/sh\n"), 0o755); err != nil {
+			return err
+		}
+		msg := map[string]any{
+			"reason": "compiler-artifact", "package_id": "path+file://" + m.dir + "#" + m.name + "@0.1.0",
+			"target": map[string]any{"kind": []string{"lib"}, "name": m.name}, "profile": map[string]any{"test": true},
+			"executable": exe, "fresh": !stale,
+		}
+		b, _ := json.Marshal(msg)
+		c.json = append(c.json, string(b))
+	}
 	if c.sub == "build" && m.bin && c.has("--message-format=json-render-diagnostics") {
 		msg := map[string]any{
 			"reason": "compiler-artifact", "package_id": "path+file://" + m.dir + "#" + m.name + "@0.1.0",
@@ -314,6 +331,10 @@ func (c *fakeCargo) tests(members []*fakeMember) int {
 			n += strings.Count(f.data, "#[test]")
 		}
 		c.call.Tested = append(c.call.Tested, m.name)
+		if err := m.profile(); err != nil {
+			fmt.Fprintln(os.Stderr, "error:", err)
+			return 101
+		}
 		fmt.Printf("     Running unittests src/lib.rs (target/%s/deps/%s)\n\nrunning %d tests\n", c.profile, m.name, n)
 		if f := m.contains("FAIL_TEST"); f != "" {
 			fmt.Printf("test tests::fails ... FAILED\n\ntest result: FAILED. %d passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.00s\n\n", n-1)
@@ -451,4 +472,108 @@ func fakeDependencies(dir string, members []*fakeMember) []string {
 		}
 	}
 	return deps
+}
+
+// profile writes, when the tests run instrumented (LLVM_PROFILE_FILE set,
+// %p and %m as LLVM expands them), the member's raw coverage profile:
+// "NAME COVERED TOTAL", its non-empty .rs lines and those of them without
+// UNCOVERED.
+func (m *fakeMember) profile() error {
+	pattern := os.Getenv("LLVM_PROFILE_FILE")
+	if pattern == "" {
+		return nil
+	}
+	covered, total := 0, 0
+	for _, f := range m.files {
+		for _, line := range strings.Split(f.data, "\n") {
+			if strings.TrimSpace(line) == "" {
+				continue
+			}
+			total++
+			if !strings.Contains(line, "UNCOVERED") {
+				covered++
+			}
+		}
+	}
+	p := strings.NewReplacer("%p", fmt.Sprint(os.Getpid()), "%m", m.name).Replace(pattern)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(p, []byte(fmt.Sprintf("%s %d %d\n", m.name, covered, total)), 0o644)
+}
+
+// fakeLLVM plays llvm-profdata (merge: the raw profiles' lines, sorted)
+// and llvm-cov (export as lcov or a summary, show as HTML) on the fake's
+// profiles, at LLVM 99 as the fake rustc reports it.
+func fakeLLVM(tool string, args []string) int {
+	if len(args) == 1 && args[0] == "--version" {
+		fmt.Println("LLVM (http://llvm.org/):\n  LLVM version 99.1.0\n  Optimized build.")
+		return 0
+	}
+	flag := func(name string) string {
+		if i := slices.Index(args, name); i >= 0 && i+1 < len(args) {
+			return args[i+1]
+		}
+		return ""
+	}
+	fail := func(err error) int {
+		fmt.Fprintf(os.Stderr, "%s: error: %v\n", tool, err)
+		return 1
+	}
+	if tool == "llvm-profdata" {
+		if len(args) < 4 || args[0] != "merge" || flag("-o") == "" {
+			return fail(fmt.Errorf("the fake does not do %q", args))
+		}
+		var lines []string
+		for _, a := range args[1:] {
+			if strings.HasSuffix(a, ".profraw") {
+				b, err := os.ReadFile(a)
+				if err != nil {
+					return fail(err)
+				}
+				lines = append(lines, strings.TrimSpace(string(b)))
+			}
+		}
+		sort.Strings(lines)
+		if err := os.WriteFile(flag("-o"), []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+			return fail(err)
+		}
+		return 0
+	}
+	data, err := os.ReadFile(flag("-instr-profile"))
+	if err != nil {
+		return fail(err)
+	}
+	covered, total := 0, 0
+	var names []string
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		var name string
+		var c, t int
+		if _, err := fmt.Sscanf(line, "%s %d %d", &name, &c, &t); err != nil {
+			return fail(fmt.Errorf("profile line %q: %v", line, err))
+		}
+		names = append(names, name)
+		covered += c
+		total += t
+	}
+	switch {
+	case args[0] == "export" && slices.Contains(args, "-format=lcov"):
+		for _, n := range names {
+			fmt.Printf("SF:%s\nend_of_record\n", n)
+		}
+	case args[0] == "export" && slices.Contains(args, "-summary-only"):
+		pct := 100 * float64(covered) / float64(total)
+		fmt.Printf(`{"data":[{"totals":{"lines":{"count":%d,"covered":%d,"percent":%g},"functions":{"count":1,"covered":1,"percent":100},"regions":{"count":1,"covered":1,"percent":100}}}]}`+"\n", total, covered, pct)
+	case args[0] == "show" && flag("-output-dir") != "":
+		dir := flag("-output-dir")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fail(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "index.html"), []byte("<p>"+strings.Join(names, " ")+"</p>\n"), 0o644); err != nil {
+			return fail(err)
+		}
+	default:
+		return fail(fmt.Errorf("the fake does not do %q", args))
+	}
+	return 0
 }
