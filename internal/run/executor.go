@@ -512,8 +512,17 @@ func canonical(t time.Time) bool { return t.Before(canonBase.AddDate(1, 0, 0)) }
 // another store's run of the same step finds it in the action cache. The
 // other files (vendored crates, the store's programs, cargo's config),
 // which cargo does not check by mtime, all get canonBase.
-func (in *inputs) mtimeRanks(dir string) error {
-	seen := map[int64]bool{}
+//
+// A source file's mtime depends on the source's times alone (the i-th
+// distinct one is canonBase + 1h + i s), not on target/'s: cargo records
+// one in its fingerprints. A build script that names no rerun-if-changed
+// is keyed by its package's newest file and that file's mtime, as a
+// string; ranked among target/'s files too, ripgrep's moved with every
+// step's target/, and each action through the engine rebuilt ripgrep's
+// crate (17 s of its test step). target/'s files go between the source
+// times they lie between, a nanosecond apart, an equal one on it.
+func (in *inputs) mtimeRanks(dir, target string) error {
+	src, out := map[int64]bool{}, map[int64]bool{}
 	err := filepath.WalkDir(dir, func(p string, de os.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -523,22 +532,42 @@ func (in *inputs) mtimeRanks(dir string) error {
 			if err != nil {
 				return err
 			}
-			seen[info.ModTime().UnixNano()] = true
+			if p == target || strings.HasPrefix(p, target+string(filepath.Separator)) {
+				out[info.ModTime().UnixNano()] = true
+			} else {
+				src[info.ModTime().UnixNano()] = true
+			}
 		}
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	times := make([]int64, 0, len(seen))
-	for t := range seen {
-		times = append(times, t)
+	sorted := func(m map[int64]bool) []int64 {
+		s := make([]int64, 0, len(m))
+		for t := range m {
+			s = append(s, t)
+		}
+		slices.Sort(s)
+		return s
 	}
-	slices.Sort(times)
+	srcTimes := sorted(src)
 	in.canon = map[int64]time.Time{}
-	for i, t := range times {
-		c := canonBase.Add(time.Hour + time.Duration(i)*time.Second)
-		in.canon[t] = c
+	start := canonBase.Add(time.Hour)
+	for i, t := range srcTimes {
+		in.canon[t] = start.Add(time.Duration(i+1) * time.Second)
+	}
+	// n: the source times before t; r: target/'s times since the last.
+	n, r := 0, 0
+	for _, t := range sorted(out) {
+		for n < len(srcTimes) && srcTimes[n] < t {
+			n, r = n+1, 0
+		}
+		if n < len(srcTimes) && srcTimes[n] == t {
+			continue // as the source file's
+		}
+		r++
+		in.canon[t] = start.Add(time.Duration(n)*time.Second + time.Duration(r))
 	}
 	return nil
 }
@@ -553,7 +582,7 @@ func (sr *stepRun) inputRoot() (*inputs, error) {
 	in := &inputs{}
 	root := &repb.Directory{}
 	targetRel, _ := filepath.Rel(sr.view.realDir, sr.targetDir)
-	if err := in.mtimeRanks(sr.srcDir); err != nil {
+	if err := in.mtimeRanks(sr.srcDir, sr.targetDir); err != nil {
 		return nil, err
 	}
 	srcRel, _ := filepath.Rel(sr.view.realDir, sr.srcDir)

@@ -28,7 +28,7 @@ func TestMTimeRanks(t *testing.T) {
 			os.Chtimes(p, mt, mt)
 		}
 		in := &inputs{}
-		if err := in.mtimeRanks(dir); err != nil {
+		if err := in.mtimeRanks(dir, filepath.Join(dir, "target")); err != nil {
 			t.Fatal(err)
 		}
 		for _, g := range gaps {
@@ -45,6 +45,64 @@ func TestMTimeRanks(t *testing.T) {
 	}
 	if !a[0].Equal(a[2]) || !a[0].Before(a[1]) || !a[1].Before(a[3]) {
 		t.Errorf("ranks lost the order: %v", a)
+	}
+}
+
+// A source file's mtime in the action depends on the source's times
+// alone, not on what target/ holds (cargo records the newest source file's
+// mtime in a build script's fingerprint), and target/'s files keep their
+// order with the source's, equal times equal.
+func TestMTimeRanksSourceStable(t *testing.T) {
+	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	type file struct {
+		rel string
+		at  time.Duration
+	}
+	canon := func(files []file) map[string]time.Time {
+		dir := t.TempDir()
+		for _, f := range files {
+			p := filepath.Join(dir, f.rel)
+			os.MkdirAll(filepath.Dir(p), 0o755)
+			os.WriteFile(p, nil, 0o644)
+			os.Chtimes(p, base.Add(f.at), base.Add(f.at))
+		}
+		in := &inputs{}
+		if err := in.mtimeRanks(dir, filepath.Join(dir, "target")); err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]time.Time{}
+		for _, f := range files {
+			c, ok := in.canon[base.Add(f.at).UnixNano()]
+			if !ok || !canonical(c) {
+				t.Fatalf("%s: no canonical mtime (%v)", f.rel, c)
+			}
+			out[f.rel] = c
+		}
+		return out
+	}
+	src := []file{{"Cargo.toml", 10 * time.Second}, {"src/main.rs", 20 * time.Second}, {"build.rs", 20 * time.Second}}
+	// The deps step's action: the skeleton's leftovers, all older.
+	a := canon(append(src, file{"target/old", time.Second}, file{"target/older", 0}))
+	// A later step's: its parent's outputs, between and after, one on a
+	// source time.
+	b := canon(append(src, file{"target/x", 5 * time.Second}, file{"target/y", 15 * time.Second},
+		file{"target/z", 20 * time.Second}, file{"target/w", 25 * time.Second}, file{"target/v", 26 * time.Second}))
+	for _, f := range src {
+		if !a[f.rel].Equal(b[f.rel]) {
+			t.Errorf("%s: %v beside one target/, %v beside another", f.rel, a[f.rel], b[f.rel])
+		}
+	}
+	order := []string{"target/x", "Cargo.toml", "target/y", "src/main.rs", "target/w", "target/v"}
+	for i := 1; i < len(order); i++ {
+		if !b[order[i-1]].Before(b[order[i]]) {
+			t.Errorf("%s (%v) is not before %s (%v)", order[i-1], b[order[i-1]], order[i], b[order[i]])
+		}
+	}
+	if !b["target/z"].Equal(b["src/main.rs"]) || !b["build.rs"].Equal(b["src/main.rs"]) {
+		t.Errorf("equal times differ: %v %v %v", b["target/z"], b["src/main.rs"], b["build.rs"])
+	}
+	if !a["target/older"].Before(a["target/old"]) || !a["target/old"].Before(a["Cargo.toml"]) {
+		t.Errorf("the skeleton's leftovers are not older than the source: %v", a)
 	}
 }
 
