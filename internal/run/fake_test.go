@@ -302,24 +302,22 @@ func (c *fakeCargo) member(m *fakeMember, mode string) error {
 		if err := os.WriteFile(exe, []byte("#!/bin/sh\n"), 0o755); err != nil {
 			return err
 		}
-		msg := map[string]any{
-			"reason": "compiler-artifact", "package_id": "path+file://" + m.dir + "#" + m.name + "@0.1.0",
-			"target": map[string]any{"kind": []string{"lib"}, "name": m.name}, "profile": map[string]any{"test": true},
-			"executable": exe, "fresh": !stale,
-		}
-		b, _ := json.Marshal(msg)
-		c.json = append(c.json, string(b))
+		c.artifact(m, "lib", true, exe, !stale)
 	}
 	if c.sub == "build" && m.bin && c.has("--message-format=json-render-diagnostics") {
-		msg := map[string]any{
-			"reason": "compiler-artifact", "package_id": "path+file://" + m.dir + "#" + m.name + "@0.1.0",
-			"target": map[string]any{"kind": []string{"bin"}, "name": m.name}, "profile": map[string]any{"test": false},
-			"executable": bin, "fresh": !stale,
-		}
-		b, _ := json.Marshal(msg)
-		c.json = append(c.json, string(b))
+		c.artifact(m, "bin", false, bin, !stale)
 	}
 	return nil
+}
+
+// artifact reports an executable as cargo's compiler-artifact message does.
+func (c *fakeCargo) artifact(m *fakeMember, kind string, test bool, exe string, fresh bool) {
+	b, _ := json.Marshal(map[string]any{
+		"reason": "compiler-artifact", "package_id": "path+file://" + m.dir + "#" + m.name + "@0.1.0",
+		"target": map[string]any{"kind": []string{kind}, "name": m.name}, "profile": map[string]any{"test": test},
+		"executable": exe, "fresh": fresh,
+	})
+	c.json = append(c.json, string(b))
 }
 
 // tests runs the members' tests, printing what cargo test prints.
