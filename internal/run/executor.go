@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
@@ -543,15 +544,7 @@ func (in *inputs) mtimeRanks(dir, target string) error {
 	if err != nil {
 		return err
 	}
-	sorted := func(m map[int64]bool) []int64 {
-		s := make([]int64, 0, len(m))
-		for t := range m {
-			s = append(s, t)
-		}
-		slices.Sort(s)
-		return s
-	}
-	srcTimes := sorted(src)
+	srcTimes := slices.Sorted(maps.Keys(src))
 	in.canon = map[int64]time.Time{}
 	start := canonBase.Add(time.Hour)
 	for i, t := range srcTimes {
@@ -559,7 +552,7 @@ func (in *inputs) mtimeRanks(dir, target string) error {
 	}
 	// n: the source times before t; r: target/'s times since the last.
 	n, r := 0, 0
-	for _, t := range sorted(out) {
+	for _, t := range slices.Sorted(maps.Keys(out)) {
 		for n < len(srcTimes) && srcTimes[n] < t {
 			n, r = n+1, 0
 		}
